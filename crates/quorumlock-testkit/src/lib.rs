@@ -1,0 +1,23 @@
+//! Test kit for distributed locks on real Redis servers.
+//!
+//! [`LocalCluster`] starts N independent `redis-server` processes on free loopback ports, each in
+//! its own temporary directory, and lets a test kill -9 a node, restart it on the same port (with
+//! or without its data), pause it (SIGSTOP) and resume it. Children die with the test process
+//! (`PR_SET_PDEATHSIG`) and when the cluster is dropped.
+//!
+//! This crate does not depend on `quorumlock`, so it can test any lock client.
+//!
+//! ```no_run
+//! use quorumlock_testkit::LocalCluster;
+//!
+//! let mut cluster = LocalCluster::start(5).expect("redis-server");
+//! let urls = cluster.urls(); // ["redis://127.0.0.1:PORT", ...]
+//! cluster.kill(0).unwrap();
+//! cluster.restart(0).unwrap();
+//! ```
+#![warn(missing_docs, missing_debug_implementations)]
+
+mod cluster;
+mod spawner;
+
+pub use cluster::{ClusterOptions, Error, LocalCluster, Persistence};

@@ -1,0 +1,257 @@
+//! [`RedlockBuilder`]: setters that never fail; every check happens in `build()`.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::IntoConnectionInfo;
+use tokio_util::task::TaskTracker;
+
+use crate::client::{Inner, Redlock};
+use crate::error::{Error, NodeId};
+use crate::key::DEFAULT_PREFIX;
+use crate::node::Node;
+use crate::retry::Retry;
+
+/// Connect timeout when no node timeout is configured (the node timeout is then derived from
+/// each call's TTL, but a connection outlives any one call).
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Configures a [`Redlock`]. Made by [`Redlock::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use quorumlock::{Redlock, Retry};
+///
+/// let redlock = Redlock::builder()
+///     .nodes(["redis://127.0.0.1:7001", "redis://127.0.0.1:7002", "redis://127.0.0.1:7003"])
+///     .node_timeout(Duration::from_millis(50))
+///     .retry(Retry::new().attempts(20))
+///     .build()?; // no node needs to be up: connections are made on first use
+/// assert_eq!(redlock.quorum(), 2);
+/// # Ok::<(), quorumlock::Error>(())
+/// ```
+#[derive(Clone)]
+#[must_use = "a builder does nothing until build() is called"]
+pub struct RedlockBuilder {
+    nodes: Vec<String>,
+    node_timeout: Option<Duration>,
+    drift_factor: f64,
+    retry: Retry,
+    key_prefix: String,
+}
+
+impl fmt::Debug for RedlockBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedlockBuilder")
+            .field("nodes", &self.nodes.iter().map(|u| redact(u)).collect::<Vec<_>>())
+            .field("node_timeout", &self.node_timeout)
+            .field("drift_factor", &self.drift_factor)
+            .field("retry", &self.retry)
+            .field("key_prefix", &self.key_prefix)
+            .finish()
+    }
+}
+
+impl Default for RedlockBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A URL with user name and password replaced by `***`, for messages. Input that does not parse
+/// as a URL is not echoed at all: it could be a password pasted in the wrong place.
+pub(crate) fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if !u.username().is_empty() || u.password().is_some() {
+                let _ = u.set_username("***");
+                let _ = u.set_password(None);
+            }
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => "<unparseable URL>".to_owned(),
+    }
+}
+
+impl RedlockBuilder {
+    /// A builder with the defaults below and no nodes.
+    pub fn new() -> Self {
+        Self {
+            nodes: Vec::new(),
+            node_timeout: None,
+            drift_factor: 0.01,
+            retry: Retry::new(),
+            key_prefix: DEFAULT_PREFIX.to_owned(),
+        }
+    }
+
+    /// Adds lock nodes by URL: `redis://host:port`, `redis://user:password@host:port/db`,
+    /// `rediss://...` (TLS with rustls and the WebPKI roots), `unix:///path/redis.sock` or
+    /// `redis+unix:///path`. Use an odd number (3, 5, 7) of independent servers: not replicas of
+    /// each other. Default: none (`build()` then fails).
+    pub fn nodes<I, S>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.nodes.extend(urls.into_iter().map(|u| u.as_ref().to_owned()));
+        self
+    }
+
+    /// Adds one lock node by URL (see [`nodes`](Self::nodes)).
+    pub fn node(self, url: impl AsRef<str>) -> Self {
+        self.nodes([url])
+    }
+
+    /// Bound on each request to one node, connecting included. Shorter keeps an acquisition fast
+    /// when a node is slow or down; too short turns ordinary latency into failures. Default: 1%
+    /// of each call's TTL, within 50 ms..1 s (100 ms for a 10 s TTL).
+    pub fn node_timeout(mut self, timeout: Duration) -> Self {
+        self.node_timeout = Some(timeout);
+        self
+    }
+
+    /// The assumed bound on clock-rate difference between this host and the nodes, as a fraction
+    /// of the TTL. Validity is shortened by `ttl * factor + 2 ms`. Must be in `[0, 1)`. Default:
+    /// 0.01 (the Redis spec's value).
+    pub fn drift_factor(mut self, factor: f64) -> Self {
+        self.drift_factor = factor;
+        self
+    }
+
+    /// The retry policy of [`Redlock::acquire`]. Default: [`Retry::new`] (10 attempts, 50-250 ms
+    /// apart, 5 s deadline).
+    pub fn retry(mut self, retry: Retry) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Prefix of every key this client writes; lock keys are `<prefix>lock:<resource>`.
+    /// Clients that should exclude each other must use the same prefix. Default: `quorumlock:`.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// Checks the configuration and makes the client. Contacts no node: connections are made on
+    /// first use and re-made after failures, so a service can start while nodes are down.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) for: no nodes; a URL that does not parse,
+    /// has an unknown scheme or a fragment (`#insecure` would turn off TLS host name checks);
+    /// the same node twice; a drift factor that is NaN, negative or not below 1; a zero node
+    /// timeout; a retry policy with zero attempts or a zero deadline. Messages never contain
+    /// passwords.
+    pub fn build(self) -> Result<Redlock, Error> {
+        if self.nodes.is_empty() {
+            return Err(Error::config(
+                "no nodes: give at least one URL (an odd number of 3 or more for fault tolerance)",
+            ));
+        }
+        if !(self.drift_factor.is_finite() && (0.0..1.0).contains(&self.drift_factor)) {
+            return Err(Error::config(format!(
+                "drift factor {} is not in [0, 1)",
+                self.drift_factor
+            )));
+        }
+        if self.node_timeout == Some(Duration::ZERO) {
+            return Err(Error::config("node timeout must be positive"));
+        }
+        self.retry.validate().map_err(Error::config)?;
+        let connect_timeout = self.node_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let mut seen = HashSet::new();
+        let mut nodes = Vec::with_capacity(self.nodes.len());
+        for (index, raw) in self.nodes.iter().enumerate() {
+            let (addr, client) = parse_node(index, raw)?;
+            if !seen.insert(addr.to_ascii_lowercase()) {
+                return Err(Error::config(format!("node {index}: {addr} is listed twice")));
+            }
+            nodes.push(Arc::new(Node::new(
+                NodeId::new(index, addr),
+                client,
+                connect_timeout,
+            )));
+        }
+        Ok(Redlock {
+            inner: Arc::new(Inner {
+                nodes: nodes.into(),
+                node_timeout: self.node_timeout,
+                drift_factor: self.drift_factor,
+                retry: self.retry,
+                prefix: self.key_prefix.into(),
+                tracker: TaskTracker::new(),
+            }),
+        })
+    }
+}
+
+/// Parses one node URL into its display address and a redis-rs client.
+fn parse_node(index: usize, raw: &str) -> Result<(String, redis::Client), Error> {
+    let shown = redact(raw);
+    let url =
+        url::Url::parse(raw).map_err(|e| Error::config(format!("node {index}: not a valid URL ({e})")))?;
+    let tls = match url.scheme() {
+        "redis" | "unix" | "redis+unix" => false,
+        "rediss" => true,
+        other => {
+            return Err(Error::config(format!(
+                "node {index} ({shown}): unsupported scheme {other:?}; use redis, rediss, unix or redis+unix"
+            )))
+        }
+    };
+    if url.fragment().is_some() {
+        return Err(Error::config(format!(
+            "node {index} ({shown}): URL fragments are refused (#insecure would turn off TLS host name verification)"
+        )));
+    }
+    if tls {
+        // redis-rs builds rustls configs from the process-wide provider. Installing fails only if
+        // the application already installed one, which we then use.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    let info = raw.into_connection_info().map_err(|e| {
+        Error::config(format!(
+            "node {index} ({shown}): {}",
+            e.detail().unwrap_or("invalid Redis URL")
+        ))
+    })?;
+    let db = info.redis_settings().db();
+    // CLIENT SETINFO costs a round trip per connection and an ACL permission the lock user
+    // does not otherwise need.
+    let settings = info.redis_settings().clone().set_skip_set_lib_name();
+    let mut addr = match info.addr() {
+        redis::ConnectionAddr::Tcp(host, port) => format!("redis://{host}:{port}"),
+        redis::ConnectionAddr::TcpTls { host, port, .. } => format!("rediss://{host}:{port}"),
+        redis::ConnectionAddr::Unix(path) => format!("unix:{}", path.display()),
+        _ => shown.clone(),
+    };
+    if db != 0 {
+        addr.push_str(&format!("/{db}"));
+    }
+    let client = redis::Client::open(info.set_redis_settings(settings)).map_err(|e| {
+        Error::config(format!(
+            "node {index} ({shown}): {}",
+            e.detail().unwrap_or("invalid Redis URL")
+        ))
+    })?;
+    Ok((addr, client))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_credentials() {
+        assert_eq!(
+            redact("redis://alice:s3cret@host:7000/2"),
+            "redis://***@host:7000/2"
+        );
+        assert_eq!(redact("redis://:s3cret@host:7000"), "redis://***@host:7000");
+        assert_eq!(redact("redis://host:7000"), "redis://host:7000");
+        assert_eq!(redact("not a url s3cret"), "<unparseable URL>");
+    }
+}

@@ -1,0 +1,419 @@
+//! [`Redlock`]: the client, and acquisition (DESIGN.md steps 1-6).
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::builder::RedlockBuilder;
+use crate::error::{Error, ErrorKind, NodeId, Operation};
+use crate::fanout::{Fanout, OnDrop, ReportFmt};
+use crate::key::{lock_key, MAX_RESOURCE_LEN};
+use crate::lock::Lock;
+use crate::node::Node;
+use crate::quorum::{Tally, Verdict};
+use crate::reply::Request;
+use crate::retry::{Retry, Stop};
+use crate::token::Token;
+use crate::validity::{drift, validity, whole_millis, MAX_TTL};
+
+/// A Redlock client: one lock service made of N independent Redis nodes.
+///
+/// Cheap to clone (an `Arc`); clones share the nodes' connections. Build one with
+/// [`Redlock::builder`] and keep it for the life of the process.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), quorumlock::Error> {
+/// use std::time::Duration;
+///
+/// let redlock = quorumlock::Redlock::builder()
+///     .nodes(["redis://10.0.0.1:6379", "redis://10.0.0.2:6379", "redis://10.0.0.3:6379"])
+///     .build()?;
+/// let lock = redlock.acquire("invoice:1234", Duration::from_secs(10)).await?;
+/// // ... at most one holder at a time runs this, for up to lock.remaining() ...
+/// lock.release().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Redlock {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) nodes: Box<[Arc<Node>]>,
+    pub(crate) node_timeout: Option<Duration>,
+    pub(crate) drift_factor: f64,
+    pub(crate) retry: Retry,
+    pub(crate) prefix: Box<str>,
+    pub(crate) tracker: TaskTracker,
+}
+
+/// A TTL checked and turned into what the nodes are sent and what validity is computed from.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ttl {
+    pub(crate) ms: u64,
+    /// The TTL in whole milliseconds, as the nodes see it.
+    pub(crate) effective: Duration,
+    pub(crate) drift: Duration,
+    pub(crate) node_timeout: Duration,
+}
+
+/// The node timeout used when none is configured: 1% of the TTL, within 50 ms..1 s. The spec
+/// suggests 5-50 ms for a 10 s TTL on a LAN; 50 ms is the floor because scheduler noise on a
+/// busy host reaches tens of milliseconds, and a first connection (TLS, AUTH) is made inside
+/// this bound too.
+pub(crate) fn default_node_timeout(ttl: Duration) -> Duration {
+    (ttl / 100).clamp(Duration::from_millis(50), Duration::from_secs(1))
+}
+
+impl Inner {
+    pub(crate) fn check_ttl(&self, ttl: Duration, op: Operation) -> Result<Ttl, Error> {
+        if ttl > MAX_TTL {
+            return Err(Error::invalid_input(
+                op,
+                format!("ttl {ttl:?} is above the maximum of {MAX_TTL:?}"),
+            ));
+        }
+        let (ms, effective) = whole_millis(ttl);
+        if ms == 0 {
+            return Err(Error::invalid_input(
+                op,
+                format!("ttl {ttl:?} is below 1 ms, the resolution of Redis expiry"),
+            ));
+        }
+        let drift = drift(effective, self.drift_factor);
+        if effective <= drift {
+            return Err(Error::invalid_input(
+                op,
+                format!("ttl {effective:?} leaves no validity after the clock-drift allowance of {drift:?}"),
+            ));
+        }
+        let node_timeout = self
+            .node_timeout
+            .unwrap_or_else(|| default_node_timeout(effective));
+        Ok(Ttl {
+            ms,
+            effective,
+            drift,
+            node_timeout,
+        })
+    }
+
+    pub(crate) fn quorum(&self) -> usize {
+        crate::quorum::quorum(self.nodes.len())
+    }
+
+    /// Runs `job` on the current runtime, tracked so that [`Redlock::shutdown`] can wait for it.
+    /// Without a runtime (dropped after shutdown, or outside tokio) nothing runs and the keys
+    /// expire by their TTL; returns whether the job was spawned.
+    pub(crate) fn spawn_background<F>(&self, job: F) -> bool
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                self.tracker.spawn_on(job, &handle);
+                true
+            }
+            Err(_) => {
+                tracing::debug!("no tokio runtime: background release skipped, keys expire by TTL");
+                false
+            }
+        }
+    }
+}
+
+/// A failed attempt and the signal that its background clean-up is complete.
+struct Failed {
+    error: Error,
+    cleanup: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+/// The failure kind when quorum was impossible, from the votes: the failures alone ruling out a
+/// quorum means too few nodes; otherwise someone else holds the key.
+pub(crate) fn failure_kind(tally: &Tally, denied: usize, n: usize, refused_kind: ErrorKind) -> ErrorKind {
+    if n - denied < crate::quorum::quorum(n) {
+        ErrorKind::Unauthorized
+    } else if tally.failures_preclude_quorum() {
+        ErrorKind::QuorumUnreachable
+    } else {
+        refused_kind
+    }
+}
+
+fn check_resource(resource: &str) -> Result<(), Error> {
+    if resource.is_empty() {
+        return Err(Error::invalid_input(
+            Operation::Acquire,
+            "the resource name is empty",
+        ));
+    }
+    if resource.len() > MAX_RESOURCE_LEN {
+        return Err(Error::invalid_input(
+            Operation::Acquire,
+            format!(
+                "the resource name is {} bytes, above the maximum of {MAX_RESOURCE_LEN}",
+                resource.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl Redlock {
+    /// Starts configuring a client. See [`RedlockBuilder`] for the options and their defaults.
+    pub fn builder() -> RedlockBuilder {
+        RedlockBuilder::new()
+    }
+
+    /// Acquires `resource` for `ttl`, retrying per the configured [`Retry`] policy.
+    ///
+    /// Each attempt draws a fresh token, sends `SET key token NX PX ttl` to every node at once,
+    /// and succeeds when a majority granted it with validity left:
+    /// `ttl - elapsed - (ttl * drift_factor + 2 ms) > 0`. A failed attempt releases whatever it
+    /// set before the next one starts.
+    ///
+    /// # Errors
+    /// - [`ErrorKind::InvalidInput`]: empty or oversized resource, TTL of 0, above 30 days, or too
+    ///   short to leave validity after the drift allowance. No node is contacted.
+    /// - [`ErrorKind::Contended`]: another owner holds it (after the last attempt).
+    /// - [`ErrorKind::QuorumUnreachable`]: fewer than a majority of nodes usable.
+    /// - [`ErrorKind::Unauthorized`]: too many nodes refused the credentials; not retried.
+    /// - [`ErrorKind::ValidityExhausted`]: quorum came too late to leave validity.
+    /// - [`ErrorKind::DeadlineExceeded`]: the retry deadline passed; [`Error::last_cause`] says why
+    ///   the last attempt failed.
+    ///
+    /// Every error from an attempt lists each node's outcome ([`Error::nodes`]).
+    ///
+    /// # Cancel safety
+    /// Not cancel safe in the sense that dropping the future loses any lock it was about to
+    /// return. It is leak free: keys already set, or set by requests still in flight, are
+    /// released in the background (tracked by [`Redlock::shutdown`]); with no runtime left they
+    /// expire by their TTL.
+    pub async fn acquire(&self, resource: &str, ttl: Duration) -> Result<Lock, Error> {
+        self.acquire_with(resource, ttl, &self.inner.retry).await
+    }
+
+    /// Makes exactly one acquisition attempt: never waits for a holder to let go.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire), without [`ErrorKind::DeadlineExceeded`].
+    ///
+    /// # Cancel safety
+    /// As [`acquire`](Self::acquire).
+    pub async fn try_acquire(&self, resource: &str, ttl: Duration) -> Result<Lock, Error> {
+        self.acquire_with(resource, ttl, &Retry::none()).await
+    }
+
+    async fn acquire_with(&self, resource: &str, ttl: Duration, retry: &Retry) -> Result<Lock, Error> {
+        check_resource(resource)?;
+        let ttl = self.inner.check_ttl(ttl, Operation::Acquire)?;
+        let key: Arc<[u8]> = lock_key(&self.inner.prefix, resource).into();
+        let span = tracing::debug_span!(
+            "quorumlock.acquire",
+            resource,
+            ttl_ms = ttl.ms,
+            attempt = tracing::field::Empty,
+        );
+        async move {
+            let start = Instant::now();
+            let mut attempt = 0u32;
+            loop {
+                attempt += 1;
+                tracing::Span::current().record("attempt", attempt);
+                let Failed { error, cleanup } = match self.attempt(resource, &key, ttl).await {
+                    Ok(lock) => return Ok(lock),
+                    Err(failed) => failed,
+                };
+                let elapsed = start.elapsed();
+                if !error.is_retryable() {
+                    return Err(error.with_attempts(attempt).with_elapsed(elapsed));
+                }
+                let stop = match retry.next_delay(attempt, elapsed, ttl.node_timeout, rand::random()) {
+                    Ok(delay) => {
+                        // The next attempt waits for this one's clean-up (late grants released),
+                        // so our own leftovers never refuse us; bounded by one node timeout.
+                        let cleanup = async {
+                            if let Some(done) = cleanup {
+                                let _ = tokio::time::timeout(ttl.node_timeout, done).await;
+                            }
+                        };
+                        tokio::join!(tokio::time::sleep(delay), cleanup);
+                        if retry.fits(start.elapsed(), ttl.node_timeout) {
+                            continue;
+                        }
+                        Stop::Deadline
+                    }
+                    Err(stop) => stop,
+                };
+                let elapsed = start.elapsed();
+                return Err(match stop {
+                    Stop::Attempts => error.with_attempts(attempt).with_elapsed(elapsed),
+                    Stop::Deadline => Error::deadline(error, elapsed, attempt),
+                });
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// One attempt (DESIGN.md steps 1-5).
+    async fn attempt(&self, resource: &str, key: &Arc<[u8]>, ttl: Ttl) -> Result<Lock, Failed> {
+        let inner = &self.inner;
+        let token = Token::generate().map_err(|e| Failed {
+            error: Error::new(ErrorKind::Entropy, Operation::Acquire).with_message(e.to_string()),
+            cleanup: None,
+        })?;
+        let fingerprint = token.fingerprint();
+        // Step 1: the clock starts before anything is sent, so time spent paused before or
+        // during the sends counts against validity (P2, S2).
+        let t0 = Instant::now();
+        let req = Arc::new(Request::acquire(key.clone(), token.clone(), ttl.ms));
+        // Until the verdict is in, a dropped fan-out undoes everything (the "unready" guard).
+        let mut fan = Fanout::start(inner, req, ttl.node_timeout, OnDrop::Undo);
+        let verdict = fan.decide().await;
+        let elapsed = t0.elapsed();
+        let left = validity(ttl.effective, elapsed, ttl.drift);
+        let report = fan.report();
+        tracing::debug!(
+            token = %fingerprint,
+            ?verdict,
+            elapsed_us = elapsed.as_micros() as u64,
+            validity_ms = left.map_or(0, |v| v.as_millis() as u64),
+            nodes = %ReportFmt(&report),
+            "attempt decided",
+        );
+        if let (Verdict::Reached, Some(_)) = (verdict, left) {
+            let released = fan.has_pending().then(|| Arc::new(AtomicBool::new(false)));
+            if let Some(flag) = &released {
+                fan.set_on_drop(OnDrop::UndoIfReleased(flag.clone()));
+            } else {
+                fan.set_on_drop(OnDrop::Finish);
+            }
+            drop(fan);
+            // ttl.effective > ttl.drift was checked, and both are far below Instant's range.
+            let valid_until = t0 + (ttl.effective - ttl.drift);
+            return Ok(Lock::new(
+                self.clone(),
+                resource,
+                key.clone(),
+                token,
+                valid_until,
+                released,
+            ));
+        }
+        let kind = match verdict {
+            Verdict::Reached => ErrorKind::ValidityExhausted,
+            _ => failure_kind(fan.tally(), fan.denied(), inner.nodes.len(), ErrorKind::Contended),
+        };
+        let cleanup = match fan.undo() {
+            Some((granted_released, all_done)) => {
+                // Bounded by the node timeout: the nodes that granted answered moments ago.
+                let _ = granted_released.await;
+                Some(all_done)
+            }
+            None => None,
+        };
+        let error = Error::new(kind, Operation::Acquire)
+            .with_resource(resource)
+            .with_nodes(report)
+            .with_elapsed(elapsed);
+        Err(Failed { error, cleanup })
+    }
+
+    /// Waits until every background job started so far has finished: releases from dropped
+    /// locks, clean-up after failed or cancelled acquisitions, requests still in flight when a
+    /// decision was taken. Each is bounded by the node timeout.
+    ///
+    /// Call it before a runtime shuts down: a runtime that shuts down drops tasks still queued,
+    /// and their keys then expire only by TTL. The client stays usable afterwards.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future stops the wait, not the jobs.
+    pub async fn shutdown(&self) {
+        let tracker = &self.inner.tracker;
+        tracker.close();
+        tracker.wait().await;
+        tracker.reopen();
+    }
+
+    /// The nodes, in the order they were configured.
+    pub fn nodes(&self) -> impl ExactSizeIterator<Item = &NodeId> + '_ {
+        self.inner.nodes.iter().map(|n| &n.id)
+    }
+
+    /// How many nodes must agree: `N / 2 + 1`.
+    pub fn quorum(&self) -> usize {
+        self.inner.quorum()
+    }
+}
+
+impl fmt::Debug for Redlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &*self.inner;
+        f.debug_struct("Redlock")
+            .field("nodes", &i.nodes.iter().map(|n| n.id.addr()).collect::<Vec<_>>())
+            .field("quorum", &i.quorum())
+            .field("node_timeout", &i.node_timeout)
+            .field("drift_factor", &i.drift_factor)
+            .field("retry", &i.retry)
+            .field("key_prefix", &i.prefix)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_node_timeout_follows_ttl_within_bounds() {
+        assert_eq!(
+            default_node_timeout(Duration::from_secs(10)),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            default_node_timeout(Duration::from_millis(100)),
+            Duration::from_millis(50)
+        );
+        assert_eq!(
+            default_node_timeout(Duration::from_secs(3600)),
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn failure_kind_separates_contention_from_unreachable() {
+        use crate::quorum::Vote;
+        let tally = |votes: &[Vote]| {
+            let mut t = Tally::new(votes.len());
+            votes.iter().for_each(|v| t.record(*v));
+            t
+        };
+        let (y, r, f) = (Vote::Yes, Vote::Refused, Vote::Failed);
+        // 3 of 5 down: too few nodes, even though one refused.
+        assert_eq!(
+            failure_kind(&tally(&[r, f, f, f, y]), 0, 5, ErrorKind::Contended),
+            ErrorKind::QuorumUnreachable
+        );
+        // All up, two holders: contention.
+        assert_eq!(
+            failure_kind(&tally(&[r, r, r, y, y]), 0, 5, ErrorKind::Contended),
+            ErrorKind::Contended
+        );
+        // Mixed, failures alone would not stop us: contention.
+        assert_eq!(
+            failure_kind(&tally(&[r, r, f, y, y]), 0, 5, ErrorKind::Contended),
+            ErrorKind::Contended
+        );
+        // Credentials refused by a majority.
+        assert_eq!(
+            failure_kind(&tally(&[f, f, f, y, y]), 3, 5, ErrorKind::Contended),
+            ErrorKind::Unauthorized
+        );
+    }
+}

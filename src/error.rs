@@ -1,0 +1,445 @@
+//! The one public error type and the per-node evidence it carries.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What went wrong, coarsely: the thing a caller branches on.
+///
+/// Finer detail (which node said what) is in [`Error::nodes`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// An argument of a call was unusable: empty resource, zero or too large TTL, a TTL too short
+    /// to leave any validity after the drift allowance. Retrying the same call cannot help.
+    InvalidInput,
+    /// The builder was given an unusable configuration: no nodes, duplicate or malformed URLs, an
+    /// unknown scheme, a drift factor outside `[0, 1)`, zero attempts.
+    Config,
+    /// Quorum was impossible because enough nodes answered that another owner holds the
+    /// resource (or, for extend and release, that the key is not ours).
+    Contended,
+    /// Fewer than a majority of nodes gave a usable answer (timeouts, I/O errors, error
+    /// replies), so quorum was impossible whatever the holder situation.
+    QuorumUnreachable,
+    /// Fewer than a majority of nodes accepted our credentials or permissions (`WRONGPASS`,
+    /// `NOAUTH`, `NOPERM`). Not retried: it needs an operator.
+    Unauthorized,
+    /// A quorum answered, but too late: the time spent plus the drift allowance used up the TTL,
+    /// so the lock would already be invalid. Use a longer TTL or a shorter node timeout.
+    ValidityExhausted,
+    /// The retry policy's deadline passed before an attempt succeeded. The last attempt's cause
+    /// is in [`Error::last_cause`], and the predicates such as [`Error::is_contended`] answer
+    /// for it too.
+    DeadlineExceeded,
+    /// The lock is no longer held: its validity ran out, or a majority of nodes no longer hold
+    /// its token.
+    Lost,
+    /// The operating system's random number generator failed, so no token could be drawn.
+    Entropy,
+}
+
+/// Which operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Operation {
+    /// Building the client.
+    Build,
+    /// `acquire` or `try_acquire`.
+    Acquire,
+    /// `Lock::extend`.
+    Extend,
+    /// `Lock::release`.
+    Release,
+}
+
+/// One lock node, as shown in errors and logs: its address without credentials.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct NodeId {
+    index: usize,
+    addr: Arc<str>,
+}
+
+impl NodeId {
+    pub(crate) fn new(index: usize, addr: String) -> Self {
+        Self {
+            index,
+            addr: addr.into(),
+        }
+    }
+
+    /// Position of the node in the list given to the builder.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The node's address (`redis://host:port`, `rediss://host:port/db`, `unix:/path`), never
+    /// with user name or password.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeId({}: {})", self.index, self.addr)
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.addr)
+    }
+}
+
+/// What one node answered to one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NodeOutcome {
+    /// The node did what was asked: set the key (acquire), prolonged it (extend), deleted it
+    /// (release).
+    Granted,
+    /// The key is not ours on this node: held by another owner (acquire), or absent or another
+    /// owner's (extend, release).
+    Refused,
+    /// No answer within the node timeout.
+    Timeout,
+    /// The connection could not be made or broke (refused, reset, closed).
+    Io(Arc<str>),
+    /// The node rejected our credentials or lacks a permission (`WRONGPASS`, `NOAUTH`,
+    /// `NOPERM`, a script command denied by ACL).
+    Denied(Arc<str>),
+    /// The node answered with an error reply (`OOM`, `READONLY`, `BUSY`, `LOADING`, ...).
+    Redis(Arc<str>),
+    /// The node answered something this protocol never sends: counted as a failure, and the
+    /// connection is dropped.
+    Protocol(Arc<str>),
+    /// The decision was taken before this node answered. Its request still completes (or times
+    /// out) in the background, and anything it set is released.
+    Pending,
+}
+
+impl NodeOutcome {
+    /// `true` for the outcomes that say nothing about the key because the node could not be
+    /// used: timeouts, I/O, denied, error replies, protocol errors, not yet answered.
+    pub fn is_failure(&self) -> bool {
+        !matches!(self, Self::Granted | Self::Refused)
+    }
+}
+
+impl fmt::Display for NodeOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Granted => f.write_str("granted"),
+            Self::Refused => f.write_str("refused (not ours)"),
+            Self::Timeout => f.write_str("timed out"),
+            Self::Io(e) => write!(f, "i/o error: {e}"),
+            Self::Denied(e) => write!(f, "permission denied: {e}"),
+            Self::Redis(e) => write!(f, "redis error: {e}"),
+            Self::Protocol(e) => write!(f, "unexpected reply: {e}"),
+            Self::Pending => f.write_str("no answer before the decision"),
+        }
+    }
+}
+
+/// The error of every fallible operation in this crate.
+///
+/// Cheap to clone (one `Arc`), `Send + Sync + 'static`. Branch on [`kind`](Error::kind) or the
+/// `is_*` predicates; read the evidence with [`nodes`](Error::nodes).
+#[derive(Clone)]
+pub struct Error {
+    inner: Arc<Inner>,
+}
+
+#[derive(Clone)]
+struct Inner {
+    kind: ErrorKind,
+    op: Operation,
+    message: Option<String>,
+    resource: Option<Box<str>>,
+    nodes: Vec<(NodeId, NodeOutcome)>,
+    elapsed: Option<Duration>,
+    attempts: u32,
+    last_cause: Option<ErrorKind>,
+}
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind, op: Operation) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                kind,
+                op,
+                message: None,
+                resource: None,
+                nodes: Vec::new(),
+                elapsed: None,
+                attempts: 0,
+                last_cause: None,
+            }),
+        }
+    }
+
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Config, Operation::Build).with_message(message)
+    }
+
+    pub(crate) fn invalid_input(op: Operation, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidInput, op).with_message(message)
+    }
+
+    fn edit(mut self, f: impl FnOnce(&mut Inner)) -> Self {
+        // Errors are built before they are shared, so this never clones in practice.
+        f(Arc::make_mut(&mut self.inner));
+        self
+    }
+
+    pub(crate) fn with_message(self, message: impl Into<String>) -> Self {
+        let message = message.into();
+        self.edit(|i| i.message = Some(message))
+    }
+
+    pub(crate) fn with_resource(self, resource: &str) -> Self {
+        self.edit(|i| i.resource = Some(resource.into()))
+    }
+
+    pub(crate) fn with_nodes(self, nodes: Vec<(NodeId, NodeOutcome)>) -> Self {
+        self.edit(|i| i.nodes = nodes)
+    }
+
+    pub(crate) fn with_elapsed(self, elapsed: Duration) -> Self {
+        self.edit(|i| i.elapsed = Some(elapsed))
+    }
+
+    pub(crate) fn with_attempts(self, attempts: u32) -> Self {
+        self.edit(|i| i.attempts = attempts)
+    }
+
+    /// Wraps the last attempt's error when the retry deadline ends the acquisition.
+    pub(crate) fn deadline(last: Error, elapsed: Duration, attempts: u32) -> Self {
+        let last_cause = Some(last.kind());
+        let nodes = last.inner.nodes.clone();
+        let resource = last.inner.resource.clone();
+        Self::new(ErrorKind::DeadlineExceeded, last.inner.op).edit(|i| {
+            i.nodes = nodes;
+            i.resource = resource;
+            i.elapsed = Some(elapsed);
+            i.attempts = attempts;
+            i.last_cause = last_cause;
+        })
+    }
+
+    /// The coarse cause.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// The operation that failed.
+    pub fn operation(&self) -> Operation {
+        self.inner.op
+    }
+
+    /// For [`ErrorKind::DeadlineExceeded`], the kind of the last attempt's failure.
+    pub fn last_cause(&self) -> Option<ErrorKind> {
+        self.inner.last_cause
+    }
+
+    fn is(&self, kind: ErrorKind) -> bool {
+        self.inner.kind == kind || self.inner.last_cause == Some(kind)
+    }
+
+    /// Another owner holds the resource (also when the deadline passed while it did).
+    pub fn is_contended(&self) -> bool {
+        self.is(ErrorKind::Contended)
+    }
+
+    /// Fewer than a majority of nodes were usable (also when the deadline passed while so).
+    pub fn is_quorum_unreachable(&self) -> bool {
+        self.is(ErrorKind::QuorumUnreachable)
+    }
+
+    /// The retry deadline passed.
+    pub fn is_timeout(&self) -> bool {
+        self.inner.kind == ErrorKind::DeadlineExceeded
+    }
+
+    /// The lock is no longer held.
+    pub fn is_lost(&self) -> bool {
+        self.inner.kind == ErrorKind::Lost
+    }
+
+    /// Bad arguments or configuration: fix the call, do not retry it.
+    pub fn is_invalid(&self) -> bool {
+        matches!(self.inner.kind, ErrorKind::InvalidInput | ErrorKind::Config)
+    }
+
+    /// Each node's outcome in the (last) attempt, in the order the nodes were configured.
+    /// Empty for errors raised before any node was contacted.
+    pub fn nodes(&self) -> &[(NodeId, NodeOutcome)] {
+        &self.inner.nodes
+    }
+
+    /// The resource the failed operation was about, if any.
+    pub fn resource(&self) -> Option<&str> {
+        self.inner.resource.as_deref()
+    }
+
+    /// Time spent by the failed operation, retries included.
+    pub fn elapsed(&self) -> Option<Duration> {
+        self.inner.elapsed
+    }
+
+    /// Number of attempts made (0 when none was made).
+    pub fn attempts(&self) -> u32 {
+        self.inner.attempts
+    }
+
+    /// Whether another attempt could succeed without a change of configuration.
+    pub(crate) fn is_retryable(&self) -> bool {
+        matches!(
+            self.inner.kind,
+            ErrorKind::Contended | ErrorKind::QuorumUnreachable | ErrorKind::ValidityExhausted
+        )
+    }
+}
+
+fn kind_text(kind: ErrorKind, op: Operation) -> &'static str {
+    match (kind, op) {
+        (ErrorKind::InvalidInput, _) => "invalid argument",
+        (ErrorKind::Config, _) => "invalid configuration",
+        (ErrorKind::Contended, Operation::Acquire) => "held elsewhere",
+        (ErrorKind::Contended, _) => "not held by this lock on a majority",
+        (ErrorKind::QuorumUnreachable, _) => "too few nodes reachable",
+        (ErrorKind::Unauthorized, _) => "too few nodes accepted our credentials",
+        (ErrorKind::ValidityExhausted, _) => "quorum reached too late, no validity left",
+        (ErrorKind::DeadlineExceeded, _) => "deadline passed",
+        (ErrorKind::Lost, _) => "lock lost",
+        (ErrorKind::Entropy, _) => "no randomness from the operating system",
+    }
+}
+
+fn op_text(op: Operation) -> &'static str {
+    match op {
+        Operation::Build => "build",
+        Operation::Acquire => "acquire",
+        Operation::Extend => "extend",
+        Operation::Release => "release",
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &*self.inner;
+        write!(f, "{}", op_text(i.op))?;
+        if let Some(r) = &i.resource {
+            write!(f, " {r:?}")?;
+        }
+        write!(f, ": {}", kind_text(i.kind, i.op))?;
+        if let Some(cause) = i.last_cause {
+            write!(f, " (last attempt: {})", kind_text(cause, i.op))?;
+        }
+        if let Some(m) = &i.message {
+            write!(f, ": {m}")?;
+        }
+        if !i.nodes.is_empty() {
+            let granted = i.nodes.iter().filter(|(_, o)| *o == NodeOutcome::Granted).count();
+            let n = i.nodes.len();
+            write!(f, "; {granted} of {n} nodes granted, {} needed [", n / 2 + 1)?;
+            for (k, (node, outcome)) in i.nodes.iter().enumerate() {
+                if k > 0 {
+                    f.write_str("; ")?;
+                }
+                write!(f, "{node}: {outcome}")?;
+            }
+            f.write_str("]")?;
+        }
+        match (i.attempts, i.elapsed) {
+            (0, None) => Ok(()),
+            (0, Some(e)) => write!(f, " after {e:.1?}"),
+            (a, None) => write!(f, " after {a} attempt(s)"),
+            (a, Some(e)) => write!(f, " after {a} attempt(s) in {e:.1?}"),
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &*self.inner;
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &i.kind).field("operation", &i.op);
+        if let Some(c) = &i.last_cause {
+            d.field("last_cause", c);
+        }
+        if let Some(m) = &i.message {
+            d.field("message", m);
+        }
+        if let Some(r) = &i.resource {
+            d.field("resource", r);
+        }
+        if !i.nodes.is_empty() {
+            d.field("nodes", &i.nodes);
+        }
+        if let Some(e) = &i.elapsed {
+            d.field("elapsed", e);
+        }
+        if i.attempts > 0 {
+            d.field("attempts", &i.attempts);
+        }
+        d.finish()
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_small_send_sync_static_and_clone() {
+        fn check<T: Send + Sync + 'static + Clone + std::error::Error>() {}
+        check::<Error>();
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
+    }
+
+    #[test]
+    fn deadline_answers_for_its_last_cause() {
+        let last = Error::new(ErrorKind::QuorumUnreachable, Operation::Acquire);
+        let e = Error::deadline(last, Duration::from_secs(1), 4);
+        assert!(e.is_timeout());
+        assert!(e.is_quorum_unreachable());
+        assert!(!e.is_contended());
+        assert_eq!(e.attempts(), 4);
+    }
+
+    #[test]
+    fn display_lists_every_node() {
+        let e = Error::new(ErrorKind::QuorumUnreachable, Operation::Acquire)
+            .with_resource("orders:42")
+            .with_nodes(vec![
+                (
+                    NodeId::new(0, "redis://127.0.0.1:7001".into()),
+                    NodeOutcome::Granted,
+                ),
+                (
+                    NodeId::new(1, "redis://127.0.0.1:7002".into()),
+                    NodeOutcome::Io("connection refused".into()),
+                ),
+                (
+                    NodeId::new(2, "redis://127.0.0.1:7003".into()),
+                    NodeOutcome::Timeout,
+                ),
+            ]);
+        let s = e.to_string();
+        assert!(
+            s.starts_with("acquire \"orders:42\": too few nodes reachable; 1 of 3 nodes granted, 2 needed"),
+            "{s}"
+        );
+        for addr in [
+            "7001: granted",
+            "7002: i/o error: connection refused",
+            "7003: timed out",
+        ] {
+            assert!(s.contains(addr), "{s}");
+        }
+    }
+}

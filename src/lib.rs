@@ -1,0 +1,53 @@
+//! # quorumlock
+//!
+//! Redlock for async Rust: a distributed lock held by a majority of N independent Redis (or
+//! Valkey) nodes, so it survives the loss of any minority of them.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use quorumlock::Redlock;
+//!
+//! # async fn demo() -> Result<(), quorumlock::Error> {
+//! let redlock = Redlock::builder()
+//!     .nodes(["redis://10.0.0.1:6379", "redis://10.0.0.2:6379", "redis://10.0.0.3:6379",
+//!             "redis://10.0.0.4:6379", "redis://10.0.0.5:6379"])
+//!     .build()?;
+//!
+//! match redlock.acquire("payments:order-42", Duration::from_secs(10)).await {
+//!     Ok(lock) => {
+//!         // We are the only holder until lock.valid_until().
+//!         lock.release().await?;
+//!     }
+//!     Err(e) if e.is_contended() => println!("someone else is processing it"),
+//!     Err(e) => return Err(e),
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! What is guaranteed, and under which assumptions, is in `docs/design.md`: mutual exclusion
+//! within the validity window (G1), ownership checks on release and extend (G2), expiry of a
+//! crashed holder's lock (G3), tolerance of a minority of failed nodes with errors that name
+//! every node (G4), no keys left behind by failed or cancelled acquisitions (G5), typed errors
+//! for bad input (G7), and no secrets in output (G8).
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+mod builder;
+mod client;
+mod error;
+mod fanout;
+mod key;
+mod lock;
+mod node;
+mod quorum;
+mod reply;
+mod retry;
+mod scripts;
+mod token;
+mod validity;
+
+pub use builder::RedlockBuilder;
+pub use client::Redlock;
+pub use error::{Error, ErrorKind, NodeId, NodeOutcome, Operation};
+pub use lock::{Lock, ReleaseReport};
+pub use retry::Retry;

@@ -1,0 +1,264 @@
+//! [`Lock`]: one successful acquisition, and its extension and release.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::client::{failure_kind, Redlock};
+use crate::error::{Error, ErrorKind, NodeId, NodeOutcome, Operation};
+use crate::fanout::{Fanout, OnDrop, ReportFmt};
+use crate::quorum::Verdict;
+use crate::reply::Request;
+use crate::token::Token;
+use crate::validity::validity;
+
+/// A lock held on a majority of nodes until [`valid_until`](Lock::valid_until).
+///
+/// The holder may act as the only owner only while [`is_valid`](Lock::is_valid) is true.
+///
+/// # Releasing
+/// [`release`](Lock::release) releases and reports each node's outcome. Dropping a `Lock`
+/// releases it in the background without blocking (tracked by [`Redlock::shutdown`]); with no
+/// tokio runtime left, nothing is sent and the keys expire by their TTL. [`forget`](Lock::forget)
+/// keeps the lock until its TTL on purpose.
+#[must_use = "dropping a Lock releases it at once; bind it for as long as the work runs"]
+pub struct Lock {
+    client: Redlock,
+    resource: Box<str>,
+    key: Arc<[u8]>,
+    token: Token,
+    valid_until: Instant,
+    /// Set before any release is sent; read by the task that watches late grants (see fanout).
+    released: Option<Arc<AtomicBool>>,
+    armed: bool,
+}
+
+/// What a release did on each node.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ReleaseReport {
+    nodes: Vec<(NodeId, NodeOutcome)>,
+    elapsed: Duration,
+}
+
+impl ReleaseReport {
+    /// Each node's outcome: `Granted` deleted our key, `Refused` had nothing of ours (expired, or
+    /// never set there), `Pending` had not answered when a majority had.
+    pub fn nodes(&self) -> &[(NodeId, NodeOutcome)] {
+        &self.nodes
+    }
+
+    /// Number of nodes where our key was deleted.
+    pub fn deleted(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|(_, o)| *o == NodeOutcome::Granted)
+            .count()
+    }
+
+    /// Whether a majority still held the lock when it was released. `false` means it had
+    /// expired (or been lost) before: work done near the end may have overlapped another holder.
+    pub fn was_held(&self) -> bool {
+        self.deleted() >= crate::quorum::quorum(self.nodes.len())
+    }
+
+    /// Time the release took.
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+}
+
+impl Lock {
+    pub(crate) fn new(
+        client: Redlock,
+        resource: &str,
+        key: Arc<[u8]>,
+        token: Token,
+        valid_until: Instant,
+        released: Option<Arc<AtomicBool>>,
+    ) -> Self {
+        Self {
+            client,
+            resource: resource.into(),
+            key,
+            token,
+            valid_until,
+            released,
+            armed: true,
+        }
+    }
+
+    /// The resource name given to `acquire`.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// This acquisition's token: 128 random bits as 32 hex digits, unique per acquisition. It is
+    /// the value stored under the lock key. Anyone who has it can release the lock: do not log it.
+    pub fn token(&self) -> &str {
+        self.token.as_str()
+    }
+
+    /// The fencing token, when the client was built with fencing enabled. `None` otherwise
+    /// (fencing is not yet available in this version).
+    pub fn fencing_token(&self) -> Option<u64> {
+        None
+    }
+
+    /// When the validity ends: `t0 + ttl - drift`, with `t0` taken before the first request
+    /// was sent. After this instant another client may hold the lock.
+    pub fn valid_until(&self) -> Instant {
+        self.valid_until
+    }
+
+    /// Time left before [`valid_until`](Self::valid_until); zero once it has passed.
+    pub fn remaining(&self) -> Duration {
+        self.valid_until.saturating_duration_since(Instant::now())
+    }
+
+    /// Whether the validity has not yet ended.
+    pub fn is_valid(&self) -> bool {
+        Instant::now() < self.valid_until
+    }
+
+    /// Sets the lock's TTL to `ttl` from now on every node where it still holds our token
+    /// (compare-and-`PEXPIRE`; an expired key is never re-created). Succeeds with a majority and
+    /// validity left; the new validity is measured from this call's start.
+    ///
+    /// # Errors
+    /// - [`ErrorKind::Lost`]: called after [`valid_until`](Self::valid_until) (no node is
+    ///   contacted), or too many nodes no longer hold our token. `is_valid()` is then false.
+    /// - [`ErrorKind::QuorumUnreachable`] / [`ErrorKind::Unauthorized`]: too few nodes answered;
+    ///   the lock stays valid until its previous `valid_until` at most.
+    /// - [`ErrorKind::ValidityExhausted`]: a majority extended it, too late to leave validity.
+    /// - [`ErrorKind::InvalidInput`]: a TTL as rejected by `acquire`.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a cancelled extension leaves `valid_until` unchanged or shorter, never longer
+    /// than what the nodes hold. Requests already sent still complete in the background.
+    pub async fn extend(&mut self, ttl: Duration) -> Result<(), Error> {
+        let inner = self.client.inner.clone();
+        let ttl = inner.check_ttl(ttl, Operation::Extend)?;
+        let t0 = Instant::now();
+        let lost = |msg: &str| {
+            Error::new(ErrorKind::Lost, Operation::Extend)
+                .with_resource(&self.resource)
+                .with_message(msg)
+        };
+        if t0 >= self.valid_until {
+            return Err(lost("validity had already ended"));
+        }
+        // A node may apply the new, possibly shorter, TTL even if the extension fails, so from
+        // here on the claim is at most what a shorter TTL leaves.
+        let claim_if_applied = t0 + (ttl.effective - ttl.drift);
+        let shortened = self.valid_until.min(claim_if_applied);
+        let req = Arc::new(Request::extend(self.key.clone(), self.token.clone(), ttl.ms));
+        let mut fan = Fanout::start(&inner, req, ttl.node_timeout, OnDrop::Finish);
+        self.valid_until = shortened;
+        let verdict = fan.decide().await;
+        let elapsed = t0.elapsed();
+        let report = fan.report();
+        tracing::debug!(
+            resource = %self.resource, token = %self.token.fingerprint(), ?verdict,
+            elapsed_us = elapsed.as_micros() as u64, nodes = %ReportFmt(&report), "extend decided",
+        );
+        let kind = match (verdict, validity(ttl.effective, elapsed, ttl.drift)) {
+            (Verdict::Reached, Some(_)) => {
+                self.valid_until = claim_if_applied;
+                return Ok(());
+            }
+            (Verdict::Reached, None) => ErrorKind::ValidityExhausted,
+            _ => failure_kind(fan.tally(), fan.denied(), inner.nodes.len(), ErrorKind::Lost),
+        };
+        if kind == ErrorKind::Lost {
+            self.valid_until = Instant::now();
+        }
+        Err(Error::new(kind, Operation::Extend)
+            .with_resource(&self.resource)
+            .with_nodes(report)
+            .with_elapsed(elapsed))
+    }
+
+    /// Releases the lock on every node (compare-and-delete: a key holding another token is never
+    /// touched) and reports what each node did. Returns as soon as a majority deleted our key
+    /// (the other nodes finish in the background); otherwise once every node answered, and
+    /// succeeds if a majority holds nothing of this lock (see [`ReleaseReport::was_held`]).
+    ///
+    /// # Errors
+    /// [`ErrorKind::QuorumUnreachable`] or [`ErrorKind::Unauthorized`] when fewer than a majority
+    /// answered: the lock may then stay held until its TTL runs out.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the release requests are sent even if the future is dropped.
+    pub async fn release(mut self) -> Result<ReleaseReport, Error> {
+        let inner = self.client.inner.clone();
+        let mut fan = self.start_release();
+        let t0 = Instant::now();
+        let verdict = fan.decide().await;
+        let elapsed = t0.elapsed();
+        let report = fan.report();
+        tracing::debug!(
+            resource = %self.resource, token = %self.token.fingerprint(), ?verdict,
+            elapsed_us = elapsed.as_micros() as u64, nodes = %ReportFmt(&report), "release decided",
+        );
+        // Reached: a majority deleted our key. Otherwise every node has answered (see
+        // `Fanout::settled`), and a majority that holds nothing of ours is still a release.
+        if verdict == Verdict::Reached || !fan.tally().failures_preclude_quorum() {
+            return Ok(ReleaseReport {
+                nodes: report,
+                elapsed,
+            });
+        }
+        let kind = failure_kind(
+            fan.tally(),
+            fan.denied(),
+            inner.nodes.len(),
+            ErrorKind::QuorumUnreachable,
+        );
+        Err(Error::new(kind, Operation::Release)
+            .with_resource(&self.resource)
+            .with_nodes(report)
+            .with_elapsed(elapsed))
+    }
+
+    fn start_release(&mut self) -> Fanout {
+        self.armed = false;
+        self.valid_until = self.valid_until.min(Instant::now());
+        if let Some(flag) = &self.released {
+            flag.store(true, Ordering::SeqCst);
+        }
+        let inner = &self.client.inner;
+        let req = Arc::new(Request::release(self.key.clone(), self.token.clone()));
+        let timeout = inner
+            .node_timeout
+            .unwrap_or_else(|| crate::client::default_node_timeout(self.remaining()));
+        Fanout::start(inner, req, timeout, OnDrop::Finish)
+    }
+
+    /// Keeps the lock until its TTL runs out: nothing is released now or on drop. For a holder
+    /// that wants the resource to stay taken for the whole period (a job that must run at most
+    /// once per TTL).
+    pub fn forget(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        if self.armed {
+            // Dropping the fan-out moves its requests to a background task (OnDrop::Finish).
+            drop(self.start_release());
+        }
+    }
+}
+
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lock")
+            .field("resource", &self.resource)
+            .field("token", &format_args!("{}", self.token.fingerprint()))
+            .field("remaining", &self.remaining())
+            .finish()
+    }
+}

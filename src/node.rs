@@ -1,0 +1,237 @@
+//! One lock node: a lazily made, shared, self-healing multiplexed connection.
+//!
+//! Written here rather than taken from redis-rs' `ConnectionManager` because that type keeps a
+//! failed lazy connect forever when the failure is not an I/O error (a `WRONGPASS` at start-up
+//! would never be retried), needs a runtime when it is created (our `build()` must not), and
+//! has no hook to drop a connection after a protocol error or a run of timeouts.
+//!
+//! Every task shares the node's one connection (commands are pipelined on it, and a command
+//! issued after another on the same connection is executed after it: the ordering rule that
+//! keeps a release from overtaking the SET it undoes). The only lock is a short critical
+//! section that clones the connection handle.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+use redis::aio::MultiplexedConnection;
+
+use crate::error::{NodeId, NodeOutcome};
+use crate::reply::{breaks_connection, classify_error, classify_value, is_noscript, Request};
+
+/// After this many timeouts in a row the connection is dropped and re-made: a blackholed peer
+/// would otherwise collect one pending reply slot per request forever (P14).
+const TIMEOUTS_BEFORE_RECONNECT: u32 = 3;
+
+/// Reconnect back-off: 10 ms doubling to 500 ms. While it runs, calls fail at once with the last
+/// connect error instead of hammering a node that is down.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(10u64 << failures.saturating_sub(1).min(6)).min(Duration::from_millis(500))
+}
+
+type ConnectResult = Result<(MultiplexedConnection, u64), NodeOutcome>;
+
+enum Slot {
+    Idle {
+        failures: u32,
+        retry_at: Option<Instant>,
+        last_error: Option<NodeOutcome>,
+    },
+    Connecting(Shared<BoxFuture<'static, ConnectResult>>),
+    Ready {
+        conn: MultiplexedConnection,
+        generation: u64,
+    },
+}
+
+pub(crate) struct Node {
+    pub(crate) id: NodeId,
+    client: redis::Client,
+    config: redis::AsyncConnectionConfig,
+    slot: Arc<Mutex<Slot>>,
+    generations: AtomicU64,
+    timeouts_in_a_row: AtomicU32,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The client's connection info would be redacted by redis-rs too, but print only our own
+        // redacted address.
+        f.debug_struct("Node").field("addr", &self.id.addr()).finish()
+    }
+}
+
+fn lock(slot: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
+    // The critical sections below cannot panic; if one ever did, the slot is still a valid state.
+    slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Node {
+    pub(crate) fn new(id: NodeId, client: redis::Client, connect_timeout: Duration) -> Self {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            // We bound every call ourselves (node_timeout); redis-rs' own 500 ms default would
+            // otherwise cut calls short when node_timeout is larger.
+            .set_response_timeout(None);
+        Self {
+            id,
+            client,
+            config,
+            slot: Arc::new(Mutex::new(Slot::Idle {
+                failures: 0,
+                retry_at: None,
+                last_error: None,
+            })),
+            generations: AtomicU64::new(0),
+            timeouts_in_a_row: AtomicU32::new(0),
+        }
+    }
+
+    /// Runs `req` on this node, bounded by `timeout` (connecting included), and reads the reply.
+    ///
+    /// Cancel safety: dropping the future after the command was handed to the connection does
+    /// not un-send it; callers that drop it must still release (they do: see `fanout`).
+    pub(crate) async fn execute(self: &Arc<Self>, req: &Request, timeout: Duration) -> NodeOutcome {
+        match tokio::time::timeout(timeout, self.execute_unbounded(req)).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                let n = self.timeouts_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+                if n >= TIMEOUTS_BEFORE_RECONNECT {
+                    self.reset(None);
+                }
+                NodeOutcome::Timeout
+            }
+        }
+    }
+
+    async fn execute_unbounded(self: &Arc<Self>, req: &Request) -> NodeOutcome {
+        let (mut conn, generation) = match self.connection().await {
+            Ok(c) => c,
+            Err(outcome) => return outcome,
+        };
+        let mut reply = conn.send_packed_command(req.primary()).await;
+        if is_noscript(&reply) {
+            if let Some(fallback) = req.fallback() {
+                reply = conn.send_packed_command(&fallback).await;
+            }
+        }
+        match reply {
+            Ok(value) => {
+                self.timeouts_in_a_row.store(0, Ordering::Relaxed);
+                let outcome = classify_value(req.op, &value);
+                if matches!(outcome, NodeOutcome::Protocol(_)) {
+                    // The stream may be out of step with our requests: never trust it again.
+                    self.reset(Some(generation));
+                }
+                outcome
+            }
+            Err(e) => {
+                if breaks_connection(&e) {
+                    self.reset(Some(generation));
+                } else {
+                    // An error reply is still a live, in-step connection.
+                    self.timeouts_in_a_row.store(0, Ordering::Relaxed);
+                }
+                classify_error(&e)
+            }
+        }
+    }
+
+    async fn connection(self: &Arc<Self>) -> ConnectResult {
+        let connecting = {
+            let mut slot = lock(&self.slot);
+            match &*slot {
+                Slot::Ready { conn, generation } => return Ok((conn.clone(), *generation)),
+                Slot::Connecting(fut) => fut.clone(),
+                Slot::Idle {
+                    retry_at: Some(at),
+                    last_error: Some(e),
+                    ..
+                } if Instant::now() < *at => {
+                    return Err(e.clone());
+                }
+                Slot::Idle { failures, .. } => {
+                    let fut = Self::connect(Arc::downgrade(self), *failures).boxed().shared();
+                    *slot = Slot::Connecting(fut.clone());
+                    fut
+                }
+            }
+        };
+        connecting.await
+    }
+
+    /// Makes a connection and stores the result in the slot. Holds only a weak reference, so an
+    /// abandoned connect does not keep a dropped client alive.
+    async fn connect(node: Weak<Self>, failures: u32) -> ConnectResult {
+        let Some(this) = node.upgrade() else {
+            return Err(NodeOutcome::Io("client dropped".into()));
+        };
+        let client = this.client.clone();
+        let config = this.config.clone();
+        drop(this);
+        let result = client.get_multiplexed_async_connection_with_config(&config).await;
+        let Some(this) = node.upgrade() else {
+            return Err(NodeOutcome::Io("client dropped".into()));
+        };
+        let mut slot = lock(&this.slot);
+        match result {
+            Ok(conn) => {
+                let generation = this.generations.fetch_add(1, Ordering::Relaxed) + 1;
+                this.timeouts_in_a_row.store(0, Ordering::Relaxed);
+                *slot = Slot::Ready {
+                    conn: conn.clone(),
+                    generation,
+                };
+                tracing::debug!(node = %this.id, "connected");
+                Ok((conn, generation))
+            }
+            Err(e) => {
+                let outcome = classify_error(&e);
+                let failures = failures.saturating_add(1);
+                tracing::debug!(node = %this.id, error = %outcome, failures, "connect failed");
+                *slot = Slot::Idle {
+                    failures,
+                    retry_at: Some(Instant::now() + backoff(failures)),
+                    last_error: Some(outcome.clone()),
+                };
+                Err(outcome)
+            }
+        }
+    }
+
+    /// Drops the current connection so that the next call makes a new one. With
+    /// `Some(generation)`, only if the slot still holds that connection: a late error from an
+    /// old connection must not tear down its replacement.
+    fn reset(&self, generation: Option<u64>) {
+        let mut slot = lock(&self.slot);
+        if let Slot::Ready {
+            generation: current, ..
+        } = &*slot
+        {
+            if generation.is_none_or(|g| g == *current) {
+                tracing::debug!(node = %self.id, "dropping connection");
+                *slot = Slot::Idle {
+                    failures: 0,
+                    retry_at: None,
+                    last_error: None,
+                };
+                self.timeouts_in_a_row.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(0), Duration::from_millis(10));
+        assert_eq!(backoff(1), Duration::from_millis(10));
+        assert_eq!(backoff(2), Duration::from_millis(20));
+        assert_eq!(backoff(7), Duration::from_millis(500));
+        assert_eq!(backoff(u32::MAX), Duration::from_millis(500));
+    }
+}

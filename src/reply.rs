@@ -1,0 +1,245 @@
+//! The per-node requests and how their replies are read: pure, no I/O.
+//!
+//! Only an exact answer counts: `+OK` grants an acquire, `:1` confirms an extend or release,
+//! `$-1` / `:0` refuse. Anything else (a bulk "OK", `:2`, a nested array, a push) is a failure
+//! vote, so a confused or hostile peer can never manufacture a grant (P15).
+
+use std::sync::Arc;
+
+use redis::{Cmd, RedisError, Value};
+
+use crate::error::NodeOutcome;
+use crate::scripts::{Script, EXTEND, RELEASE};
+use crate::token::Token;
+
+/// The three operations sent to nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Op {
+    Acquire,
+    Extend,
+    Release,
+}
+
+/// One request, built once per attempt and shared by the per-node calls.
+pub(crate) struct Request {
+    pub(crate) op: Op,
+    key: Arc<[u8]>,
+    pub(crate) token: Token,
+    ttl_ms: u64,
+    primary: Cmd,
+}
+
+impl Request {
+    pub(crate) fn acquire(key: Arc<[u8]>, token: Token, ttl_ms: u64) -> Self {
+        let mut primary = redis::cmd("SET");
+        primary
+            .arg(&*key)
+            .arg(token.as_str())
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms);
+        Self {
+            op: Op::Acquire,
+            key,
+            token,
+            ttl_ms,
+            primary,
+        }
+    }
+
+    pub(crate) fn extend(key: Arc<[u8]>, token: Token, ttl_ms: u64) -> Self {
+        let primary = EXTEND.evalsha(&key, &[token.as_str().as_bytes(), ttl_ms.to_string().as_bytes()]);
+        Self {
+            op: Op::Extend,
+            key,
+            token,
+            ttl_ms,
+            primary,
+        }
+    }
+
+    pub(crate) fn release(key: Arc<[u8]>, token: Token) -> Self {
+        let primary = RELEASE.evalsha(&key, &[token.as_str().as_bytes()]);
+        Self {
+            op: Op::Release,
+            key,
+            token,
+            ttl_ms: 0,
+            primary,
+        }
+    }
+
+    /// The release that undoes this request on a node (same key, same token).
+    pub(crate) fn undo(&self) -> Self {
+        Self::release(self.key.clone(), self.token.clone())
+    }
+
+    pub(crate) fn primary(&self) -> &Cmd {
+        &self.primary
+    }
+
+    /// The `EVAL` form of a script request, for nodes that answered `NOSCRIPT`.
+    pub(crate) fn fallback(&self) -> Option<Cmd> {
+        let script: &Script = match self.op {
+            Op::Acquire => return None,
+            Op::Extend => &EXTEND,
+            Op::Release => &RELEASE,
+        };
+        let ttl = self.ttl_ms.to_string();
+        let token = self.token.as_str().as_bytes();
+        Some(match self.op {
+            Op::Extend => script.eval(&self.key, &[token, ttl.as_bytes()]),
+            _ => script.eval(&self.key, &[token]),
+        })
+    }
+}
+
+/// Reads a reply to `op`.
+pub(crate) fn classify_value(op: Op, value: &Value) -> NodeOutcome {
+    match (op, value) {
+        (Op::Acquire, Value::Okay) => NodeOutcome::Granted,
+        (Op::Acquire, Value::Nil) => NodeOutcome::Refused,
+        (Op::Extend | Op::Release, Value::Int(1)) => NodeOutcome::Granted,
+        (Op::Extend | Op::Release, Value::Int(0)) => NodeOutcome::Refused,
+        (_, Value::ServerError(e)) => classify_server_error(e.code(), e.details().unwrap_or("")),
+        (_, other) => NodeOutcome::Protocol(describe(other).into()),
+    }
+}
+
+fn describe(v: &Value) -> String {
+    // Bounded: a hostile reply may be huge, and this text ends up in errors and logs.
+    let mut s = format!("{v:?}");
+    if s.len() > 120 {
+        let mut cut = 117;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
+}
+
+fn classify_server_error(code: &str, detail: &str) -> NodeOutcome {
+    let text: Arc<str> = if detail.is_empty() {
+        code.into()
+    } else {
+        format!("{code} {detail}").into()
+    };
+    // ACL failures inside scripts come back as plain ERR with this wording (redis 7.0).
+    let acl_in_script = detail.contains("can't run this command") || detail.contains("no permissions");
+    match code {
+        "WRONGPASS" | "NOAUTH" | "NOPERM" => NodeOutcome::Denied(text),
+        _ if acl_in_script => NodeOutcome::Denied(text),
+        _ => NodeOutcome::Redis(text),
+    }
+}
+
+/// Reads a failed call.
+pub(crate) fn classify_error(e: &RedisError) -> NodeOutcome {
+    use redis::ErrorKind as K;
+    if e.is_timeout() {
+        return NodeOutcome::Timeout;
+    }
+    match (e.kind(), e.code()) {
+        (K::AuthenticationFailed, _) => NodeOutcome::Denied(e.to_string().into()),
+        (_, Some(code)) => classify_server_error(code, e.detail().unwrap_or("")),
+        (K::Parse | K::UnexpectedReturnType, _) => NodeOutcome::Protocol(e.to_string().into()),
+        _ => NodeOutcome::Io(e.to_string().into()),
+    }
+}
+
+/// Whether the connection should be dropped and re-made after this error: broken transport,
+/// or a reply stream we no longer trust.
+pub(crate) fn breaks_connection(e: &RedisError) -> bool {
+    use redis::ErrorKind as K;
+    e.is_unrecoverable_error()
+        || e.is_io_error()
+        || e.is_connection_dropped()
+        || matches!(e.kind(), K::Parse | K::UnexpectedReturnType | K::Client)
+}
+
+/// Whether a script call failed because the node does not have the script cached. redis-rs
+/// hands error replies back either as `Err` or as `Ok(Value::ServerError)`; both count.
+pub(crate) fn is_noscript(reply: &Result<Value, RedisError>) -> bool {
+    match reply {
+        Err(e) => e.code() == Some("NOSCRIPT"),
+        Ok(Value::ServerError(e)) => e.code() == "NOSCRIPT",
+        Ok(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_exact_replies_count() {
+        use NodeOutcome::*;
+        type Case = (Op, Value, fn(&NodeOutcome) -> bool);
+        let cases: Vec<Case> = vec![
+            (Op::Acquire, Value::Okay, |o| *o == Granted),
+            (Op::Acquire, Value::Nil, |o| *o == Refused),
+            (Op::Acquire, Value::BulkString(b"OK".to_vec()), |o| {
+                matches!(o, Protocol(_))
+            }),
+            (Op::Acquire, Value::SimpleString("QUEUED".into()), |o| {
+                matches!(o, Protocol(_))
+            }),
+            (Op::Acquire, Value::Int(1), |o| matches!(o, Protocol(_))),
+            (Op::Acquire, Value::Array(vec![Value::Okay]), |o| {
+                matches!(o, Protocol(_))
+            }),
+            (Op::Release, Value::Int(1), |o| *o == Granted),
+            (Op::Release, Value::Int(0), |o| *o == Refused),
+            (Op::Release, Value::Int(2), |o| matches!(o, Protocol(_))),
+            (Op::Release, Value::Int(-1), |o| matches!(o, Protocol(_))),
+            (Op::Release, Value::BulkString(b"1".to_vec()), |o| {
+                matches!(o, Protocol(_))
+            }),
+            (Op::Extend, Value::Double(1.0), |o| matches!(o, Protocol(_))),
+            (Op::Extend, Value::Boolean(true), |o| matches!(o, Protocol(_))),
+            (Op::Extend, Value::Okay, |o| matches!(o, Protocol(_))),
+            (Op::Extend, Value::Nil, |o| matches!(o, Protocol(_))),
+        ];
+        for (op, v, ok) in cases {
+            let got = classify_value(op, &v);
+            assert!(ok(&got), "{op:?} {v:?} -> {got:?}");
+        }
+    }
+
+    #[test]
+    fn huge_replies_are_described_briefly() {
+        let v = Value::BulkString(vec![b'x'; 1 << 20]);
+        match classify_value(Op::Acquire, &v) {
+            NodeOutcome::Protocol(s) => assert!(s.len() <= 120),
+            o => panic!("{o:?}"),
+        }
+    }
+
+    #[test]
+    fn permission_errors_are_denied_not_contended() {
+        for (code, detail) in [
+            ("WRONGPASS", "invalid username-password pair or user is disabled."),
+            ("NOAUTH", "Authentication required."),
+            ("NOPERM", "this user has no permissions to access one of the keys"),
+            (
+                "ERR",
+                "The user executing the script can't run this command or subcommand",
+            ),
+        ] {
+            assert!(
+                matches!(classify_server_error(code, detail), NodeOutcome::Denied(_)),
+                "{code}"
+            );
+        }
+        assert!(matches!(
+            classify_server_error("OOM", "command not allowed"),
+            NodeOutcome::Redis(_)
+        ));
+        assert!(matches!(
+            classify_server_error("READONLY", "x"),
+            NodeOutcome::Redis(_)
+        ));
+    }
+}

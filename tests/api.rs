@@ -1,0 +1,86 @@
+//! API conformance that needs no server: configuration errors and `Send` futures.
+
+use std::time::Duration;
+
+use quorumlock::{ErrorKind, Lock, Redlock, Retry};
+
+fn config_err(b: quorumlock::RedlockBuilder) -> quorumlock::Error {
+    let e = b.build().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.is_invalid());
+    e
+}
+
+#[test]
+fn bad_configurations_are_typed_errors() {
+    let ok = || Redlock::builder().node("redis://127.0.0.1:1");
+    assert!(config_err(Redlock::builder()).to_string().contains("no nodes"));
+    for f in [f64::NAN, -0.1, 1.0, 7.0, f64::INFINITY] {
+        assert!(config_err(ok().drift_factor(f))
+            .to_string()
+            .contains("drift factor"));
+    }
+    config_err(ok().node_timeout(Duration::ZERO));
+    config_err(ok().retry(Retry::new().attempts(0)));
+    config_err(ok().retry(Retry::new().deadline(Duration::ZERO)));
+    let dup = config_err(Redlock::builder().nodes(["redis://127.0.0.1:7001", "redis://127.0.0.1:7001/"]));
+    assert!(dup.to_string().contains("twice"), "{dup}");
+    for bad in [
+        "",
+        "127.0.0.1:7001",
+        "redis://",
+        "redis://host:notaport",
+        "http://127.0.0.1:7001",
+        "redis://127.0.0.1:7001#insecure",
+        "redis://127.0.0.1:7001/notadb",
+    ] {
+        let e = config_err(Redlock::builder().node(bad));
+        assert!(e.to_string().contains("node 0"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn build_needs_no_runtime_and_no_server() {
+    let r = Redlock::builder()
+        .nodes([
+            "redis://127.0.0.1:1",
+            "redis://127.0.0.1:2",
+            "rediss://localhost:3",
+            "unix:///tmp/none.sock",
+            "redis://u:p@127.0.0.1:4/3",
+        ])
+        .build()
+        .unwrap();
+    assert_eq!(r.quorum(), 3);
+    let addrs: Vec<&str> = r.nodes().map(|n| n.addr()).collect();
+    assert_eq!(
+        addrs,
+        [
+            "redis://127.0.0.1:1",
+            "redis://127.0.0.1:2",
+            "rediss://localhost:3",
+            "unix:/tmp/none.sock",
+            "redis://127.0.0.1:4/3"
+        ]
+    );
+}
+
+// Every public future can be spawned on a multi-thread runtime.
+#[allow(dead_code, reason = "compile-time checks only")]
+fn futures_are_send(r: Redlock, mut l: Lock, l2: Lock) {
+    fn send<T: Send>(_: T) {}
+    send(r.acquire("x", Duration::from_secs(1)));
+    send(r.try_acquire("x", Duration::from_secs(1)));
+    send(r.shutdown());
+    send(l.extend(Duration::from_secs(1)));
+    send(l2.release());
+}
+
+#[test]
+fn public_types_are_send_sync() {
+    fn check<T: Send + Sync + 'static>() {}
+    check::<Redlock>();
+    check::<Lock>();
+    check::<quorumlock::Error>();
+    check::<quorumlock::ReleaseReport>();
+}

@@ -1,0 +1,292 @@
+//! Acquire, contend, extend, release, expire: the happy paths and ownership (G1-G3).
+
+use std::time::{Duration, Instant};
+
+use quorumlock::{ErrorKind, NodeOutcome};
+
+use crate::support::*;
+
+async fn contention_one_winner_per_round(n: usize) {
+    let cluster = cluster(n);
+    let (a, b) = (client(&cluster), client(&cluster));
+    let ttl = Duration::from_secs(5);
+    for round in 0..10 {
+        let resource = format!("contention-{n}-{round}");
+        let (ra, rb) = tokio::join!(a.try_acquire(&resource, ttl), b.try_acquire(&resource, ttl));
+        let (winner, loser_err, loser) = match (ra, rb) {
+            (Ok(l), Err(e)) => (l, e, &b),
+            (Err(e), Ok(l)) => (l, e, &a),
+            (Ok(_), Ok(_)) => panic!("round {round}: both clients hold {resource}"),
+            // Each took part of the nodes (split vote): both failed and cleaned up. Allowed, but
+            // then no key may be left, and a plain retry must grant exactly one.
+            (Err(e1), Err(e2)) => {
+                assert!(e1.is_contended() && e2.is_contended(), "{e1}\n{e2}");
+                assert_clean(&cluster, &[&a, &b], "after a split vote").await;
+                continue;
+            }
+        };
+        assert!(loser_err.is_contended(), "round {round}: {loser_err}");
+        assert!(!loser_err.is_quorum_unreachable());
+        assert_eq!(loser_err.nodes().len(), n);
+        let values = values(&cluster, &resource);
+        let held = values
+            .iter()
+            .filter(|v| v.as_ref().ok().and_then(|v| v.as_deref()) == Some(winner.token()))
+            .count();
+        assert!(held > n / 2, "winner's token on {held} of {n} nodes");
+        let report = winner.release().await.expect("release");
+        assert!(report.was_held());
+        // After release the other client wins at once.
+        let again = loser
+            .try_acquire(&resource, ttl)
+            .await
+            .expect("free after release");
+        again.release().await.unwrap();
+    }
+    assert_clean(&cluster, &[&a, &b], "after all rounds").await;
+}
+
+#[tokio::test]
+async fn contention_single_node() {
+    contention_one_winner_per_round(1).await;
+}
+
+#[tokio::test]
+async fn contention_three_nodes() {
+    contention_one_winner_per_round(3).await;
+}
+
+#[tokio::test]
+async fn contention_five_nodes() {
+    contention_one_winner_per_round(5).await;
+}
+
+#[tokio::test]
+async fn lock_handle_reports_what_it_holds() {
+    let cluster = cluster(3);
+    let redlock = client(&cluster);
+    let before = Instant::now();
+    let lock = redlock.acquire("handle", Duration::from_secs(10)).await.unwrap();
+    let after = Instant::now();
+    assert_eq!(lock.resource(), "handle");
+    assert_eq!(lock.token().len(), 32);
+    assert_eq!(lock.fencing_token(), None);
+    assert!(lock.is_valid());
+    // valid_until = t0 + ttl - (ttl * 0.01 + 2 ms), with t0 taken inside the call.
+    let until = Duration::from_millis(9_898);
+    assert!(lock.valid_until() >= before + until && lock.valid_until() <= after + until);
+    assert!(lock.remaining() > Duration::from_secs(9));
+    for (i, v) in values(&cluster, "handle").into_iter().enumerate() {
+        assert_eq!(v.unwrap().as_deref(), Some(lock.token()), "node {i}");
+    }
+    let debug = format!("{lock:?}");
+    assert!(
+        !debug.contains(lock.token()),
+        "Debug must not show the token: {debug}"
+    );
+    lock.release().await.unwrap();
+    assert_clean(&cluster, &[&redlock], "after release").await;
+}
+
+/// G3: a lock that is never released is free once its TTL has passed, and not before its
+/// validity ends (G1).
+#[tokio::test]
+async fn unreleased_lock_is_free_after_its_ttl() {
+    let cluster = cluster(3);
+    let (a, b) = (client(&cluster), client(&cluster));
+    let ttl = Duration::from_millis(600);
+    let lock = a.acquire("crashed-holder", ttl).await.unwrap();
+    let (taken, valid_until) = (Instant::now(), lock.valid_until());
+    lock.forget(); // as if the holder crashed
+    let err = b.try_acquire("crashed-holder", ttl).await.unwrap_err();
+    assert!(err.is_contended(), "{err}");
+    let deadline = taken + ttl + Duration::from_millis(750);
+    let next = loop {
+        match b.try_acquire("crashed-holder", ttl).await {
+            Ok(l) => break l,
+            Err(e) => assert!(e.is_contended(), "{e}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still held {:?} after it was taken (ttl {ttl:?})",
+            taken.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let granted_at = Instant::now();
+    assert!(
+        granted_at >= valid_until,
+        "second grant {:?} before the first validity ended",
+        valid_until - granted_at
+    );
+    next.release().await.unwrap();
+}
+
+/// P4 / S6: a stale holder's release and extend change nothing of the new holder's lock.
+#[tokio::test]
+async fn stale_release_and_extend_leave_the_new_holder_alone() {
+    let cluster = cluster(3);
+    let (a, b) = (client(&cluster), client(&cluster));
+    let mut stale = a.acquire("s6", Duration::from_millis(300)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let fresh = b.acquire("s6", Duration::from_secs(10)).await.unwrap();
+    // Extending after the validity ended fails without contacting any node.
+    let err = stale.extend(Duration::from_secs(60)).await.unwrap_err();
+    assert!(err.is_lost(), "{err}");
+    assert!(!stale.is_valid());
+    let report = stale.release().await.unwrap();
+    assert_eq!(report.deleted(), 0);
+    assert!(!report.was_held());
+    assert!(
+        report
+            .nodes()
+            .iter()
+            .all(|(_, o)| *o == NodeOutcome::Refused || *o == NodeOutcome::Pending),
+        "{report:?}"
+    );
+    for (i, v) in values(&cluster, "s6").into_iter().enumerate() {
+        assert_eq!(v.unwrap().as_deref(), Some(fresh.token()), "node {i}");
+        let pttl: i64 = on_node(&cluster, i, redis::cmd("PTTL").arg(lock_key("s6")));
+        assert!(
+            pttl > 9_000 && pttl <= 10_000,
+            "node {i}: pttl {pttl} was changed"
+        );
+    }
+    fresh.release().await.unwrap();
+}
+
+/// S7: tokens are per acquisition, so an old handle of the same client cannot release a new
+/// grant of that client.
+#[tokio::test]
+async fn old_handle_of_same_client_cannot_release_new_grant() {
+    let cluster = cluster(3);
+    let redlock = client(&cluster);
+    let old = redlock.acquire("s7", Duration::from_millis(200)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let new = redlock.acquire("s7", Duration::from_secs(10)).await.unwrap();
+    assert_ne!(old.token(), new.token());
+    old.release().await.unwrap();
+    for v in values(&cluster, "s7") {
+        assert_eq!(v.unwrap().as_deref(), Some(new.token()));
+    }
+    new.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn extend_moves_validity_and_node_ttls() {
+    let cluster = cluster(5);
+    let redlock = client(&cluster);
+    let mut lock = redlock
+        .acquire("extend", Duration::from_millis(500))
+        .await
+        .unwrap();
+    let first_until = lock.valid_until();
+    let t0 = Instant::now();
+    lock.extend(Duration::from_secs(20)).await.unwrap();
+    // P5: the new validity is measured from the extension's own start.
+    assert!(lock.valid_until() > first_until);
+    assert!(lock.valid_until() <= t0 + Duration::from_millis(20_000 - 202) + Duration::from_millis(1));
+    for i in 0..5 {
+        let pttl: i64 = on_node(&cluster, i, redis::cmd("PTTL").arg(lock_key("extend")));
+        assert!(pttl > 19_000, "node {i}: pttl {pttl}");
+    }
+    lock.release().await.unwrap();
+    assert_clean(&cluster, &[&redlock], "after release").await;
+}
+
+/// P5 / S8: extending after the keys expired fails and creates no key.
+#[tokio::test]
+async fn extend_never_resurrects_an_expired_key() {
+    let cluster = cluster(3);
+    let redlock = client(&cluster);
+    let mut lock = redlock.acquire("s8", Duration::from_millis(400)).await.unwrap();
+    // Delete the keys behind the client's back (as an expiry would) while it is still valid
+    // locally, so the extension really reaches the nodes.
+    for i in 0..3 {
+        let _: i64 = on_node(&cluster, i, redis::cmd("DEL").arg(lock_key("s8")));
+    }
+    let err = lock.extend(Duration::from_secs(30)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Lost, "{err}");
+    assert!(
+        err.nodes()
+            .iter()
+            .all(|(_, o)| *o == NodeOutcome::Refused || *o == NodeOutcome::Pending),
+        "{err}"
+    );
+    assert!(!lock.is_valid());
+    assert_no_lock_keys(&cluster, "after a failed extend");
+    lock.forget();
+}
+
+/// S11: after SCRIPT FLUSH on every node, extend and release still work (EVALSHA falls back to
+/// EVAL).
+#[tokio::test]
+async fn extend_and_release_survive_script_flush() {
+    let cluster = cluster(3);
+    let redlock = client(&cluster);
+    let mut lock = redlock.acquire("s11", Duration::from_secs(5)).await.unwrap();
+    // Load the scripts first so that the flush really removes something.
+    lock.extend(Duration::from_secs(5)).await.unwrap();
+    for i in 0..3 {
+        let _: () = on_node(&cluster, i, &mut redis::cmd("SCRIPT").arg("FLUSH").to_owned());
+    }
+    lock.extend(Duration::from_secs(8))
+        .await
+        .expect("extend after SCRIPT FLUSH");
+    for i in 0..3 {
+        let _: () = on_node(&cluster, i, &mut redis::cmd("SCRIPT").arg("FLUSH").to_owned());
+    }
+    let report = lock.release().await.expect("release after SCRIPT FLUSH");
+    assert!(report.was_held());
+    assert_clean(&cluster, &[&redlock], "after release").await;
+}
+
+#[tokio::test]
+async fn dropping_a_lock_releases_it_in_the_background() {
+    let cluster = cluster(3);
+    let redlock = client(&cluster);
+    let lock = redlock.acquire("dropped", Duration::from_secs(30)).await.unwrap();
+    drop(lock);
+    redlock.shutdown().await;
+    assert_no_lock_keys(&cluster, "after drop + shutdown");
+    // And forget() keeps it.
+    let lock = redlock.acquire("kept", Duration::from_secs(30)).await.unwrap();
+    let token = lock.token().to_owned();
+    lock.forget();
+    redlock.shutdown().await;
+    for v in values(&cluster, "kept") {
+        assert_eq!(v.unwrap(), Some(token.clone()));
+    }
+}
+
+#[tokio::test]
+async fn concurrent_tasks_share_connections_and_never_overlap() {
+    let cluster = cluster(3);
+    let redlock = client(&cluster);
+    let holders = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for t in 0..16 {
+        let (redlock, holders) = (redlock.clone(), holders.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut grants = 0;
+            for _ in 0..20 {
+                if let Ok(lock) = redlock.try_acquire("shared", Duration::from_secs(5)).await {
+                    let now = holders.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    assert_eq!(now, 1, "task {t}: two holders at once");
+                    tokio::task::yield_now().await;
+                    holders.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                    lock.release().await.unwrap();
+                    grants += 1;
+                }
+            }
+            grants
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    assert!(total > 0, "no task ever got the lock");
+    redlock.shutdown().await;
+    assert_no_lock_keys(&cluster, "after the run");
+}

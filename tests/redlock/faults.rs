@@ -1,0 +1,240 @@
+//! Node failures (G4): a minority down changes nothing, a majority down fails fast and says why.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quorumlock::{ErrorKind, NodeOutcome, Redlock, Retry};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn two_of_five_killed_acquire_extend_release_still_work() {
+    let mut cluster = cluster(5);
+    let redlock = client(&cluster);
+    cluster.kill(1).unwrap();
+    cluster.kill(3).unwrap();
+    let mut lock = redlock
+        .acquire("minority-down", Duration::from_secs(5))
+        .await
+        .expect("acquire with 3 of 5");
+    lock.extend(Duration::from_secs(10))
+        .await
+        .expect("extend with 3 of 5");
+    let report = lock.release().await.expect("release with 3 of 5");
+    assert_eq!(report.deleted(), 3);
+    for (node, outcome) in report.nodes() {
+        match node.index() {
+            1 | 3 => assert!(
+                matches!(outcome, NodeOutcome::Io(_) | NodeOutcome::Pending),
+                "{node}: {outcome}"
+            ),
+            _ => assert!(
+                matches!(outcome, NodeOutcome::Granted | NodeOutcome::Pending),
+                "{node}: {outcome}"
+            ),
+        }
+    }
+    assert_clean(&cluster, &[&redlock], "after release").await;
+}
+
+/// P7 / S12: with 3 of 5 down, acquire fails within its deadline, the error is "too few
+/// nodes" (not contention) and names every node with its reason.
+#[tokio::test]
+async fn three_of_five_killed_fails_within_deadline_naming_the_nodes() {
+    let mut cluster = cluster(5);
+    let deadline = Duration::from_millis(800);
+    let node_timeout = Duration::from_millis(100);
+    let redlock = Redlock::builder()
+        .nodes(cluster.urls())
+        .node_timeout(node_timeout)
+        .retry(
+            Retry::new()
+                .attempts(1000)
+                .delay(Duration::from_millis(20), Duration::from_millis(20))
+                .deadline(deadline),
+        )
+        .build()
+        .unwrap();
+    for i in [0, 2, 4] {
+        cluster.kill(i).unwrap();
+    }
+    let start = Instant::now();
+    let err = redlock
+        .acquire("majority-down", Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    let took = start.elapsed();
+    // Returns within deadline + one attempt's clean-up + scheduling slack (a guarantee, G4).
+    assert!(
+        took <= deadline + node_timeout + Duration::from_millis(250),
+        "took {took:?}: {err}"
+    );
+    assert!(err.is_timeout(), "{err}");
+    assert!(err.is_quorum_unreachable(), "{err}");
+    assert!(!err.is_contended(), "{err}");
+    assert_eq!(err.last_cause(), Some(ErrorKind::QuorumUnreachable));
+    assert!(err.attempts() > 1);
+    assert_eq!(err.nodes().len(), 5);
+    let text = err.to_string();
+    for (node, outcome) in err.nodes() {
+        if [0, 2, 4].contains(&node.index()) {
+            assert!(matches!(outcome, NodeOutcome::Io(_)), "{node}: {outcome}");
+            assert!(
+                text.contains(&format!("127.0.0.1:{}: i/o error", cluster.port(node.index()))),
+                "{text}"
+            );
+        } else {
+            assert!(
+                matches!(outcome, NodeOutcome::Granted | NodeOutcome::Pending),
+                "{node}: {outcome}"
+            );
+        }
+    }
+    // The decision can precede a live node's grant; its release then runs in the background.
+    redlock.shutdown().await;
+    assert_no_lock_keys(&cluster, "after the failed acquisition");
+
+    // With the attempt count as the bound, the kind itself is "too few nodes".
+    let err = redlock
+        .try_acquire("majority-down", Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::QuorumUnreachable, "{err}");
+    assert_eq!(err.attempts(), 1);
+}
+
+/// A paused node (SIGSTOP: connection open, no replies) does not delay an acquisition that has
+/// its quorum: the decision does not wait for slow nodes.
+#[tokio::test]
+async fn paused_node_does_not_delay_acquire_or_release() {
+    let cluster = cluster(5);
+    let node_timeout = Duration::from_secs(3);
+    let redlock = Redlock::builder()
+        .nodes(cluster.urls())
+        .node_timeout(node_timeout)
+        .build()
+        .unwrap();
+    // Connect to every node first, so the pause hits an established connection.
+    redlock
+        .acquire("warm-up", Duration::from_secs(5))
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+    redlock.shutdown().await;
+    cluster.pause(2).unwrap();
+    let start = Instant::now();
+    let lock = redlock
+        .acquire("paused", Duration::from_secs(10))
+        .await
+        .expect("4 of 5 answer");
+    let report = lock.release().await.expect("release with 4 of 5");
+    let took = start.elapsed();
+    // Waiting for the paused node would take the whole node timeout.
+    assert!(
+        took < node_timeout / 2,
+        "acquire+release took {took:?} with one node paused"
+    );
+    assert_eq!(report.nodes()[2].1, NodeOutcome::Pending);
+    cluster.resume(2).unwrap();
+    // The paused node got the SET and then the release, in that order, on one connection.
+    redlock.shutdown().await;
+    assert_no_lock_keys(&cluster, "after resume");
+}
+
+#[tokio::test]
+async fn build_with_every_node_down_then_nodes_start() {
+    let mut cluster = cluster(3);
+    for i in 0..3 {
+        cluster.kill(i).unwrap();
+    }
+    let redlock = Redlock::builder()
+        .nodes(cluster.urls())
+        .node_timeout(Duration::from_millis(200))
+        .retry(
+            Retry::new()
+                .attempts(200)
+                .delay(Duration::from_millis(10), Duration::from_millis(10))
+                .deadline(Duration::from_secs(10)),
+        )
+        .build()
+        .expect("build needs no node");
+    let err = redlock
+        .try_acquire("late-start", Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::QuorumUnreachable, "{err}");
+    assert!(
+        err.nodes().iter().all(|(_, o)| matches!(o, NodeOutcome::Io(_))),
+        "{err}"
+    );
+    for i in 0..3 {
+        cluster.restart(i).unwrap();
+    }
+    let lock = redlock
+        .acquire("late-start", Duration::from_secs(5))
+        .await
+        .expect("nodes are up now");
+    lock.release().await.unwrap();
+}
+
+/// The same client, not a new one, recovers after its nodes restart.
+#[tokio::test]
+async fn same_client_recovers_after_nodes_restart() {
+    let mut cluster = cluster(3);
+    let redlock = Redlock::builder()
+        .nodes(cluster.urls())
+        .node_timeout(Duration::from_millis(200))
+        .retry(
+            Retry::new()
+                .attempts(100)
+                .delay(Duration::from_millis(10), Duration::from_millis(10)),
+        )
+        .build()
+        .unwrap();
+    redlock
+        .acquire("before", Duration::from_secs(5))
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+    for i in 0..3 {
+        cluster.kill(i).unwrap();
+        cluster.restart(i).unwrap();
+    }
+    let lock = redlock
+        .acquire("after", Duration::from_secs(5))
+        .await
+        .expect("same client reconnects");
+    assert!(lock.release().await.unwrap().was_held());
+}
+
+/// Error replies (here OOM on a majority) are failure votes with the server's text, never
+/// "contended".
+#[tokio::test]
+async fn error_replies_are_failures_with_reasons() {
+    let cluster = Arc::new(cluster(3));
+    let redlock = client(&cluster);
+    for i in [0, 1] {
+        let _: () = on_node(
+            &cluster,
+            i,
+            redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg("1"),
+        );
+    }
+    let err = redlock
+        .try_acquire("oom", Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::QuorumUnreachable, "{err}");
+    for (node, outcome) in &err.nodes()[..2] {
+        match outcome {
+            NodeOutcome::Redis(text) => assert!(text.starts_with("OOM"), "{node}: {text}"),
+            other => panic!("{node}: {other}"),
+        }
+    }
+    redlock.shutdown().await;
+    assert_no_lock_keys(&cluster, "after OOM refusals");
+}

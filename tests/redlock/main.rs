@@ -1,0 +1,10 @@
+//! Tests of quorumlock against real `redis-server` processes started by the test kit.
+//! One binary so the crate and its dependencies are linked once.
+
+mod support;
+
+mod bad_input;
+mod basics;
+mod faults;
+mod leaks;
+mod secrets;

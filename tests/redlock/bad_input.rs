@@ -94,8 +94,18 @@ async fn wrong_password_is_unauthorized_without_retries() {
     assert!(!err.is_contended());
     assert_eq!(err.attempts(), 1, "an auth failure must not be retried: {err}");
     assert!(start.elapsed() < Duration::from_secs(5));
+    let denied = err
+        .nodes()
+        .iter()
+        .filter(|(_, o)| matches!(o, NodeOutcome::Denied(_)))
+        .count();
+    assert!(denied >= 2, "{err}");
     for (node, outcome) in err.nodes() {
-        assert!(matches!(outcome, NodeOutcome::Denied(_)), "{node}: {outcome}");
+        // The decision may come before the third node answers.
+        assert!(
+            matches!(outcome, NodeOutcome::Denied(_) | NodeOutcome::Pending),
+            "{node}: {outcome}"
+        );
     }
     // The right password works, and the wrong client left nothing behind.
     let good = Redlock::builder().nodes(cluster.urls()).build().unwrap();

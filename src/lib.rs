@@ -51,3 +51,8 @@ pub use client::Redlock;
 pub use error::{Error, ErrorKind, NodeId, NodeOutcome, Operation};
 pub use lock::{Lock, ReleaseReport};
 pub use retry::Retry;
+
+// Compiles the README's examples as doc tests, so the front page cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

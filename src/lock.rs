@@ -22,6 +22,20 @@ use crate::validity::validity;
 /// releases it in the background without blocking (tracked by [`Redlock::shutdown`]); with no
 /// tokio runtime left, nothing is sent and the keys expire by their TTL. [`forget`](Lock::forget)
 /// keeps the lock until its TTL on purpose.
+///
+/// A `Lock` is one holder: it cannot be cloned, and `release` consumes it.
+///
+/// ```compile_fail
+/// fn needs_clone<T: Clone>() {}
+/// needs_clone::<quorumlock::Lock>();
+/// ```
+///
+/// ```compile_fail
+/// async fn twice(lock: quorumlock::Lock) {
+///     let _ = lock.release().await;
+///     let _ = lock.release().await; // use after move
+/// }
+/// ```
 #[must_use = "dropping a Lock releases it at once; bind it for as long as the work runs"]
 pub struct Lock {
     client: Redlock,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quorumlock::{ErrorKind, NodeOutcome, Redlock, Retry};
+use quorumlock::{ErrorKind, NodeOutcome};
 
 use crate::support::*;
 
@@ -44,15 +44,8 @@ async fn three_of_five_killed_fails_within_deadline_naming_the_nodes() {
     let mut cluster = cluster(5);
     let deadline = Duration::from_millis(800);
     let node_timeout = Duration::from_millis(100);
-    let redlock = Redlock::builder()
-        .nodes(cluster.urls())
-        .node_timeout(node_timeout)
-        .retry(
-            Retry::new()
-                .attempts(1000)
-                .delay(Duration::from_millis(20), Duration::from_millis(20))
-                .deadline(deadline),
-        )
+    let redlock = builder(&cluster, node_timeout)
+        .retry(patient(1000, 20).deadline(deadline))
         .build()
         .unwrap();
     for i in [0, 2, 4] {
@@ -109,20 +102,8 @@ async fn three_of_five_killed_fails_within_deadline_naming_the_nodes() {
 async fn paused_node_does_not_delay_acquire_or_release() {
     let cluster = cluster(5);
     let node_timeout = Duration::from_secs(3);
-    let redlock = Redlock::builder()
-        .nodes(cluster.urls())
-        .node_timeout(node_timeout)
-        .build()
-        .unwrap();
-    // Connect to every node first, so the pause hits an established connection.
-    redlock
-        .acquire("warm-up", Duration::from_secs(5))
-        .await
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
-    redlock.shutdown().await;
+    let redlock = builder(&cluster, node_timeout).build().unwrap();
+    warm_up(&redlock).await;
     cluster.pause(2).unwrap();
     let start = Instant::now();
     let lock = redlock
@@ -149,15 +130,8 @@ async fn build_with_every_node_down_then_nodes_start() {
     for i in 0..3 {
         cluster.kill(i).unwrap();
     }
-    let redlock = Redlock::builder()
-        .nodes(cluster.urls())
-        .node_timeout(Duration::from_millis(200))
-        .retry(
-            Retry::new()
-                .attempts(200)
-                .delay(Duration::from_millis(10), Duration::from_millis(10))
-                .deadline(Duration::from_secs(10)),
-        )
+    let redlock = builder(&cluster, Duration::from_millis(200))
+        .retry(patient(200, 10))
         .build()
         .expect("build needs no node");
     let err = redlock
@@ -183,14 +157,8 @@ async fn build_with_every_node_down_then_nodes_start() {
 #[tokio::test]
 async fn same_client_recovers_after_nodes_restart() {
     let mut cluster = cluster(3);
-    let redlock = Redlock::builder()
-        .nodes(cluster.urls())
-        .node_timeout(Duration::from_millis(200))
-        .retry(
-            Retry::new()
-                .attempts(100)
-                .delay(Duration::from_millis(10), Duration::from_millis(10)),
-        )
+    let redlock = builder(&cluster, Duration::from_millis(200))
+        .retry(patient(100, 10))
         .build()
         .unwrap();
     redlock
@@ -237,4 +205,32 @@ async fn error_replies_are_failures_with_reasons() {
     }
     redlock.shutdown().await;
     assert_no_lock_keys(&cluster, "after OOM refusals");
+}
+
+/// `rediss://` goes through rustls: against a server without TLS the handshake fails as an i/o
+/// failure per node (no panic for a missing crypto provider, no hang).
+#[tokio::test]
+async fn tls_to_a_plain_server_is_a_typed_failure() {
+    let cluster = cluster(3);
+    let urls: Vec<String> = (0..3)
+        .map(|i| format!("rediss://127.0.0.1:{}", cluster.port(i)))
+        .collect();
+    let redlock = quorumlock::Redlock::builder()
+        .nodes(urls)
+        .node_timeout(Duration::from_millis(500))
+        .retry(quorumlock::Retry::none())
+        .build()
+        .unwrap();
+    let err = redlock.acquire("tls", Duration::from_secs(5)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::QuorumUnreachable, "{err}");
+    for (node, outcome) in err.nodes() {
+        assert!(
+            matches!(
+                outcome,
+                NodeOutcome::Io(_) | NodeOutcome::Timeout | NodeOutcome::Pending
+            ),
+            "{node}: {outcome}"
+        );
+    }
+    assert_no_lock_keys(&cluster, "after failed TLS handshakes");
 }

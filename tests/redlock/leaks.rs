@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use quorumlock::{ErrorKind, Redlock, Retry};
+use quorumlock::{ErrorKind, Retry};
 
 use crate::support::*;
 
@@ -30,15 +30,8 @@ async fn partial_grants_are_released_and_never_block_a_retry() {
     // its own previous grant there would keep failing until that key's 30 s TTL.
     hold_elsewhere(&cluster, 1, "partial", 300);
     hold_elsewhere(&cluster, 2, "partial", 300);
-    let patient = Redlock::builder()
-        .nodes(cluster.urls())
-        .node_timeout(Duration::from_millis(200))
-        .retry(
-            Retry::new()
-                .attempts(500)
-                .delay(Duration::from_millis(5), Duration::from_millis(5))
-                .deadline(Duration::from_secs(5)),
-        )
+    let patient = builder(&cluster, Duration::from_millis(200))
+        .retry(patient(500, 5))
         .build()
         .unwrap();
     let lock = patient
@@ -67,20 +60,12 @@ async fn partial_grant_is_gone_when_majority_is_down() {
 #[tokio::test]
 async fn late_quorum_is_refused_and_cleaned_up() {
     let cluster = Arc::new(cluster(3));
-    let redlock = Redlock::builder()
-        .nodes(cluster.urls())
-        .node_timeout(Duration::from_secs(3))
+    let redlock = builder(&cluster, Duration::from_secs(3))
         // drift = 1000 * 0.5 + 2 = 502 ms: validity is gone once 498 ms have passed.
         .drift_factor(0.5)
         .build()
         .unwrap();
-    redlock
-        .acquire("warm", Duration::from_secs(2))
-        .await
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
+    warm_up(&redlock).await;
     cluster.pause(1).unwrap();
     cluster.pause(2).unwrap();
     let resumer = {
@@ -145,19 +130,11 @@ async fn cancelled_acquisitions_leave_no_keys() {
 #[tokio::test]
 async fn cancelled_acquisition_with_a_paused_node() {
     let cluster = cluster(3);
-    let redlock = Redlock::builder()
-        .nodes(cluster.urls())
-        .node_timeout(Duration::from_millis(500))
+    let redlock = builder(&cluster, Duration::from_millis(500))
         .retry(Retry::none())
         .build()
         .unwrap();
-    redlock
-        .acquire("warm", Duration::from_secs(2))
-        .await
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
+    warm_up(&redlock).await;
     // Node 1 refuses and node 2 is silent, so the attempt waits for node 2 until we cancel it.
     hold_elsewhere(&cluster, 1, "paused-cancel", 30_000);
     cluster.pause(2).unwrap();

@@ -32,6 +32,9 @@ async fn passwords_never_appear_in_output() {
     let right = sentinel();
     let wrong = sentinel();
     let cluster = LocalCluster::start_with(3, ClusterOptions::default().password(right.clone())).unwrap();
+    // Global, not thread-local: tracing caches per-callsite interest process-wide, and tests on
+    // other threads would race a thread-local subscriber. Other tests' logs land here too, which
+    // only widens what is checked.
     let capture = Capture::default();
     let sink = capture.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -39,7 +42,7 @@ async fn passwords_never_appear_in_output() {
         .with_writer(move || sink.clone())
         .with_ansi(false)
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    tracing::subscriber::set_global_default(subscriber).expect("only this test installs a subscriber");
 
     let mut shown = Vec::new();
     let mut urls = cluster.urls();

@@ -3,25 +3,45 @@
 
 use std::time::Duration;
 
-use quorumlock::{Redlock, Retry};
+use quorumlock::{Redlock, RedlockBuilder, Retry};
 pub use quorumlock_testkit::{ClusterOptions, LocalCluster};
 
 pub fn cluster(n: usize) -> LocalCluster {
     LocalCluster::start(n).unwrap_or_else(|e| panic!("starting {n} redis-server nodes: {e}"))
 }
 
-/// A client with timeouts sized for a noisy 2-core CI machine.
-pub fn client(cluster: &LocalCluster) -> Redlock {
+/// A builder for the cluster's nodes with the given node timeout.
+pub fn builder(cluster: &LocalCluster, node_timeout: Duration) -> RedlockBuilder {
     Redlock::builder()
         .nodes(cluster.urls())
-        .node_timeout(Duration::from_millis(200))
-        .retry(
-            Retry::new()
-                .attempts(3)
-                .delay(Duration::from_millis(10), Duration::from_millis(20)),
-        )
+        .node_timeout(node_timeout)
+}
+
+/// `attempts` tries, `delay_ms`..`2 * delay_ms` apart, within 10 s.
+pub fn patient(attempts: u32, delay_ms: u64) -> Retry {
+    let d = Duration::from_millis(delay_ms);
+    Retry::new()
+        .attempts(attempts)
+        .delay(d, d)
+        .deadline(Duration::from_secs(10))
+}
+
+/// A client with timeouts sized for a noisy 2-core CI machine.
+pub fn client(cluster: &LocalCluster) -> Redlock {
+    builder(cluster, Duration::from_millis(200))
+        .retry(patient(3, 10))
         .build()
         .expect("valid configuration")
+}
+
+/// Makes every node's connection once, so later faults hit established connections.
+pub async fn warm_up(redlock: &Redlock) {
+    let lock = redlock
+        .acquire("warm-up", Duration::from_secs(5))
+        .await
+        .expect("warm-up acquire");
+    lock.release().await.expect("warm-up release");
+    redlock.shutdown().await;
 }
 
 pub fn lock_key(resource: &str) -> String {

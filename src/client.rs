@@ -303,6 +303,7 @@ impl Redlock {
                 key.clone(),
                 token,
                 valid_until,
+                ttl.node_timeout,
                 released,
             ));
         }

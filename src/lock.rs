@@ -43,6 +43,8 @@ pub struct Lock {
     key: Arc<[u8]>,
     token: Token,
     valid_until: Instant,
+    /// The node timeout of the acquisition, reused by the release.
+    node_timeout: Duration,
     /// Set before any release is sent; read by the task that watches late grants (see fanout).
     released: Option<Arc<AtomicBool>>,
     armed: bool,
@@ -90,6 +92,7 @@ impl Lock {
         key: Arc<[u8]>,
         token: Token,
         valid_until: Instant,
+        node_timeout: Duration,
         released: Option<Arc<AtomicBool>>,
     ) -> Self {
         Self {
@@ -98,6 +101,7 @@ impl Lock {
             key,
             token,
             valid_until,
+            node_timeout,
             released,
             armed: true,
         }
@@ -242,12 +246,8 @@ impl Lock {
         if let Some(flag) = &self.released {
             flag.store(true, Ordering::SeqCst);
         }
-        let inner = &self.client.inner;
         let req = Arc::new(Request::release(self.key.clone(), self.token.clone()));
-        let timeout = inner
-            .node_timeout
-            .unwrap_or_else(|| crate::client::default_node_timeout(self.remaining()));
-        Fanout::start(inner, req, timeout, OnDrop::Finish)
+        Fanout::start(&self.client.inner, req, self.node_timeout, OnDrop::Finish)
     }
 
     /// Keeps the lock until its TTL runs out: nothing is released now or on drop. For a holder

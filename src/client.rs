@@ -12,7 +12,7 @@ use tracing::Instrument;
 use crate::builder::RedlockBuilder;
 use crate::error::{Error, ErrorKind, NodeId, Operation};
 use crate::fanout::{Fanout, OnDrop, ReportFmt};
-use crate::key::{lock_key, MAX_RESOURCE_LEN};
+use crate::key::{lock_key, Keys, MAX_RESOURCE_LEN};
 use crate::lock::Lock;
 use crate::node::Node;
 use crate::quorum::{Tally, Verdict};
@@ -145,23 +145,39 @@ pub(crate) fn failure_kind(tally: &Tally, denied: usize, n: usize, refused_kind:
     }
 }
 
-fn check_resource(resource: &str) -> Result<(), Error> {
-    if resource.is_empty() {
-        return Err(Error::invalid_input(
-            Operation::Acquire,
-            "the resource name is empty",
-        ));
+/// Checks resource names and puts them in key order without duplicates: two clients locking the
+/// same set in different orders must build the same keys.
+fn resource_set<I, S>(resources: I) -> Result<Box<[Box<str>]>, Error>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut set: Vec<Box<str>> = Vec::new();
+    for r in resources {
+        let r = r.as_ref();
+        if r.is_empty() {
+            return Err(Error::invalid_input(
+                Operation::Acquire,
+                "the resource name is empty",
+            ));
+        }
+        if r.len() > MAX_RESOURCE_LEN {
+            return Err(Error::invalid_input(
+                Operation::Acquire,
+                format!(
+                    "the resource name is {} bytes, above the maximum of {MAX_RESOURCE_LEN}",
+                    r.len()
+                ),
+            ));
+        }
+        set.push(r.into());
     }
-    if resource.len() > MAX_RESOURCE_LEN {
-        return Err(Error::invalid_input(
-            Operation::Acquire,
-            format!(
-                "the resource name is {} bytes, above the maximum of {MAX_RESOURCE_LEN}",
-                resource.len()
-            ),
-        ));
+    if set.is_empty() {
+        return Err(Error::invalid_input(Operation::Acquire, "no resources given"));
     }
-    Ok(())
+    set.sort_unstable();
+    set.dedup();
+    Ok(set.into())
 }
 
 impl Redlock {
@@ -195,7 +211,8 @@ impl Redlock {
     /// released in the background (tracked by [`Redlock::shutdown`]); with no runtime left they
     /// expire by their TTL.
     pub async fn acquire(&self, resource: &str, ttl: Duration) -> Result<Lock, Error> {
-        self.acquire_with(resource, ttl, &self.inner.retry).await
+        self.acquire_with(resource_set([resource])?, ttl, &self.inner.retry)
+            .await
     }
 
     /// Makes exactly one acquisition attempt: never waits for a holder to let go.
@@ -206,26 +223,71 @@ impl Redlock {
     /// # Cancel safety
     /// As [`acquire`](Self::acquire).
     pub async fn try_acquire(&self, resource: &str, ttl: Duration) -> Result<Lock, Error> {
-        self.acquire_with(resource, ttl, &Retry::none()).await
+        self.acquire_with(resource_set([resource])?, ttl, &Retry::none())
+            .await
     }
 
-    async fn acquire_with(&self, resource: &str, ttl: Duration, retry: &Retry) -> Result<Lock, Error> {
-        check_resource(resource)?;
+    /// Acquires several resources as one lock: on each node all of them or none, atomically (one
+    /// script per node), with the same quorum rule as [`acquire`](Self::acquire). Duplicates are
+    /// merged and the order does not matter, so two clients asking for overlapping sets never
+    /// both succeed, and neither can deadlock the other.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire); [`ErrorKind::InvalidInput`] also for an empty set.
+    /// [`ErrorKind::Contended`] means at least one of the resources is held elsewhere.
+    ///
+    /// # Cancel safety
+    /// As [`acquire`](Self::acquire).
+    pub async fn acquire_many<I, S>(&self, resources: I, ttl: Duration) -> Result<Lock, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.acquire_with(resource_set(resources)?, ttl, &self.inner.retry)
+            .await
+    }
+
+    /// One attempt of [`acquire_many`](Self::acquire_many).
+    ///
+    /// # Errors
+    /// As [`acquire_many`](Self::acquire_many), without [`ErrorKind::DeadlineExceeded`].
+    ///
+    /// # Cancel safety
+    /// As [`acquire`](Self::acquire).
+    pub async fn try_acquire_many<I, S>(&self, resources: I, ttl: Duration) -> Result<Lock, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.acquire_with(resource_set(resources)?, ttl, &Retry::none())
+            .await
+    }
+
+    pub(crate) async fn acquire_with(
+        &self,
+        resources: Box<[Box<str>]>,
+        ttl: Duration,
+        retry: &Retry,
+    ) -> Result<Lock, Error> {
         let ttl = self.inner.check_ttl(ttl, Operation::Acquire)?;
-        let key: Arc<[u8]> = lock_key(&self.inner.prefix, resource).into();
+        let keys: Keys = resources
+            .iter()
+            .map(|r| lock_key(&self.inner.prefix, r).into_boxed_slice())
+            .collect();
         let span = tracing::debug_span!(
             "quorumlock.acquire",
-            resource,
+            resource = %resources.join(", "),
             ttl_ms = ttl.ms,
             attempt = tracing::field::Empty,
         );
+        let resources: Arc<[Box<str>]> = resources.into();
         async move {
             let start = Instant::now();
             let mut attempt = 0u32;
             loop {
                 attempt += 1;
                 tracing::Span::current().record("attempt", attempt);
-                let Failed { error, cleanup } = match self.attempt(resource, &key, ttl).await {
+                let Failed { error, cleanup } = match self.attempt(&resources, &keys, ttl).await {
                     Ok(lock) => return Ok(lock),
                     Err(failed) => failed,
                 };
@@ -262,7 +324,7 @@ impl Redlock {
     }
 
     /// One attempt (DESIGN.md steps 1-5).
-    async fn attempt(&self, resource: &str, key: &Arc<[u8]>, ttl: Ttl) -> Result<Lock, Failed> {
+    async fn attempt(&self, resources: &Arc<[Box<str>]>, keys: &Keys, ttl: Ttl) -> Result<Lock, Failed> {
         let inner = &self.inner;
         let token = Token::generate().map_err(|e| Failed {
             error: Error::new(ErrorKind::Entropy, Operation::Acquire).with_message(e.to_string()),
@@ -272,7 +334,7 @@ impl Redlock {
         // Step 1: the clock starts before anything is sent, so time spent paused before or
         // during the sends counts against validity (P2, S2).
         let t0 = Instant::now();
-        let req = Arc::new(Request::acquire(key.clone(), token.clone(), ttl.ms));
+        let req = Arc::new(Request::acquire(keys.clone(), token.clone(), ttl.ms));
         // Until the verdict is in, a dropped fan-out undoes everything (the "unready" guard).
         let mut fan = Fanout::start(inner, req, ttl.node_timeout, OnDrop::Undo);
         let verdict = fan.decide().await;
@@ -299,8 +361,8 @@ impl Redlock {
             let valid_until = t0 + (ttl.effective - ttl.drift);
             return Ok(Lock::new(
                 self.clone(),
-                resource,
-                key.clone(),
+                resources.clone(),
+                keys.clone(),
                 token,
                 valid_until,
                 ttl.node_timeout,
@@ -320,7 +382,7 @@ impl Redlock {
             None => None,
         };
         let error = Error::new(kind, Operation::Acquire)
-            .with_resource(resource)
+            .with_resource(&resources.join(", "))
             .with_nodes(report)
             .with_elapsed(elapsed);
         Err(Failed { error, cleanup })

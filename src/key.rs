@@ -7,6 +7,10 @@
 /// a bug in the caller, and every command carries it to every node.
 pub(crate) const MAX_RESOURCE_LEN: usize = 64 * 1024;
 
+/// The keys of one lock: one per resource, sorted, without duplicates. Shared by the lock handle
+/// and every request made for it.
+pub(crate) type Keys = std::sync::Arc<[Box<[u8]>]>;
+
 /// The default key prefix.
 pub(crate) const DEFAULT_PREFIX: &str = "quorumlock:";
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::client::{failure_kind, Redlock};
 use crate::error::{Error, ErrorKind, NodeId, NodeOutcome, Operation};
 use crate::fanout::{Fanout, OnDrop, ReportFmt};
+use crate::key::Keys;
 use crate::quorum::Verdict;
 use crate::reply::Request;
 use crate::token::Token;
@@ -39,8 +40,8 @@ use crate::validity::validity;
 #[must_use = "dropping a Lock releases it at once; bind it for as long as the work runs"]
 pub struct Lock {
     client: Redlock,
-    resource: Box<str>,
-    key: Arc<[u8]>,
+    resources: Arc<[Box<str>]>,
+    keys: Keys,
     token: Token,
     valid_until: Instant,
     /// The node timeout of the acquisition, reused by the release.
@@ -88,8 +89,8 @@ impl ReleaseReport {
 impl Lock {
     pub(crate) fn new(
         client: Redlock,
-        resource: &str,
-        key: Arc<[u8]>,
+        resources: Arc<[Box<str>]>,
+        keys: Keys,
         token: Token,
         valid_until: Instant,
         node_timeout: Duration,
@@ -97,8 +98,8 @@ impl Lock {
     ) -> Self {
         Self {
             client,
-            resource: resource.into(),
-            key,
+            resources,
+            keys,
             token,
             valid_until,
             node_timeout,
@@ -107,9 +108,19 @@ impl Lock {
         }
     }
 
-    /// The resource name given to `acquire`.
+    /// The resource name given to `acquire`; for a lock of several resources, the first in
+    /// sorted order.
     pub fn resource(&self) -> &str {
-        &self.resource
+        &self.resources[0]
+    }
+
+    /// Every resource this lock holds, sorted, without duplicates.
+    pub fn resources(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.resources.iter().map(|r| &**r)
+    }
+
+    fn resource_text(&self) -> String {
+        self.resources.join(", ")
     }
 
     /// This acquisition's token: 128 random bits as 32 hex digits, unique per acquisition. It is
@@ -161,7 +172,7 @@ impl Lock {
         let t0 = Instant::now();
         let lost = |msg: &str| {
             Error::new(ErrorKind::Lost, Operation::Extend)
-                .with_resource(&self.resource)
+                .with_resource(&self.resource_text())
                 .with_message(msg)
         };
         if t0 >= self.valid_until {
@@ -171,14 +182,14 @@ impl Lock {
         // here on the claim is at most what a shorter TTL leaves.
         let claim_if_applied = t0 + (ttl.effective - ttl.drift);
         let shortened = self.valid_until.min(claim_if_applied);
-        let req = Arc::new(Request::extend(self.key.clone(), self.token.clone(), ttl.ms));
+        let req = Arc::new(Request::extend(self.keys.clone(), self.token.clone(), ttl.ms));
         let mut fan = Fanout::start(&inner, req, ttl.node_timeout, OnDrop::Finish);
         self.valid_until = shortened;
         let verdict = fan.decide().await;
         let elapsed = t0.elapsed();
         let report = fan.report();
         tracing::debug!(
-            resource = %self.resource, token = %self.token.fingerprint(), ?verdict,
+            resource = %self.resource_text(), token = %self.token.fingerprint(), ?verdict,
             elapsed_us = elapsed.as_micros() as u64, nodes = %ReportFmt(&report), "extend decided",
         );
         let kind = match (verdict, validity(ttl.effective, elapsed, ttl.drift)) {
@@ -193,7 +204,7 @@ impl Lock {
             self.valid_until = Instant::now();
         }
         Err(Error::new(kind, Operation::Extend)
-            .with_resource(&self.resource)
+            .with_resource(&self.resource_text())
             .with_nodes(report)
             .with_elapsed(elapsed))
     }
@@ -217,7 +228,7 @@ impl Lock {
         let elapsed = t0.elapsed();
         let report = fan.report();
         tracing::debug!(
-            resource = %self.resource, token = %self.token.fingerprint(), ?verdict,
+            resource = %self.resource_text(), token = %self.token.fingerprint(), ?verdict,
             elapsed_us = elapsed.as_micros() as u64, nodes = %ReportFmt(&report), "release decided",
         );
         // Reached: a majority deleted our key. Otherwise every node has answered (see
@@ -235,7 +246,7 @@ impl Lock {
             ErrorKind::QuorumUnreachable,
         );
         Err(Error::new(kind, Operation::Release)
-            .with_resource(&self.resource)
+            .with_resource(&self.resource_text())
             .with_nodes(report)
             .with_elapsed(elapsed))
     }
@@ -246,7 +257,7 @@ impl Lock {
         if let Some(flag) = &self.released {
             flag.store(true, Ordering::SeqCst);
         }
-        let req = Arc::new(Request::release(self.key.clone(), self.token.clone()));
+        let req = Arc::new(Request::release(self.keys.clone(), self.token.clone()));
         Fanout::start(&self.client.inner, req, self.node_timeout, OnDrop::Finish)
     }
 
@@ -270,7 +281,7 @@ impl Drop for Lock {
 impl fmt::Debug for Lock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lock")
-            .field("resource", &self.resource)
+            .field("resources", &self.resources)
             .field("token", &format_args!("{}", self.token.fingerprint()))
             .field("remaining", &self.remaining())
             .finish()

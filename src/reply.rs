@@ -9,13 +9,17 @@ use std::sync::Arc;
 use redis::{Cmd, RedisError, Value};
 
 use crate::error::NodeOutcome;
-use crate::scripts::{Script, EXTEND, RELEASE};
+use crate::key::Keys;
+use crate::scripts::{Script, ACQUIRE_MANY, EXTEND, RELEASE};
 use crate::token::Token;
 
 /// The three operations sent to nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Op {
+    /// `SET key token NX PX ttl`: one resource.
     Acquire,
+    /// The all-or-nothing script: several resources.
+    AcquireMany,
     Extend,
     Release,
 }
@@ -23,55 +27,68 @@ pub(crate) enum Op {
 /// One request, built once per attempt and shared by the per-node calls.
 pub(crate) struct Request {
     pub(crate) op: Op,
-    key: Arc<[u8]>,
+    keys: Keys,
     pub(crate) token: Token,
     ttl_ms: u64,
     primary: Cmd,
 }
 
 impl Request {
-    pub(crate) fn acquire(key: Arc<[u8]>, token: Token, ttl_ms: u64) -> Self {
-        let mut primary = redis::cmd("SET");
-        primary
-            .arg(&*key)
-            .arg(token.as_str())
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl_ms);
+    pub(crate) fn acquire(keys: Keys, token: Token, ttl_ms: u64) -> Self {
+        if let [key] = &*keys {
+            // One resource: a plain SET, cheaper for the server than a script.
+            let mut primary = redis::cmd("SET");
+            primary
+                .arg(&**key)
+                .arg(token.as_str())
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl_ms);
+            return Self {
+                op: Op::Acquire,
+                keys,
+                token,
+                ttl_ms,
+                primary,
+            };
+        }
+        let ttl = ttl_ms.to_string();
+        let primary = ACQUIRE_MANY.evalsha(&keys, &[token.as_str().as_bytes(), ttl.as_bytes()]);
         Self {
-            op: Op::Acquire,
-            key,
+            op: Op::AcquireMany,
+            keys,
             token,
             ttl_ms,
             primary,
         }
     }
 
-    pub(crate) fn extend(key: Arc<[u8]>, token: Token, ttl_ms: u64) -> Self {
-        let primary = EXTEND.evalsha(&key, &[token.as_str().as_bytes(), ttl_ms.to_string().as_bytes()]);
+    pub(crate) fn extend(keys: Keys, token: Token, ttl_ms: u64) -> Self {
+        let ttl = ttl_ms.to_string();
+        let primary = EXTEND.evalsha(&keys, &[token.as_str().as_bytes(), ttl.as_bytes()]);
         Self {
             op: Op::Extend,
-            key,
+            keys,
             token,
             ttl_ms,
             primary,
         }
     }
 
-    pub(crate) fn release(key: Arc<[u8]>, token: Token) -> Self {
-        let primary = RELEASE.evalsha(&key, &[token.as_str().as_bytes()]);
+    pub(crate) fn release(keys: Keys, token: Token) -> Self {
+        let primary = RELEASE.evalsha(&keys, &[token.as_str().as_bytes()]);
         Self {
             op: Op::Release,
-            key,
+            keys,
             token,
             ttl_ms: 0,
             primary,
         }
     }
 
-    /// The release that undoes this request on a node (same key, same token).
+    /// The release that undoes this request on a node (same keys, same token).
     pub(crate) fn undo(&self) -> Self {
-        Self::release(self.key.clone(), self.token.clone())
+        Self::release(self.keys.clone(), self.token.clone())
     }
 
     pub(crate) fn primary(&self) -> &Cmd {
@@ -82,14 +99,15 @@ impl Request {
     pub(crate) fn fallback(&self) -> Option<Cmd> {
         let script: &Script = match self.op {
             Op::Acquire => return None,
+            Op::AcquireMany => &ACQUIRE_MANY,
             Op::Extend => &EXTEND,
             Op::Release => &RELEASE,
         };
         let ttl = self.ttl_ms.to_string();
         let token = self.token.as_str().as_bytes();
         Some(match self.op {
-            Op::Extend => script.eval(&self.key, &[token, ttl.as_bytes()]),
-            _ => script.eval(&self.key, &[token]),
+            Op::Release => script.eval(&self.keys, &[token]),
+            _ => script.eval(&self.keys, &[token, ttl.as_bytes()]),
         })
     }
 }
@@ -99,8 +117,8 @@ pub(crate) fn classify_value(op: Op, value: &Value) -> NodeOutcome {
     match (op, value) {
         (Op::Acquire, Value::Okay) => NodeOutcome::Granted,
         (Op::Acquire, Value::Nil) => NodeOutcome::Refused,
-        (Op::Extend | Op::Release, Value::Int(1)) => NodeOutcome::Granted,
-        (Op::Extend | Op::Release, Value::Int(0)) => NodeOutcome::Refused,
+        (Op::AcquireMany | Op::Extend | Op::Release, Value::Int(1)) => NodeOutcome::Granted,
+        (Op::AcquireMany | Op::Extend | Op::Release, Value::Int(0)) => NodeOutcome::Refused,
         (_, Value::ServerError(e)) => classify_server_error(e.code(), e.details().unwrap_or("")),
         (_, other) => NodeOutcome::Protocol(describe(other).into()),
     }
@@ -201,6 +219,9 @@ mod tests {
             (Op::Extend, Value::Boolean(true), |o| matches!(o, Protocol(_))),
             (Op::Extend, Value::Okay, |o| matches!(o, Protocol(_))),
             (Op::Extend, Value::Nil, |o| matches!(o, Protocol(_))),
+            (Op::AcquireMany, Value::Int(1), |o| *o == Granted),
+            (Op::AcquireMany, Value::Int(0), |o| *o == Refused),
+            (Op::AcquireMany, Value::Okay, |o| matches!(o, Protocol(_))),
         ];
         for (op, v, ok) in cases {
             let got = classify_value(op, &v);

@@ -21,26 +21,32 @@ impl Script {
         }
     }
 
-    /// `EVALSHA sha 1 key args...`
-    pub(crate) fn evalsha(&self, key: &[u8], args: &[&[u8]]) -> redis::Cmd {
-        let mut c = redis::cmd("EVALSHA");
-        c.arg(&self.sha).arg(1).arg(key);
-        for a in args {
-            c.arg(*a);
-        }
-        c
+    /// `EVALSHA sha n keys... args...`
+    pub(crate) fn evalsha(&self, keys: &[Box<[u8]>], args: &[&[u8]]) -> redis::Cmd {
+        Self::call("EVALSHA", &self.sha, keys, args)
     }
 
-    /// `EVAL text 1 key args...`, the fallback after `NOSCRIPT`.
-    pub(crate) fn eval(&self, key: &[u8], args: &[&[u8]]) -> redis::Cmd {
-        let mut c = redis::cmd("EVAL");
-        c.arg(self.text).arg(1).arg(key);
+    /// `EVAL text n keys... args...`, the fallback after `NOSCRIPT`.
+    pub(crate) fn eval(&self, keys: &[Box<[u8]>], args: &[&[u8]]) -> redis::Cmd {
+        Self::call("EVAL", self.text, keys, args)
+    }
+
+    fn call(verb: &str, script: &str, keys: &[Box<[u8]>], args: &[&[u8]]) -> redis::Cmd {
+        let mut c = redis::cmd(verb);
+        c.arg(script).arg(keys.len());
+        for k in keys {
+            c.arg(&**k);
+        }
         for a in args {
             c.arg(*a);
         }
         c
     }
 }
+
+/// All-or-nothing `SET NX PX` of several keys: 1 all set, 0 none (some key existed).
+pub(crate) static ACQUIRE_MANY: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("acquire_many.lua")));
 
 /// Compare-and-delete: 1 deleted, 0 not ours.
 pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("release.lua")));

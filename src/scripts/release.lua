@@ -1,9 +1,16 @@
--- quorumlock release: compare-and-delete.
--- KEYS[1]  the lock key
--- ARGV[1]  the lock's token
--- Returns 1 if the key held ARGV[1] and was deleted; 0 if it was absent or another owner's.
+-- quorumlock release: compare-and-delete, for one or more keys.
+-- KEYS[1..n]  the lock's keys (one per resource)
+-- ARGV[1]     the lock's token
+-- Returns 1 if at least one key held ARGV[1] (every such key is deleted); 0 if none did.
 -- Never touches a key that holds another token (G2).
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+local deleted = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('DEL', key)
+    deleted = deleted + 1
+  end
+end
+if deleted > 0 then
+  return 1
 end
 return 0

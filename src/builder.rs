@@ -39,6 +39,7 @@ pub struct RedlockBuilder {
     node_timeout: Option<Duration>,
     drift_factor: f64,
     retry: Retry,
+    max_hold: Option<Duration>,
     key_prefix: String,
 }
 
@@ -49,6 +50,7 @@ impl fmt::Debug for RedlockBuilder {
             .field("node_timeout", &self.node_timeout)
             .field("drift_factor", &self.drift_factor)
             .field("retry", &self.retry)
+            .field("max_hold", &self.max_hold)
             .field("key_prefix", &self.key_prefix)
             .finish()
     }
@@ -84,6 +86,7 @@ impl RedlockBuilder {
             node_timeout: None,
             drift_factor: 0.01,
             retry: Retry::new(),
+            max_hold: None,
             key_prefix: DEFAULT_PREFIX.to_owned(),
         }
     }
@@ -129,6 +132,15 @@ impl RedlockBuilder {
         self
     }
 
+    /// The longest a [`LockGuard`](crate::LockGuard) keeps its lock by extending it. At the cap
+    /// the guard reports itself lost (reason: max hold) and releases, so a holder that is stuck
+    /// but alive cannot starve everyone (the Redlock spec asks to limit re-acquisition).
+    /// Default: no cap.
+    pub fn max_hold(mut self, max: Duration) -> Self {
+        self.max_hold = Some(max);
+        self
+    }
+
     /// Prefix of every key this client writes; lock keys are `<prefix>lock:<resource>`.
     /// Clients that should exclude each other must use the same prefix. Default: `quorumlock:`.
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -157,6 +169,9 @@ impl RedlockBuilder {
                 self.drift_factor
             )));
         }
+        if self.max_hold == Some(Duration::ZERO) {
+            return Err(Error::config("max_hold must be positive"));
+        }
         if self.node_timeout == Some(Duration::ZERO) {
             return Err(Error::config("node timeout must be positive"));
         }
@@ -181,6 +196,7 @@ impl RedlockBuilder {
                 node_timeout: self.node_timeout,
                 drift_factor: self.drift_factor,
                 retry: self.retry,
+                max_hold: self.max_hold,
                 prefix: self.key_prefix.into(),
                 tracker: TaskTracker::new(),
             }),

@@ -12,6 +12,7 @@ use tracing::Instrument;
 use crate::builder::RedlockBuilder;
 use crate::error::{Error, ErrorKind, NodeId, Operation};
 use crate::fanout::{Fanout, OnDrop, ReportFmt};
+use crate::guard::LockGuard;
 use crate::key::{lock_key, Keys, MAX_RESOURCE_LEN};
 use crate::lock::Lock;
 use crate::node::Node;
@@ -48,6 +49,7 @@ pub(crate) struct Inner {
     pub(crate) node_timeout: Option<Duration>,
     pub(crate) drift_factor: f64,
     pub(crate) retry: Retry,
+    pub(crate) max_hold: Option<Duration>,
     pub(crate) prefix: Box<str>,
     pub(crate) tracker: TaskTracker,
 }
@@ -388,6 +390,82 @@ impl Redlock {
         Err(Failed { error, cleanup })
     }
 
+    /// Acquires `resource` as [`acquire`](Self::acquire) does and keeps it held with a watchdog
+    /// that extends it before it expires; see [`LockGuard`].
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire); also [`ErrorKind::InvalidInput`] when the TTL leaves the
+    /// watchdog no room: the node timeout plus a safety margin (a tenth of the TTL, 10 ms..2 s)
+    /// must stay below a third of the TTL.
+    ///
+    /// # Cancel safety
+    /// As [`acquire`](Self::acquire).
+    pub async fn acquire_guard(&self, resource: &str, ttl: Duration) -> Result<LockGuard, Error> {
+        let schedule = LockGuard::schedule(self, ttl)?;
+        let lock = self.acquire(resource, ttl).await?;
+        Ok(LockGuard::start(self, lock, schedule))
+    }
+
+    /// [`acquire_many`](Self::acquire_many) kept alive by a watchdog; see [`LockGuard`].
+    ///
+    /// # Errors
+    /// As [`acquire_many`](Self::acquire_many).
+    ///
+    /// # Cancel safety
+    /// As [`acquire`](Self::acquire).
+    pub async fn acquire_many_guard<I, S>(&self, resources: I, ttl: Duration) -> Result<LockGuard, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let schedule = LockGuard::schedule(self, ttl)?;
+        let lock = self.acquire_many(resources, ttl).await?;
+        Ok(LockGuard::start(self, lock, schedule))
+    }
+
+    /// Runs `work` while holding `resource` under a [`LockGuard`], and releases it afterwards.
+    ///
+    /// If the lock is lost while `work` runs, `work` is dropped at its next await point and the
+    /// loss is returned: code after that point never runs without the lock. Otherwise the lock
+    /// is released and `work`'s output returned (a failed release is logged; the keys then expire
+    /// by TTL).
+    ///
+    /// ```no_run
+    /// # async fn demo(redlock: quorumlock::Redlock) -> Result<(), quorumlock::Error> {
+    /// use std::time::Duration;
+    /// let rows = redlock
+    ///     .with_lock("nightly-report", Duration::from_secs(30), async {
+    ///         // long work; the watchdog keeps the lock meanwhile
+    ///         42
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire) when the lock cannot be taken; [`ErrorKind::Lost`] when it
+    /// was lost while `work` ran.
+    ///
+    /// # Cancel safety
+    /// Dropping the future drops `work` and the guard, which releases the lock in the
+    /// background.
+    pub async fn with_lock<F>(&self, resource: &str, ttl: Duration, work: F) -> Result<F::Output, Error>
+    where
+        F: Future,
+    {
+        let guard = self.acquire_guard(resource, ttl).await?;
+        tokio::select! {
+            biased;
+            lost = guard.lost() => Err(lost),
+            output = work => {
+                if let Err(e) = guard.release().await {
+                    tracing::warn!(resource, error = %e, "release after with_lock failed; keys expire by TTL");
+                }
+                Ok(output)
+            }
+        }
+    }
+
     /// Waits until every background job started so far has finished: releases from dropped
     /// locks, clean-up after failed or cancelled acquisitions, requests still in flight when a
     /// decision was taken. Each is bounded by the node timeout.
@@ -424,6 +502,7 @@ impl fmt::Debug for Redlock {
             .field("node_timeout", &i.node_timeout)
             .field("drift_factor", &i.drift_factor)
             .field("retry", &i.retry)
+            .field("max_hold", &i.max_hold)
             .field("key_prefix", &i.prefix)
             .finish()
     }

@@ -36,6 +36,7 @@ mod builder;
 mod client;
 mod error;
 mod fanout;
+mod guard;
 mod key;
 mod lock;
 mod node;
@@ -45,10 +46,12 @@ mod retry;
 mod scripts;
 mod token;
 mod validity;
+mod watchdog;
 
 pub use builder::RedlockBuilder;
 pub use client::Redlock;
 pub use error::{Error, ErrorKind, NodeId, NodeOutcome, Operation};
+pub use guard::LockGuard;
 pub use lock::{Lock, ReleaseReport};
 pub use retry::Retry;
 

@@ -119,6 +119,10 @@ impl Lock {
         self.resources.iter().map(|r| &**r)
     }
 
+    pub(crate) fn identity(&self) -> (Arc<[Box<str>]>, Token) {
+        (self.resources.clone(), self.token.clone())
+    }
+
     fn resource_text(&self) -> String {
         self.resources.join(", ")
     }

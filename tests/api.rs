@@ -74,6 +74,17 @@ fn futures_are_send(r: Redlock, mut l: Lock, l2: Lock) {
     send(r.shutdown());
     send(l.extend(Duration::from_secs(1)));
     send(l2.release());
+    send(r.acquire_many(["a", "b"], Duration::from_secs(1)));
+    send(r.acquire_guard("x", Duration::from_secs(1)));
+    send(r.acquire_many_guard(vec!["a".to_owned()], Duration::from_secs(1)));
+    send(r.with_lock("x", Duration::from_secs(1), async { 1 }));
+}
+
+#[allow(dead_code, reason = "compile-time checks only")]
+fn guard_futures_are_send(g: quorumlock::LockGuard, g2: quorumlock::LockGuard) {
+    fn send<T: Send>(_: T) {}
+    send(g.lost());
+    send(g2.release());
 }
 
 #[test]
@@ -83,4 +94,5 @@ fn public_types_are_send_sync() {
     check::<Lock>();
     check::<quorumlock::Error>();
     check::<quorumlock::ReleaseReport>();
+    check::<quorumlock::LockGuard>();
 }

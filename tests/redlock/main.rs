@@ -6,5 +6,6 @@ mod support;
 mod bad_input;
 mod basics;
 mod faults;
+mod guards;
 mod leaks;
 mod secrets;

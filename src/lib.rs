@@ -55,7 +55,11 @@ pub use guard::LockGuard;
 pub use lock::{Lock, ReleaseReport};
 pub use retry::Retry;
 
-// Compiles the README's examples as doc tests, so the front page cannot drift from the API.
+// Compiles the README's and guides' examples as doc tests, so they cannot drift from the API.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/guards.md")]
+struct GuardsGuideDoctests;

@@ -101,6 +101,8 @@ pub(crate) async fn run(
 ) -> Option<Lock> {
     let started = Instant::now();
     let mut last_ttl = schedule.ttl;
+    // The last failed extension: its per-node outcomes explain a loss declared later.
+    let mut last_failure: Option<Error> = None;
     let end = |lock: Lock, status: &watch::Sender<Status>, err: Error| {
         tracing::debug!(resource = %lock.resource(), error = %err, "guard lost");
         let valid_until = Instant::now().min(lock.valid_until());
@@ -144,7 +146,15 @@ pub(crate) async fn run(
                 } else {
                     "validity ended before the watchdog could extend (a blocked runtime?)"
                 };
-                return end(lock, &status, lost(why.to_owned()));
+                let err = match last_failure.take() {
+                    Some(last) => lost(format!("{why} (last extension failed: {:?})", last.kind()))
+                        .with_resource(last.resource().unwrap_or_default())
+                        .with_nodes(last.nodes().to_vec()),
+                    None => {
+                        lost(why.to_owned()).with_resource(&lock.resources().collect::<Vec<_>>().join(", "))
+                    }
+                };
+                return end(lock, &status, err);
             }
             let Some(ttl) = schedule.next_ttl(started, now) else {
                 continue 'hold; // the cap arrived while retrying
@@ -157,6 +167,7 @@ pub(crate) async fn run(
             match result {
                 Ok(()) => {
                     last_ttl = ttl;
+                    last_failure = None;
                     status.send_replace(Status {
                         valid_until: lock.valid_until(),
                         lost: None,
@@ -166,6 +177,7 @@ pub(crate) async fn run(
                 Err(e) if e.is_lost() => return end(lock, &status, e),
                 Err(e) => {
                     tracing::debug!(resource = %lock.resource(), error = %e, "extension failed, retrying");
+                    last_failure = Some(e);
                     // The failed extension may have shortened the validity claim; show it.
                     status.send_replace(Status {
                         valid_until: lock.valid_until(),

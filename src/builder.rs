@@ -40,6 +40,7 @@ pub struct RedlockBuilder {
     drift_factor: f64,
     retry: Retry,
     max_hold: Option<Duration>,
+    fencing: bool,
     key_prefix: String,
 }
 
@@ -51,6 +52,7 @@ impl fmt::Debug for RedlockBuilder {
             .field("drift_factor", &self.drift_factor)
             .field("retry", &self.retry)
             .field("max_hold", &self.max_hold)
+            .field("fencing", &self.fencing)
             .field("key_prefix", &self.key_prefix)
             .finish()
     }
@@ -87,6 +89,7 @@ impl RedlockBuilder {
             drift_factor: 0.01,
             retry: Retry::new(),
             max_hold: None,
+            fencing: false,
             key_prefix: DEFAULT_PREFIX.to_owned(),
         }
     }
@@ -138,6 +141,17 @@ impl RedlockBuilder {
     /// Default: no cap.
     pub fn max_hold(mut self, max: Duration) -> Self {
         self.max_hold = Some(max);
+        self
+    }
+
+    /// Fencing tokens (G6): each acquisition returns a `u64` that is larger than that of every
+    /// acquisition of the same resource that returned before it began
+    /// ([`Lock::fencing_token`](crate::Lock::fencing_token)). Costs a script instead of a plain
+    /// `SET` and one more round trip (the write-back to a majority) per acquisition, and one
+    /// counter key per resource (`<prefix>fence:<resource>`, kept without TTL). All clients of a
+    /// resource must agree on this setting. Default: off.
+    pub fn fencing(mut self, enabled: bool) -> Self {
+        self.fencing = enabled;
         self
     }
 
@@ -197,6 +211,7 @@ impl RedlockBuilder {
                 drift_factor: self.drift_factor,
                 retry: self.retry,
                 max_hold: self.max_hold,
+                fencing: self.fencing,
                 prefix: self.key_prefix.into(),
                 tracker: TaskTracker::new(),
             }),

@@ -13,8 +13,8 @@ use crate::builder::RedlockBuilder;
 use crate::error::{Error, ErrorKind, NodeId, Operation};
 use crate::fanout::{Fanout, OnDrop, ReportFmt};
 use crate::guard::LockGuard;
-use crate::key::{lock_key, Keys, MAX_RESOURCE_LEN};
-use crate::lock::Lock;
+use crate::key::{fence_key, lock_key, Keys, MAX_RESOURCE_LEN};
+use crate::lock::{Lock, LockParts};
 use crate::node::Node;
 use crate::quorum::{Tally, Verdict};
 use crate::reply::Request;
@@ -50,6 +50,7 @@ pub(crate) struct Inner {
     pub(crate) drift_factor: f64,
     pub(crate) retry: Retry,
     pub(crate) max_hold: Option<Duration>,
+    pub(crate) fencing: bool,
     pub(crate) prefix: Box<str>,
     pub(crate) tracker: TaskTracker,
 }
@@ -272,10 +273,17 @@ impl Redlock {
         retry: &Retry,
     ) -> Result<Lock, Error> {
         let ttl = self.inner.check_ttl(ttl, Operation::Acquire)?;
+        let prefix = &self.inner.prefix;
         let keys: Keys = resources
             .iter()
-            .map(|r| lock_key(&self.inner.prefix, r).into_boxed_slice())
+            .map(|r| lock_key(prefix, r).into_boxed_slice())
             .collect();
+        let fence_keys: Option<Keys> = self.inner.fencing.then(|| {
+            resources
+                .iter()
+                .map(|r| fence_key(prefix, r).into_boxed_slice())
+                .collect()
+        });
         let span = tracing::debug_span!(
             "quorumlock.acquire",
             resource = %resources.join(", "),
@@ -289,10 +297,11 @@ impl Redlock {
             loop {
                 attempt += 1;
                 tracing::Span::current().record("attempt", attempt);
-                let Failed { error, cleanup } = match self.attempt(&resources, &keys, ttl).await {
-                    Ok(lock) => return Ok(lock),
-                    Err(failed) => failed,
-                };
+                let Failed { error, cleanup } =
+                    match self.attempt(&resources, &keys, fence_keys.as_ref(), ttl).await {
+                        Ok(lock) => return Ok(lock),
+                        Err(failed) => failed,
+                    };
                 let elapsed = start.elapsed();
                 if !error.is_retryable() {
                     return Err(error.with_attempts(attempt).with_elapsed(elapsed));
@@ -325,8 +334,14 @@ impl Redlock {
         .await
     }
 
-    /// One attempt (DESIGN.md steps 1-5).
-    async fn attempt(&self, resources: &Arc<[Box<str>]>, keys: &Keys, ttl: Ttl) -> Result<Lock, Failed> {
+    /// One attempt (DESIGN.md steps 1-5, and the fence write-back of G6).
+    async fn attempt(
+        &self,
+        resources: &Arc<[Box<str>]>,
+        keys: &Keys,
+        fence_keys: Option<&Keys>,
+        ttl: Ttl,
+    ) -> Result<Lock, Failed> {
         let inner = &self.inner;
         let token = Token::generate().map_err(|e| Failed {
             error: Error::new(ErrorKind::Entropy, Operation::Acquire).with_message(e.to_string()),
@@ -336,8 +351,12 @@ impl Redlock {
         // Step 1: the clock starts before anything is sent, so time spent paused before or
         // during the sends counts against validity (P2, S2).
         let t0 = Instant::now();
-        let req = Arc::new(Request::acquire(keys.clone(), token.clone(), ttl.ms));
-        // Until the verdict is in, a dropped fan-out undoes everything (the "unready" guard).
+        let req = Arc::new(match fence_keys {
+            Some(fk) => Request::acquire_fenced(keys.clone(), fk.clone(), token.clone(), ttl.ms),
+            None => Request::acquire(keys.clone(), token.clone(), ttl.ms),
+        });
+        // Until the lock is handed out, a dropped fan-out undoes everything (the "unready"
+        // guard), also while the fence is being written back.
         let mut fan = Fanout::start(inner, req, ttl.node_timeout, OnDrop::Undo);
         let verdict = fan.decide().await;
         let elapsed = t0.elapsed();
@@ -351,43 +370,89 @@ impl Redlock {
             nodes = %ReportFmt(&report),
             "attempt decided",
         );
-        if let (Verdict::Reached, Some(_)) = (verdict, left) {
-            let released = fan.has_pending().then(|| Arc::new(AtomicBool::new(false)));
-            if let Some(flag) = &released {
-                fan.set_on_drop(OnDrop::UndoIfReleased(flag.clone()));
-            } else {
-                fan.set_on_drop(OnDrop::Finish);
-            }
-            drop(fan);
-            // ttl.effective > ttl.drift was checked, and both are far below Instant's range.
-            let valid_until = t0 + (ttl.effective - ttl.drift);
-            return Ok(Lock::new(
-                self.clone(),
-                resources.clone(),
-                keys.clone(),
-                token,
-                valid_until,
-                ttl.node_timeout,
-                released,
-            ));
+        let mut outcome = match (verdict, left) {
+            (Verdict::Reached, Some(_)) => Ok(None),
+            (Verdict::Reached, None) => Err(Error::new(ErrorKind::ValidityExhausted, Operation::Acquire)),
+            _ => Err(Error::new(
+                failure_kind(fan.tally(), fan.denied(), inner.nodes.len(), ErrorKind::Contended),
+                Operation::Acquire,
+            )),
         }
-        let kind = match verdict {
-            Verdict::Reached => ErrorKind::ValidityExhausted,
-            _ => failure_kind(fan.tally(), fan.denied(), inner.nodes.len(), ErrorKind::Contended),
-        };
-        let cleanup = match fan.undo() {
-            Some((granted_released, all_done)) => {
-                // Bounded by the node timeout: the nodes that granted answered moments ago.
-                let _ = granted_released.await;
-                Some(all_done)
+        .map_err(|e| e.with_nodes(report).with_elapsed(elapsed));
+        if let (Ok(_), Some(fence_keys)) = (&outcome, fence_keys) {
+            // G6: the lock's fence is the highest its grants gave; it must be on a majority
+            // before the lock is handed out, so that every later quorum sees it.
+            let fence = fan.max_fence().unwrap_or(0);
+            outcome = self
+                .write_back(fence_keys, &token, fence, t0, ttl)
+                .await
+                .map(Some);
+        }
+        let fence = match outcome {
+            Ok(fence) => fence,
+            Err(error) => {
+                let error = error.with_resource(&resources.join(", "));
+                let cleanup = match fan.undo() {
+                    Some((granted_released, all_done)) => {
+                        // Bounded by the node timeout: the nodes that granted answered moments ago.
+                        let _ = granted_released.await;
+                        Some(all_done)
+                    }
+                    None => None,
+                };
+                return Err(Failed { error, cleanup });
             }
-            None => None,
         };
-        let error = Error::new(kind, Operation::Acquire)
-            .with_resource(&resources.join(", "))
+        let released = fan.has_pending().then(|| Arc::new(AtomicBool::new(false)));
+        fan.set_on_drop(match &released {
+            Some(flag) => OnDrop::UndoIfReleased(flag.clone()),
+            None => OnDrop::Finish,
+        });
+        drop(fan);
+        // ttl.effective > ttl.drift was checked, and both are far below Instant's range.
+        let valid_until = t0 + (ttl.effective - ttl.drift);
+        Ok(Lock::new(LockParts {
+            client: self.clone(),
+            resources: resources.clone(),
+            keys: keys.clone(),
+            token,
+            valid_until,
+            node_timeout: ttl.node_timeout,
+            fence,
+            released,
+        }))
+    }
+
+    /// Writes `fence` back to the fence counters of a majority (raising, never lowering them),
+    /// and checks that validity is still left afterwards.
+    async fn write_back(
+        &self,
+        fence_keys: &Keys,
+        token: &Token,
+        fence: u64,
+        t0: Instant,
+        ttl: Ttl,
+    ) -> Result<u64, Error> {
+        let req = Arc::new(Request::fence_raise(fence_keys.clone(), token.clone(), fence));
+        let mut fan = Fanout::start(&self.inner, req, ttl.node_timeout, OnDrop::Finish);
+        let verdict = fan.decide().await;
+        let elapsed = t0.elapsed();
+        let report = fan.report();
+        tracing::debug!(fence, ?verdict, nodes = %ReportFmt(&report), "fence write-back decided");
+        let kind = match (verdict, validity(ttl.effective, elapsed, ttl.drift)) {
+            (Verdict::Reached, Some(_)) => return Ok(fence),
+            (Verdict::Reached, None) => ErrorKind::ValidityExhausted,
+            _ => failure_kind(
+                fan.tally(),
+                fan.denied(),
+                self.inner.nodes.len(),
+                ErrorKind::QuorumUnreachable,
+            ),
+        };
+        Err(Error::new(kind, Operation::Acquire)
+            .with_message(format!("fence write-back of {fence} did not reach a majority"))
             .with_nodes(report)
-            .with_elapsed(elapsed);
-        Err(Failed { error, cleanup })
+            .with_elapsed(elapsed))
     }
 
     /// Acquires `resource` as [`acquire`](Self::acquire) does and keeps it held with a watchdog

@@ -19,10 +19,11 @@ use tokio::sync::oneshot;
 
 use crate::client::Inner;
 use crate::error::{NodeId, NodeOutcome};
+use crate::node::Answer;
 use crate::quorum::{Tally, Verdict, Vote};
 use crate::reply::{Op, Request};
 
-type NodeCall = BoxFuture<'static, (usize, NodeOutcome)>;
+type NodeCall = BoxFuture<'static, (usize, Answer)>;
 
 /// What happens to requests still in flight when the fan-out is dropped.
 pub(crate) enum OnDrop {
@@ -42,6 +43,8 @@ pub(crate) struct Fanout {
     timeout: Duration,
     pending: FuturesUnordered<NodeCall>,
     outcomes: Vec<Option<NodeOutcome>>,
+    /// The highest fence among the grants recorded so far (fenced acquire only).
+    max_fence: Option<u64>,
     tally: Tally,
     on_drop: OnDrop,
 }
@@ -70,14 +73,23 @@ impl Fanout {
             timeout,
             pending,
             outcomes: vec![None; n],
+            max_fence: None,
             tally: Tally::new(n),
             on_drop,
         }
     }
 
-    fn record(&mut self, index: usize, outcome: NodeOutcome) {
+    fn record(&mut self, index: usize, (outcome, fence): Answer) {
         self.tally.record(vote(&outcome));
+        if outcome == NodeOutcome::Granted {
+            self.max_fence = self.max_fence.max(fence);
+        }
         self.outcomes[index] = Some(outcome);
+    }
+
+    /// The highest fence granted so far (fenced acquire only).
+    pub(crate) fn max_fence(&self) -> Option<u64> {
+        self.max_fence
     }
 
     /// Whether waiting longer could change what the caller learns. A release that did not
@@ -98,12 +110,12 @@ impl Fanout {
     pub(crate) async fn decide(&mut self) -> Verdict {
         while !self.settled() {
             match self.pending.next().await {
-                Some((i, outcome)) => self.record(i, outcome),
+                Some((i, answer)) => self.record(i, answer),
                 None => break,
             }
         }
-        while let Some(Some((i, outcome))) = self.pending.next().now_or_never() {
-            self.record(i, outcome);
+        while let Some(Some((i, answer))) = self.pending.next().now_or_never() {
+            self.record(i, answer);
         }
         self.tally.verdict()
     }
@@ -185,7 +197,7 @@ impl Fanout {
                 }
             });
             let rest = join_all(unsure.into_iter().map(|i| call(&inner, i, undo.clone(), timeout)));
-            let late = pending.for_each_concurrent(None, |(i, outcome)| {
+            let late = pending.for_each_concurrent(None, |(i, (outcome, _))| {
                 let (inner, undo) = (inner.clone(), undo.clone());
                 async move {
                     if outcome != NodeOutcome::Refused {
@@ -213,7 +225,7 @@ impl Drop for Fanout {
                 let pending = mem::take(&mut self.pending);
                 let (inner, timeout, undo) = (self.inner.clone(), self.timeout, Arc::new(self.req.undo()));
                 self.inner
-                    .spawn_background(pending.for_each_concurrent(None, move |(i, outcome)| {
+                    .spawn_background(pending.for_each_concurrent(None, move |(i, (outcome, _))| {
                         // Ordering: the lock's release sets the flag before sending. If we read
                         // `false` here, that release is sent after this reply arrived, so after
                         // the SET was applied, and it removes the key itself.

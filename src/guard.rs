@@ -40,6 +40,7 @@ use crate::watchdog::{self, Control, Schedule, Status, STOP_FORGET, STOP_RELEASE
 pub struct LockGuard {
     resources: Arc<[Box<str>]>,
     token: Token,
+    fence: Option<u64>,
     status: watch::Receiver<Status>,
     control: Arc<Control>,
     watchdog: Option<JoinHandle<Option<Lock>>>,
@@ -62,7 +63,7 @@ impl LockGuard {
     }
 
     pub(crate) fn start(client: &Redlock, lock: Lock, schedule: Schedule) -> Self {
-        let (resources, token) = lock.identity();
+        let (resources, token, fence) = lock.identity();
         let (tx, status) = watch::channel(Status {
             valid_until: lock.valid_until(),
             lost: None,
@@ -76,6 +77,7 @@ impl LockGuard {
         Self {
             resources,
             token,
+            fence,
             status,
             control,
             watchdog: Some(watchdog),
@@ -98,10 +100,10 @@ impl LockGuard {
         self.token.as_str()
     }
 
-    /// The fencing token, when fencing is enabled; extensions never change it. `None` in this
-    /// version.
+    /// The fencing token, when fencing is enabled (see [`Lock::fencing_token`]); extensions
+    /// never change it.
     pub fn fencing_token(&self) -> Option<u64> {
-        None
+        self.fence
     }
 
     /// When the current validity ends; moves forward with each extension.

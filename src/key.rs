@@ -22,6 +22,16 @@ pub(crate) fn lock_key(prefix: &str, resource: &str) -> Vec<u8> {
     k
 }
 
+/// The fence counter of `resource`. The `fence:` namespace differs from `lock:` in its first
+/// byte, so no resource name makes a counter collide with a lock key.
+pub(crate) fn fence_key(prefix: &str, resource: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 6 + resource.len());
+    k.extend_from_slice(prefix.as_bytes());
+    k.extend_from_slice(b"fence:");
+    k.extend_from_slice(resource.as_bytes());
+    k
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -32,6 +42,16 @@ mod tests {
         fn lock_keys_are_injective(a in any::<String>(), b in any::<String>()) {
             prop_assume!(a != b);
             prop_assert_ne!(lock_key(DEFAULT_PREFIX, &a), lock_key(DEFAULT_PREFIX, &b));
+        }
+
+        /// Counters never collide with lock keys, whatever the names (TESTPLAN 7.5: `x:fence`
+        /// must not meet the counter of `x`).
+        #[test]
+        fn fence_keys_never_collide_with_lock_keys(a in any::<String>(), b in any::<String>()) {
+            prop_assert_ne!(fence_key(DEFAULT_PREFIX, &a), lock_key(DEFAULT_PREFIX, &b));
+            if a != b {
+                prop_assert_ne!(fence_key(DEFAULT_PREFIX, &a), fence_key(DEFAULT_PREFIX, &b));
+            }
         }
 
         #[test]

@@ -46,9 +46,22 @@ pub struct Lock {
     valid_until: Instant,
     /// The node timeout of the acquisition, reused by the release.
     node_timeout: Duration,
+    fence: Option<u64>,
     /// Set before any release is sent; read by the task that watches late grants (see fanout).
     released: Option<Arc<AtomicBool>>,
     armed: bool,
+}
+
+/// Everything a new [`Lock`] is made of.
+pub(crate) struct LockParts {
+    pub(crate) client: Redlock,
+    pub(crate) resources: Arc<[Box<str>]>,
+    pub(crate) keys: Keys,
+    pub(crate) token: Token,
+    pub(crate) valid_until: Instant,
+    pub(crate) node_timeout: Duration,
+    pub(crate) fence: Option<u64>,
+    pub(crate) released: Option<Arc<AtomicBool>>,
 }
 
 /// What a release did on each node.
@@ -87,23 +100,16 @@ impl ReleaseReport {
 }
 
 impl Lock {
-    pub(crate) fn new(
-        client: Redlock,
-        resources: Arc<[Box<str>]>,
-        keys: Keys,
-        token: Token,
-        valid_until: Instant,
-        node_timeout: Duration,
-        released: Option<Arc<AtomicBool>>,
-    ) -> Self {
+    pub(crate) fn new(p: LockParts) -> Self {
         Self {
-            client,
-            resources,
-            keys,
-            token,
-            valid_until,
-            node_timeout,
-            released,
+            client: p.client,
+            resources: p.resources,
+            keys: p.keys,
+            token: p.token,
+            valid_until: p.valid_until,
+            node_timeout: p.node_timeout,
+            fence: p.fence,
+            released: p.released,
             armed: true,
         }
     }
@@ -119,8 +125,8 @@ impl Lock {
         self.resources.iter().map(|r| &**r)
     }
 
-    pub(crate) fn identity(&self) -> (Arc<[Box<str>]>, Token) {
-        (self.resources.clone(), self.token.clone())
+    pub(crate) fn identity(&self) -> (Arc<[Box<str>]>, Token, Option<u64>) {
+        (self.resources.clone(), self.token.clone(), self.fence)
     }
 
     fn resource_text(&self) -> String {
@@ -133,10 +139,15 @@ impl Lock {
         self.token.as_str()
     }
 
-    /// The fencing token, when the client was built with fencing enabled. `None` otherwise
-    /// (fencing is not yet available in this version).
+    /// The fencing token, when the client was built with
+    /// [`fencing(true)`](crate::RedlockBuilder::fencing); `None` otherwise.
+    ///
+    /// If this acquisition returned before another one for the same resource began, the other's
+    /// fence is larger (G6, under the conditions in `docs/fencing.md`). Pass it to the resource
+    /// you protect and have it refuse writes with a fence below the largest it has seen.
+    /// Extensions never change it.
     pub fn fencing_token(&self) -> Option<u64> {
-        None
+        self.fence
     }
 
     /// When the validity ends: `t0 + ttl - drift`, with `t0` taken before the first request
@@ -287,6 +298,7 @@ impl fmt::Debug for Lock {
         f.debug_struct("Lock")
             .field("resources", &self.resources)
             .field("token", &format_args!("{}", self.token.fingerprint()))
+            .field("fence", &self.fence)
             .field("remaining", &self.remaining())
             .finish()
     }

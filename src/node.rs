@@ -18,7 +18,10 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use redis::aio::MultiplexedConnection;
 
 use crate::error::{NodeId, NodeOutcome};
-use crate::reply::{breaks_connection, classify_error, classify_value, is_noscript, Request};
+use crate::reply::{breaks_connection, classify_error, classify_value, fence_of, is_noscript, Request};
+
+/// One node's answer: the outcome, and the fence for a fenced acquire that was granted.
+pub(crate) type Answer = (NodeOutcome, Option<u64>);
 
 /// After this many timeouts in a row the connection is dropped and re-made: a blackholed peer
 /// would otherwise collect one pending reply slot per request forever (P14).
@@ -92,7 +95,7 @@ impl Node {
     ///
     /// Cancel safety: dropping the future after the command was handed to the connection does
     /// not un-send it; callers that drop it must still release (they do: see `fanout`).
-    pub(crate) async fn execute(self: &Arc<Self>, req: &Request, timeout: Duration) -> NodeOutcome {
+    pub(crate) async fn execute(self: &Arc<Self>, req: &Request, timeout: Duration) -> Answer {
         match tokio::time::timeout(timeout, self.execute_unbounded(req)).await {
             Ok(outcome) => outcome,
             Err(_) => {
@@ -100,15 +103,15 @@ impl Node {
                 if n >= TIMEOUTS_BEFORE_RECONNECT {
                     self.reset(None);
                 }
-                NodeOutcome::Timeout
+                (NodeOutcome::Timeout, None)
             }
         }
     }
 
-    async fn execute_unbounded(self: &Arc<Self>, req: &Request) -> NodeOutcome {
+    async fn execute_unbounded(self: &Arc<Self>, req: &Request) -> Answer {
         let (mut conn, generation) = match self.connection().await {
             Ok(c) => c,
-            Err(outcome) => return outcome,
+            Err(outcome) => return (outcome, None),
         };
         let mut reply = conn.send_packed_command(req.primary()).await;
         if is_noscript(&reply) {
@@ -124,7 +127,7 @@ impl Node {
                     // The stream may be out of step with our requests: never trust it again.
                     self.reset(Some(generation));
                 }
-                outcome
+                (outcome, fence_of(req.op, &value))
             }
             Err(e) => {
                 if breaks_connection(&e) {
@@ -133,7 +136,7 @@ impl Node {
                     // An error reply is still a live, in-step connection.
                     self.timeouts_in_a_row.store(0, Ordering::Relaxed);
                 }
-                classify_error(&e)
+                (classify_error(&e), None)
             }
         }
     }

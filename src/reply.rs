@@ -10,7 +10,7 @@ use redis::{Cmd, RedisError, Value};
 
 use crate::error::NodeOutcome;
 use crate::key::Keys;
-use crate::scripts::{Script, ACQUIRE_MANY, EXTEND, RELEASE};
+use crate::scripts::{ACQUIRE_FENCED, ACQUIRE_MANY, EXTEND, FENCE_RAISE, RELEASE};
 use crate::token::Token;
 
 /// The three operations sent to nodes.
@@ -20,6 +20,10 @@ pub(crate) enum Op {
     Acquire,
     /// The all-or-nothing script: several resources.
     AcquireMany,
+    /// The fenced acquire script: answers the node's fence.
+    AcquireFenced,
+    /// Raising fence counters to the lock's fence (write-back).
+    FenceRaise,
     Extend,
     Release,
 }
@@ -28,12 +32,26 @@ pub(crate) enum Op {
 pub(crate) struct Request {
     pub(crate) op: Op,
     keys: Keys,
+    /// Fence counter keys, for the fenced acquire (after the lock keys).
+    fence_keys: Option<Keys>,
     pub(crate) token: Token,
-    ttl_ms: u64,
+    /// The TTL in ms, or the fence for a write-back.
+    number: u64,
     primary: Cmd,
 }
 
 impl Request {
+    fn new(op: Op, keys: Keys, fence_keys: Option<Keys>, token: Token, number: u64, primary: Cmd) -> Self {
+        Self {
+            op,
+            keys,
+            fence_keys,
+            token,
+            number,
+            primary,
+        }
+    }
+
     pub(crate) fn acquire(keys: Keys, token: Token, ttl_ms: u64) -> Self {
         if let [key] = &*keys {
             // One resource: a plain SET, cheaper for the server than a script.
@@ -44,49 +62,37 @@ impl Request {
                 .arg("NX")
                 .arg("PX")
                 .arg(ttl_ms);
-            return Self {
-                op: Op::Acquire,
-                keys,
-                token,
-                ttl_ms,
-                primary,
-            };
+            return Self::new(Op::Acquire, keys, None, token, ttl_ms, primary);
         }
         let ttl = ttl_ms.to_string();
         let primary = ACQUIRE_MANY.evalsha(&keys, &[token.as_str().as_bytes(), ttl.as_bytes()]);
-        Self {
-            op: Op::AcquireMany,
-            keys,
-            token,
-            ttl_ms,
-            primary,
-        }
+        Self::new(Op::AcquireMany, keys, None, token, ttl_ms, primary)
+    }
+
+    pub(crate) fn acquire_fenced(keys: Keys, fence_keys: Keys, token: Token, ttl_ms: u64) -> Self {
+        let all: Vec<Box<[u8]>> = keys.iter().chain(fence_keys.iter()).cloned().collect();
+        let ttl = ttl_ms.to_string();
+        let primary = ACQUIRE_FENCED.evalsha(&all, &[token.as_str().as_bytes(), ttl.as_bytes()]);
+        Self::new(Op::AcquireFenced, keys, Some(fence_keys), token, ttl_ms, primary)
+    }
+
+    pub(crate) fn fence_raise(fence_keys: Keys, token: Token, fence: u64) -> Self {
+        let primary = FENCE_RAISE.evalsha(&fence_keys, &[fence.to_string().as_bytes()]);
+        Self::new(Op::FenceRaise, fence_keys, None, token, fence, primary)
     }
 
     pub(crate) fn extend(keys: Keys, token: Token, ttl_ms: u64) -> Self {
         let ttl = ttl_ms.to_string();
         let primary = EXTEND.evalsha(&keys, &[token.as_str().as_bytes(), ttl.as_bytes()]);
-        Self {
-            op: Op::Extend,
-            keys,
-            token,
-            ttl_ms,
-            primary,
-        }
+        Self::new(Op::Extend, keys, None, token, ttl_ms, primary)
     }
 
     pub(crate) fn release(keys: Keys, token: Token) -> Self {
         let primary = RELEASE.evalsha(&keys, &[token.as_str().as_bytes()]);
-        Self {
-            op: Op::Release,
-            keys,
-            token,
-            ttl_ms: 0,
-            primary,
-        }
+        Self::new(Op::Release, keys, None, token, 0, primary)
     }
 
-    /// The release that undoes this request on a node (same keys, same token).
+    /// The release that undoes this request on a node (same lock keys, same token).
     pub(crate) fn undo(&self) -> Self {
         Self::release(self.keys.clone(), self.token.clone())
     }
@@ -97,18 +103,28 @@ impl Request {
 
     /// The `EVAL` form of a script request, for nodes that answered `NOSCRIPT`.
     pub(crate) fn fallback(&self) -> Option<Cmd> {
-        let script: &Script = match self.op {
-            Op::Acquire => return None,
-            Op::AcquireMany => &ACQUIRE_MANY,
-            Op::Extend => &EXTEND,
-            Op::Release => &RELEASE,
-        };
-        let ttl = self.ttl_ms.to_string();
+        let number = self.number.to_string();
         let token = self.token.as_str().as_bytes();
         Some(match self.op {
-            Op::Release => script.eval(&self.keys, &[token]),
-            _ => script.eval(&self.keys, &[token, ttl.as_bytes()]),
+            Op::Acquire => return None,
+            Op::AcquireMany => ACQUIRE_MANY.eval(&self.keys, &[token, number.as_bytes()]),
+            Op::AcquireFenced => {
+                let fence_keys = self.fence_keys.as_deref().unwrap_or_default();
+                let all: Vec<Box<[u8]>> = self.keys.iter().chain(fence_keys).cloned().collect();
+                ACQUIRE_FENCED.eval(&all, &[token, number.as_bytes()])
+            }
+            Op::FenceRaise => FENCE_RAISE.eval(&self.keys, &[number.as_bytes()]),
+            Op::Extend => EXTEND.eval(&self.keys, &[token, number.as_bytes()]),
+            Op::Release => RELEASE.eval(&self.keys, &[token]),
         })
+    }
+}
+
+/// The fence a node answered to a fenced acquire: a positive integer.
+pub(crate) fn fence_of(op: Op, value: &Value) -> Option<u64> {
+    match (op, value) {
+        (Op::AcquireFenced, Value::Int(f)) if *f > 0 => u64::try_from(*f).ok(),
+        _ => None,
     }
 }
 
@@ -117,8 +133,11 @@ pub(crate) fn classify_value(op: Op, value: &Value) -> NodeOutcome {
     match (op, value) {
         (Op::Acquire, Value::Okay) => NodeOutcome::Granted,
         (Op::Acquire, Value::Nil) => NodeOutcome::Refused,
-        (Op::AcquireMany | Op::Extend | Op::Release, Value::Int(1)) => NodeOutcome::Granted,
-        (Op::AcquireMany | Op::Extend | Op::Release, Value::Int(0)) => NodeOutcome::Refused,
+        (Op::AcquireMany | Op::Extend | Op::Release | Op::FenceRaise, Value::Int(1)) => NodeOutcome::Granted,
+        (Op::AcquireMany | Op::Extend | Op::Release | Op::AcquireFenced, Value::Int(0)) => {
+            NodeOutcome::Refused
+        }
+        (Op::AcquireFenced, Value::Int(f)) if *f > 0 => NodeOutcome::Granted,
         (_, Value::ServerError(e)) => classify_server_error(e.code(), e.details().unwrap_or("")),
         (_, other) => NodeOutcome::Protocol(describe(other).into()),
     }
@@ -222,6 +241,14 @@ mod tests {
             (Op::AcquireMany, Value::Int(1), |o| *o == Granted),
             (Op::AcquireMany, Value::Int(0), |o| *o == Refused),
             (Op::AcquireMany, Value::Okay, |o| matches!(o, Protocol(_))),
+            (Op::AcquireFenced, Value::Int(1_700_000_000_000_000), |o| {
+                *o == Granted
+            }),
+            (Op::AcquireFenced, Value::Int(0), |o| *o == Refused),
+            (Op::AcquireFenced, Value::Int(-5), |o| matches!(o, Protocol(_))),
+            (Op::AcquireFenced, Value::Okay, |o| matches!(o, Protocol(_))),
+            (Op::FenceRaise, Value::Int(1), |o| *o == Granted),
+            (Op::FenceRaise, Value::Int(0), |o| matches!(o, Protocol(_))),
         ];
         for (op, v, ok) in cases {
             let got = classify_value(op, &v);

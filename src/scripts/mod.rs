@@ -48,6 +48,14 @@ impl Script {
 pub(crate) static ACQUIRE_MANY: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("acquire_many.lua")));
 
+/// Fenced acquire: the fence (> 0) when all keys were set, 0 when any existed.
+pub(crate) static ACQUIRE_FENCED: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("acquire_fenced.lua")));
+
+/// Fence write-back: raises counters to at least the fence; 1.
+pub(crate) static FENCE_RAISE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("fence_raise.lua")));
+
 /// Compare-and-delete: 1 deleted, 0 not ours.
 pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("release.lua")));
 

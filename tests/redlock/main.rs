@@ -6,6 +6,7 @@ mod support;
 mod bad_input;
 mod basics;
 mod faults;
+mod fencing;
 mod guards;
 mod leaks;
 mod secrets;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use quorumlock::{Redlock, RedlockBuilder, Retry};
-pub use quorumlock_testkit::{ClusterOptions, LocalCluster};
+pub use quorumlock_testkit::{ClusterOptions, LocalCluster, Persistence};
 
 pub fn cluster(n: usize) -> LocalCluster {
     LocalCluster::start(n).unwrap_or_else(|e| panic!("starting {n} redis-server nodes: {e}"))

@@ -1,0 +1,31 @@
+-- quorumlock fenced acquire: lock keys and fence counters, atomically on this node.
+-- KEYS[1..n]     the lock keys (one per resource, sorted)
+-- KEYS[n+1..2n]  the resources' fence counter keys, in the same order
+-- ARGV[1]        the lock's token
+-- ARGV[2]        time to live, in milliseconds (a positive integer)
+-- Returns 0 (and changes nothing) if any lock key exists. Otherwise sets every lock key to
+-- ARGV[1] with TTL ARGV[2], computes fence = max(counter + 1 for every counter, server time in
+-- microseconds), stores it in every counter, and returns it (a positive integer).
+-- Microseconds since 1970 stay far below 2^53, so Lua's doubles hold them exactly.
+local n = #KEYS / 2
+for i = 1, n do
+  if redis.call('GET', KEYS[i]) then
+    return 0
+  end
+end
+local t = redis.call('TIME')
+local fence = tonumber(t[1]) * 1000000 + tonumber(t[2])
+for i = n + 1, 2 * n do
+  local c = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if c + 1 > fence then
+    fence = c + 1
+  end
+end
+local text = string.format('%d', fence)
+for i = 1, n do
+  redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
+end
+for i = n + 1, 2 * n do
+  redis.call('SET', KEYS[i], text)
+end
+return fence

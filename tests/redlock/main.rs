@@ -9,4 +9,5 @@ mod faults;
 mod fencing;
 mod guards;
 mod leaks;
+mod scenarios;
 mod secrets;

@@ -78,7 +78,7 @@ pub fn values(cluster: &LocalCluster, resource: &str) -> Vec<Result<Option<Strin
 pub fn all_lock_keys(cluster: &LocalCluster) -> Vec<(usize, String, i64)> {
     let mut out = Vec::new();
     for i in (0..cluster.len()).filter(|&i| cluster.is_running(i)) {
-        let keys: Vec<String> = on_node(cluster, i, redis::cmd("KEYS").arg("quorumlock:*"));
+        let keys: Vec<String> = on_node(cluster, i, redis::cmd("KEYS").arg("quorumlock:lock:*"));
         for k in keys {
             let pttl: i64 = on_node(cluster, i, redis::cmd("PTTL").arg(&k));
             out.push((i, k, pttl));

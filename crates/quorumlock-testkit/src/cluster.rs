@@ -73,6 +73,12 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl Error {
+    pub(crate) fn new(message: String) -> Self {
+        Self(message)
+    }
+}
+
 struct Node {
     port: u16,
     dir: PathBuf,

@@ -5,6 +5,10 @@
 //! or without its data), pause it (SIGSTOP) and resume it. Children die with the test process
 //! (`PR_SET_PDEATHSIG`) and when the cluster is dropped.
 //!
+//! [`Proxy`] sits in front of one node and injects network faults per direction: latency,
+//! hold (pause), drop (blackhole), connection resets, and dropping requests that contain a
+//! pattern; it also counts requests by pattern.
+//!
 //! This crate does not depend on `quorumlock`, so it can test any lock client.
 //!
 //! ```no_run
@@ -18,6 +22,10 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod cluster;
+mod history;
+mod proxy;
 mod spawner;
 
 pub use cluster::{ClusterOptions, Error, LocalCluster, Persistence};
+pub use history::{Grant, GrantId, History, Violation};
+pub use proxy::{Counter, Direction, Fault, Proxy};

@@ -63,3 +63,7 @@ struct ReadmeDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/guards.md")]
 struct GuardsGuideDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/fencing.md")]
+struct FencingGuideDoctests;

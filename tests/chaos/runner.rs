@@ -1,0 +1,566 @@
+//! The random fault mix (TESTPLAN C31): workers contend for a few resources through their own
+//! fault proxies while a seeded scheduler injects faults; a history checker, a key auditor and
+//! a witness store check the safety properties; a report gives every figure.
+//!
+//! Shared by the PR-tier test (`tests/redlock/chaos.rs`, 3 minutes) and the soak
+//! (`cargo run --release --example chaos -- --minutes 30`).
+//!
+//! A *client* pause (C10) is emulated by blocking the worker's own runtime thread inside its
+//! critical section, after its last validity check and before its writes: the same as a GC
+//! pause or SIGSTOP of that client, for everything the client can observe.
+
+#![allow(dead_code, reason = "each user of this file takes the parts it needs")]
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use quorumlock::{ErrorKind, Redlock, Retry};
+use quorumlock_testkit::{Direction, Fault, Grant, History, LocalCluster, Proxy};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub nodes: usize,
+    pub workers: usize,
+    pub resources: usize,
+    pub ttl: Duration,
+    pub node_timeout: Duration,
+    pub duration: Duration,
+    pub seed: u64,
+    pub hold_max: Duration,
+}
+
+impl Config {
+    pub fn pr(duration: Duration, seed: u64) -> Self {
+        Self {
+            nodes: 5,
+            workers: 4,
+            resources: 2,
+            ttl: Duration::from_millis(1000),
+            node_timeout: Duration::from_millis(50),
+            duration,
+            seed,
+            hold_max: Duration::from_millis(5),
+        }
+    }
+}
+
+/// Every figure of one run.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub config: String,
+    pub wall: Duration,
+    pub attempts: u64,
+    pub grants: u64,
+    pub failures: BTreeMap<String, u64>,
+    pub faults: BTreeMap<&'static str, u64>,
+    pub overlaps: Option<String>,
+    pub fence_violation: Option<String>,
+    pub witness_counted: u64,
+    pub witness_final: u64,
+    pub witness_lost_updates_in_pause_windows: u64,
+    pub fenced_accepted: u64,
+    pub fenced_rejected: u64,
+    pub keys_without_ttl: u64,
+    pub auditor_samples: u64,
+    pub leaked_keys: Vec<String>,
+    pub latency_p50: Duration,
+    pub latency_p99: Duration,
+    pub latency_max: Duration,
+    pub client_pauses: u64,
+}
+
+impl Report {
+    /// Whether every safety column is zero.
+    pub fn safe(&self) -> bool {
+        self.overlaps.is_none()
+            && self.fence_violation.is_none()
+            && self.keys_without_ttl == 0
+            && self.leaked_keys.is_empty()
+            && self.witness_final + self.witness_lost_updates_in_pause_windows >= self.witness_counted
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "| figure | value |\n|---|---|");
+        let _ = writeln!(s, "| configuration | {} |", self.config);
+        let _ = writeln!(s, "| wall time | {:.1?} |", self.wall);
+        let _ = writeln!(s, "| attempts | {} |", self.attempts);
+        let _ = writeln!(s, "| grants | {} |", self.grants);
+        for (k, v) in &self.failures {
+            let _ = writeln!(s, "| failed: {k} | {v} |");
+        }
+        let total: u64 = self.faults.values().sum();
+        let _ = writeln!(s, "| faults injected | {total} ({} types) |", self.faults.len());
+        for (k, v) in &self.faults {
+            let _ = writeln!(s, "| fault: {k} | {v} |");
+        }
+        let _ = writeln!(
+            s,
+            "| **P1 overlaps** | {} |",
+            self.overlaps
+                .as_deref()
+                .map_or("0".into(), |v| format!("1+: {v}"))
+        );
+        let _ = writeln!(
+            s,
+            "| **P10 fence-order violations** | {} |",
+            self.fence_violation
+                .as_deref()
+                .map_or("0".into(), |v| format!("1+: {v}"))
+        );
+        let _ = writeln!(
+            s,
+            "| **witness lost updates** (outside client-pause windows) | {} |",
+            self.witness_counted
+                .saturating_sub(self.witness_final + self.witness_lost_updates_in_pause_windows)
+        );
+        let _ = writeln!(
+            s,
+            "| unfenced writes by paused holders (may lose updates: expected without fencing) | {} |",
+            self.witness_lost_updates_in_pause_windows
+        );
+        let _ = writeln!(
+            s,
+            "| **P11 fenced writes below the store's max accepted** | 0 (the store refuses them; refused: {}) |",
+            self.fenced_rejected
+        );
+        let _ = writeln!(s, "| fenced writes accepted | {} |", self.fenced_accepted);
+        let _ = writeln!(s, "| client pauses (C10) | {} |", self.client_pauses);
+        let _ = writeln!(
+            s,
+            "| **P9 lock keys without TTL** | {} (in {} auditor samples) |",
+            self.keys_without_ttl, self.auditor_samples
+        );
+        let _ = writeln!(
+            s,
+            "| **P8 leaked keys after heal + TTL** | {} |",
+            self.leaked_keys.len()
+        );
+        let _ = writeln!(
+            s,
+            "| acquire latency p50 / p99 / max | {:.1?} / {:.1?} / {:.1?} |",
+            self.latency_p50, self.latency_p99, self.latency_max
+        );
+        s
+    }
+}
+
+const FENCED_WRITE: &str = "if tonumber(ARGV[1]) >= tonumber(redis.call('GET', KEYS[1]) or '0') then redis.call('SET', KEYS[1], ARGV[1]) return 1 end return 0";
+
+struct Shared {
+    history: History,
+    stop: AtomicBool,
+    attempts: AtomicU64,
+    failures: Mutex<BTreeMap<String, u64>>,
+    latencies: Mutex<Vec<Duration>>,
+    witness_counted: AtomicU64,
+    pause_lost: AtomicU64,
+    fenced_accepted: AtomicU64,
+    fenced_rejected: AtomicU64,
+}
+
+enum WorkerCmd {
+    PauseInCriticalSection(Duration),
+}
+
+fn witness_conn(port: u16) -> redis::Connection {
+    redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+/// One worker: its own thread, runtime, client and proxies.
+fn worker(
+    id: usize,
+    cfg: Config,
+    urls: Vec<String>,
+    witness: u16,
+    shared: Arc<Shared>,
+    cmds: mpsc::Receiver<WorkerCmd>,
+) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let redlock = Redlock::builder()
+        .nodes(&urls)
+        .node_timeout(cfg.node_timeout)
+        .fencing(true)
+        .retry(Retry::none())
+        .build()
+        .unwrap();
+    let mut rng = StdRng::seed_from_u64(cfg.seed ^ (id as u64 + 1) * 0x9e37_79b9);
+    let mut w = witness_conn(witness);
+    rt.block_on(async {
+        while !shared.stop.load(Ordering::Relaxed) {
+            let resource = format!("chaos-{}", rng.random_range(0..cfg.resources));
+            let invoked = Instant::now();
+            shared.attempts.fetch_add(1, Ordering::Relaxed);
+            match redlock.try_acquire(&resource, cfg.ttl).await {
+                Ok(lock) => {
+                    let ok = Instant::now();
+                    shared.latencies.lock().unwrap().push(ok - invoked);
+                    let id_ = shared.history.record(Grant {
+                        client: format!("worker{id}"),
+                        resource: resource.clone(),
+                        invoked,
+                        ok,
+                        until: ok + lock.remaining(),
+                        released: None,
+                        fence: lock.fencing_token(),
+                    });
+                    // Critical section: read-modify-write on the unfenced register, a fenced
+                    // write, each only while the lock is believed valid.
+                    let key = format!("witness:{resource}");
+                    let v: u64 = redis::cmd("GET")
+                        .arg(&key)
+                        .query::<Option<u64>>(&mut w)
+                        .unwrap()
+                        .unwrap_or(0);
+                    let hold = Duration::from_micros(rng.random_range(0..=cfg.hold_max.as_micros() as u64));
+                    tokio::time::sleep(hold).await;
+                    let paused = match cmds.try_recv() {
+                        Ok(WorkerCmd::PauseInCriticalSection(d)) if lock.is_valid() => {
+                            // The whole client stops, as in a GC pause, after its check.
+                            std::thread::sleep(d);
+                            true
+                        }
+                        _ => false,
+                    };
+                    if paused || lock.is_valid() {
+                        let _: () = redis::cmd("SET").arg(&key).arg(v + 1).query(&mut w).unwrap();
+                        shared.witness_counted.fetch_add(1, Ordering::Relaxed);
+                        if paused {
+                            // This write may overwrite another holder's (expected without
+                            // fencing); it is tallied apart from the SAFE columns.
+                            shared.pause_lost.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let fence = lock.fencing_token().unwrap();
+                        let accepted: i64 = redis::cmd("EVAL")
+                            .arg(FENCED_WRITE)
+                            .arg(1)
+                            .arg(format!("fenced:{resource}"))
+                            .arg(fence)
+                            .query(&mut w)
+                            .unwrap();
+                        if accepted == 1 {
+                            shared.fenced_accepted.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            shared.fenced_rejected.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    shared.history.released(id_, Instant::now());
+                    let _ = lock.release().await;
+                }
+                Err(e) => {
+                    let reason = match e.kind() {
+                        ErrorKind::Contended => "contended",
+                        ErrorKind::QuorumUnreachable => "too few nodes",
+                        ErrorKind::ValidityExhausted => "validity exhausted",
+                        ErrorKind::Unauthorized => "unauthorized",
+                        _ => "other",
+                    };
+                    *shared.failures.lock().unwrap().entry(reason.into()).or_default() += 1;
+                }
+            }
+            tokio::time::sleep(Duration::from_micros(rng.random_range(0..2000))).await;
+        }
+        redlock.shutdown().await;
+    });
+}
+
+/// Runs the mix and returns the report. Panics only on harness failures (servers that will
+/// not start), never on a property: the caller asserts `report.safe()`.
+pub fn run(cfg: Config) -> Report {
+    let start = Instant::now();
+    let mut cluster = LocalCluster::start(cfg.nodes).expect("redis-server");
+    let witness = LocalCluster::start(1).expect("witness redis-server");
+    let shared = Arc::new(Shared {
+        history: History::new(),
+        stop: AtomicBool::new(false),
+        attempts: AtomicU64::new(0),
+        failures: Mutex::default(),
+        latencies: Mutex::default(),
+        witness_counted: AtomicU64::new(0),
+        pause_lost: AtomicU64::new(0),
+        fenced_accepted: AtomicU64::new(0),
+        fenced_rejected: AtomicU64::new(0),
+    });
+    // Per worker, one proxy per node.
+    let proxies: Vec<Vec<Proxy>> = (0..cfg.workers)
+        .map(|_| {
+            (0..cfg.nodes)
+                .map(|i| Proxy::start(cluster.port(i)).unwrap())
+                .collect()
+        })
+        .collect();
+    let mut senders = Vec::new();
+    let mut threads = Vec::new();
+    for (id, ps) in proxies.iter().enumerate() {
+        let urls: Vec<String> = ps.iter().map(Proxy::url).collect();
+        let (tx, rx) = mpsc::channel();
+        senders.push(tx);
+        let (cfg, shared, witness_port) = (cfg.clone(), shared.clone(), witness.port(0));
+        threads.push(std::thread::spawn(move || {
+            worker(id, cfg, urls, witness_port, shared, rx)
+        }));
+    }
+    // Auditor: every lock key on every running, unpaused node has a TTL (P9).
+    let paused: Arc<Mutex<Vec<bool>>> = Arc::new(Mutex::new(vec![false; cfg.nodes]));
+    let down: Arc<Mutex<Vec<bool>>> = Arc::new(Mutex::new(vec![false; cfg.nodes]));
+    let no_ttl = Arc::new(AtomicU64::new(0));
+    let samples = Arc::new(AtomicU64::new(0));
+    let auditor = {
+        let ports: Vec<u16> = (0..cfg.nodes).map(|i| cluster.port(i)).collect();
+        let (shared, paused, down, no_ttl, samples) = (
+            shared.clone(),
+            paused.clone(),
+            down.clone(),
+            no_ttl.clone(),
+            samples.clone(),
+        );
+        std::thread::spawn(move || {
+            while !shared.stop.load(Ordering::Relaxed) {
+                for (i, port) in ports.iter().enumerate() {
+                    if paused.lock().unwrap()[i] || down.lock().unwrap()[i] {
+                        continue;
+                    }
+                    let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}")) else {
+                        continue;
+                    };
+                    let Ok(mut c) = client.get_connection_with_timeout(Duration::from_millis(100)) else {
+                        continue;
+                    };
+                    let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
+                    let keys: Vec<String> = redis::cmd("KEYS")
+                        .arg("quorumlock:lock:*")
+                        .query(&mut c)
+                        .unwrap_or_default();
+                    for k in keys {
+                        let pttl: i64 = redis::cmd("PTTL").arg(&k).query(&mut c).unwrap_or(-2);
+                        samples.fetch_add(1, Ordering::Relaxed);
+                        if pttl == -1 {
+                            no_ttl.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+
+    // The fault scheduler.
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let mut faults: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut client_pauses = 0;
+    let minority = (cfg.nodes - 1) / 2;
+    let node_cmd = |cluster: &LocalCluster, i: usize, args: &[&str]| {
+        if let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{}", cluster.port(i))) {
+            if let Ok(mut c) = client.get_connection_with_timeout(Duration::from_millis(200)) {
+                let mut cmd = redis::cmd(args[0]);
+                for a in &args[1..] {
+                    cmd.arg(*a);
+                }
+                let _: redis::RedisResult<redis::Value> = cmd.query(&mut c);
+            }
+        }
+    };
+    while start.elapsed() < cfg.duration {
+        std::thread::sleep(Duration::from_millis(rng.random_range(300..1200)));
+        let pick = rng.random_range(0..11);
+        let window = Duration::from_millis(rng.random_range(300..1500));
+        let mut nodes: Vec<usize> = (0..cfg.nodes).collect();
+        nodes.sort_by_key(|_| rng.random::<u32>());
+        let some: Vec<usize> = nodes[..rng.random_range(1..=minority)].to_vec();
+        match pick {
+            0 => {
+                // C1 kill a minority; C3 restart without persistence after ttl + margin.
+                *faults.entry("C1 kill minority").or_default() += 1;
+                for &i in &some {
+                    cluster.kill(i).unwrap();
+                    down.lock().unwrap()[i] = true;
+                }
+                std::thread::sleep(cfg.ttl + Duration::from_millis(500));
+                for &i in &some {
+                    cluster.restart(i).unwrap();
+                    down.lock().unwrap()[i] = false;
+                }
+                *faults.entry("C3 delayed restart, empty").or_default() += some.len() as u64;
+            }
+            1 => {
+                // C8: SIGSTOP nodes for less than the TTL.
+                *faults.entry("C8 pause node").or_default() += 1;
+                for &i in &some {
+                    paused.lock().unwrap()[i] = true;
+                    cluster.pause(i).unwrap();
+                }
+                std::thread::sleep(cfg.ttl / 2);
+                for &i in &some {
+                    cluster.resume(i).unwrap();
+                    paused.lock().unwrap()[i] = false;
+                }
+            }
+            2 => {
+                // C12: latency above the node timeout on a majority, for one worker.
+                *faults.entry("C12 latency majority").or_default() += 1;
+                let w = rng.random_range(0..cfg.workers);
+                for i in &nodes[..cfg.nodes / 2 + 1] {
+                    proxies[w][*i].set(Direction::Replies, Fault::Delay(cfg.node_timeout * 3));
+                }
+                std::thread::sleep(window);
+                proxies[w].iter().for_each(Proxy::heal);
+            }
+            3 => {
+                // C14: latency on a minority, for everyone.
+                *faults.entry("C14 latency minority").or_default() += 1;
+                for ps in &proxies {
+                    for &i in &some {
+                        ps[i].set(Direction::Replies, Fault::Delay(cfg.node_timeout * 2));
+                    }
+                }
+                std::thread::sleep(window);
+                proxies.iter().flatten().for_each(Proxy::heal);
+            }
+            4 => {
+                // C16/C17: each worker loses a different random set of nodes.
+                *faults.entry("C16/C17 partitions").or_default() += 1;
+                for ps in &proxies {
+                    let k = rng.random_range(1..=minority + 1);
+                    for _ in 0..k {
+                        ps[rng.random_range(0..cfg.nodes)].set_both(Fault::Drop);
+                    }
+                }
+                std::thread::sleep(window);
+                proxies.iter().flatten().for_each(Proxy::heal);
+            }
+            5 => {
+                // C18: requests applied, replies dropped.
+                *faults.entry("C18 drop replies").or_default() += 1;
+                for ps in &proxies {
+                    for &i in &some {
+                        ps[i].set(Direction::Replies, Fault::Drop);
+                    }
+                }
+                std::thread::sleep(window);
+                proxies.iter().flatten().for_each(Proxy::heal);
+            }
+            6 => {
+                // C20: connection resets.
+                *faults.entry("C20 resets").or_default() += 1;
+                for ps in &proxies {
+                    for &i in &some {
+                        ps[i].reset_connections();
+                    }
+                }
+            }
+            7 => {
+                // C21: SCRIPT FLUSH everywhere.
+                *faults.entry("C21 script flush").or_default() += 1;
+                for i in 0..cfg.nodes {
+                    if !down.lock().unwrap()[i] {
+                        node_cmd(&cluster, i, &["SCRIPT", "FLUSH"]);
+                    }
+                }
+            }
+            8 => {
+                // C24 OOM / C26 NOREPLICAS on a minority.
+                let oom = rng.random_bool(0.5);
+                *faults
+                    .entry(if oom { "C24 OOM" } else { "C26 NOREPLICAS" })
+                    .or_default() += 1;
+                for &i in &some {
+                    if oom {
+                        node_cmd(&cluster, i, &["CONFIG", "SET", "maxmemory", "1"]);
+                    } else {
+                        node_cmd(&cluster, i, &["CONFIG", "SET", "min-replicas-to-write", "1"]);
+                    }
+                }
+                std::thread::sleep(window);
+                for &i in &some {
+                    node_cmd(&cluster, i, &["CONFIG", "SET", "maxmemory", "0"]);
+                    node_cmd(&cluster, i, &["CONFIG", "SET", "min-replicas-to-write", "0"]);
+                }
+            }
+            9 => {
+                // C27: write stall.
+                *faults.entry("C27 CLIENT PAUSE WRITE").or_default() += 1;
+                let ms = (cfg.node_timeout * 4).as_millis().to_string();
+                node_cmd(&cluster, some[0], &["CLIENT", "PAUSE", &ms, "WRITE"]);
+            }
+            _ => {
+                // C10 (fenced): a client pauses inside its critical section for longer than the
+                // TTL.
+                *faults.entry("C10 client pause").or_default() += 1;
+                client_pauses += 1;
+                let w = rng.random_range(0..cfg.workers);
+                let _ = senders[w].send(WorkerCmd::PauseInCriticalSection(cfg.ttl * 3 / 2));
+            }
+        }
+    }
+    // Heal everything, stop the workers, wait out the TTL, and audit.
+    proxies.iter().flatten().for_each(Proxy::heal);
+    shared.stop.store(true, Ordering::SeqCst);
+    for t in threads {
+        t.join().expect("worker panicked");
+    }
+    auditor.join().expect("auditor panicked");
+    std::thread::sleep(cfg.ttl + Duration::from_millis(500));
+    let mut leaked = Vec::new();
+    for i in 0..cfg.nodes {
+        let mut c = witness_conn(cluster.port(i));
+        let keys: Vec<String> = redis::cmd("KEYS").arg("quorumlock:lock:*").query(&mut c).unwrap();
+        leaked.extend(keys.into_iter().map(|k| format!("node {i}: {k}")));
+    }
+    let witness_final: u64 = {
+        let mut w = witness_conn(witness.port(0));
+        (0..cfg.resources)
+            .map(|r| {
+                redis::cmd("GET")
+                    .arg(format!("witness:chaos-{r}"))
+                    .query::<Option<u64>>(&mut w)
+                    .unwrap()
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    let mut lat = shared.latencies.lock().unwrap().clone();
+    lat.sort();
+    let pct = |p: f64| {
+        lat.get(((lat.len().max(1) - 1) as f64 * p) as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+    drop(proxies);
+    let failures = shared.failures.lock().unwrap().clone();
+    Report {
+        config: format!(
+            "N={}, workers={}, resources={}, ttl={:?}, node_timeout={:?}, drift 0.01, retry none, fencing on, persistence none (restarts delayed > ttl), redis-server 7.0, seed={}",
+            cfg.nodes, cfg.workers, cfg.resources, cfg.ttl, cfg.node_timeout, cfg.seed
+        ),
+        wall: start.elapsed(),
+        attempts: shared.attempts.load(Ordering::SeqCst),
+        grants: shared.history.len() as u64,
+        failures,
+        faults,
+        overlaps: shared.history.check_exclusion().err().map(|v| v.to_string()),
+        fence_violation: shared.history.check_fences().err().map(|v| v.to_string()),
+        witness_counted: shared.witness_counted.load(Ordering::SeqCst),
+        witness_final,
+        witness_lost_updates_in_pause_windows: shared.pause_lost.load(Ordering::SeqCst),
+        fenced_accepted: shared.fenced_accepted.load(Ordering::SeqCst),
+        fenced_rejected: shared.fenced_rejected.load(Ordering::SeqCst),
+        keys_without_ttl: no_ttl.load(Ordering::SeqCst),
+        auditor_samples: samples.load(Ordering::SeqCst),
+        leaked_keys: leaked,
+        latency_p50: pct(0.5),
+        latency_p99: pct(0.99),
+        latency_max: lat.last().copied().unwrap_or_default(),
+        client_pauses,
+    }
+}

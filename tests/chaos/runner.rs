@@ -195,7 +195,7 @@ fn worker(
         .retry(Retry::none())
         .build()
         .unwrap();
-    let mut rng = StdRng::seed_from_u64(cfg.seed ^ (id as u64 + 1) * 0x9e37_79b9);
+    let mut rng = StdRng::seed_from_u64(cfg.seed ^ ((id as u64 + 1) * 0x9e37_79b9));
     let mut w = witness_conn(witness);
     rt.block_on(async {
         while !shared.stop.load(Ordering::Relaxed) {

@@ -391,3 +391,88 @@ fn b4_paused_holder_is_fenced_off() {
     assert!(err.is_lost(), "{err}");
     lock_a.forget();
 }
+
+/// A deliberately broken lock, for the negative controls: `SET NX PX` on the given nodes,
+/// granted with `needed` replies, claiming validity `ttl` from the *end* of the call.
+fn broken_acquire(
+    cluster: &LocalCluster,
+    nodes: &[usize],
+    needed: usize,
+    ttl_ms: u64,
+    stall: Duration,
+) -> Option<Grant> {
+    let invoked = Instant::now();
+    let mut granted = 0;
+    for &i in nodes {
+        let ok: Option<String> = on_node(
+            cluster,
+            i,
+            redis::cmd("SET")
+                .arg(lock_key("ctl"))
+                .arg("broken")
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl_ms),
+        );
+        granted += usize::from(ok.is_some());
+    }
+    std::thread::sleep(stall); // a slow network or a pause between the sends and the count
+    let ok = Instant::now();
+    (granted >= needed).then(|| Grant {
+        client: "broken".into(),
+        resource: "ctl".into(),
+        invoked,
+        ok,
+        until: ok + Duration::from_millis(ttl_ms), // ignores the time already spent
+        released: None,
+        fence: None,
+    })
+}
+
+/// Negative controls: the checker must catch builds that break the algorithm, on real servers.
+#[tokio::test]
+async fn negative_controls_broken_builds_are_flagged() {
+    // 1. Wrong quorum size (1 of 3) under a partition: two "holders" at once.
+    let first = cluster(3);
+    let history = History::new();
+    history.record(broken_acquire(&first, &[0], 1, 10_000, Duration::ZERO).expect("node 0 grants"));
+    let proxies_b = proxies(&first);
+    let redlock_b = via(&all(&proxies_b), Duration::from_millis(100), Retry::none(), false);
+    let invoked = Instant::now();
+    let lock = redlock_b
+        .acquire("ctl", Duration::from_secs(10))
+        .await
+        .expect("nodes 1, 2 grant B");
+    record(&history, "B", invoked, &lock);
+    assert_eq!(
+        history
+            .check_exclusion()
+            .expect_err("wrong quorum must be flagged")
+            .property,
+        "mutual_exclusion"
+    );
+    lock.forget();
+
+    // 2. Validity that ignores elapsed time (S2's target): the replies come after the keys
+    // expired, the broken client still claims a full TTL, and B gets the lock meanwhile.
+    let second = cluster(3);
+    let history = History::new();
+    history
+        .record(broken_acquire(&second, &[0, 1, 2], 2, 300, Duration::from_millis(360)).expect("all grant"));
+    let proxies_b = proxies(&second);
+    let redlock_b = via(&all(&proxies_b), Duration::from_millis(100), Retry::none(), false);
+    let invoked = Instant::now();
+    let lock = redlock_b
+        .acquire("ctl", Duration::from_secs(10))
+        .await
+        .expect("the keys expired");
+    record(&history, "B", invoked, &lock);
+    assert_eq!(
+        history
+            .check_exclusion()
+            .expect_err("ignoring elapsed time must be flagged")
+            .property,
+        "mutual_exclusion"
+    );
+    lock.forget();
+}

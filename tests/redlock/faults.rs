@@ -234,3 +234,83 @@ async fn tls_to_a_plain_server_is_a_typed_failure() {
     }
     assert_no_lock_keys(&cluster, "after failed TLS handshakes");
 }
+
+/// C26: writes refused for three different reasons (an ACL permission revoked at run time,
+/// NOREPLICAS, READONLY on a replica): each is a failure vote with its reason, never
+/// "contended", and the permission error is told apart as "denied".
+#[tokio::test]
+async fn write_refusals_are_failures_with_reasons_never_contention() {
+    let replica_of = cluster(1);
+    let cluster = cluster(3);
+    for i in 0..3 {
+        let _: () = on_node(
+            &cluster,
+            i,
+            redis::cmd("ACL")
+                .arg("SETUSER")
+                .arg("locker")
+                .arg("on")
+                .arg(">pw")
+                .arg("~*")
+                .arg("+@all"),
+        );
+    }
+    let urls: Vec<String> = (0..3)
+        .map(|i| format!("redis://locker:pw@127.0.0.1:{}", cluster.port(i)))
+        .collect();
+    let redlock = quorumlock::Redlock::builder()
+        .nodes(urls)
+        .node_timeout(Duration::from_millis(200))
+        .retry(quorumlock::Retry::none())
+        .build()
+        .unwrap();
+    redlock
+        .acquire("w", Duration::from_secs(5))
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+    let _: () = on_node(
+        &cluster,
+        0,
+        redis::cmd("ACL").arg("SETUSER").arg("locker").arg("-set"),
+    );
+    let _: () = on_node(
+        &cluster,
+        1,
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("min-replicas-to-write")
+            .arg("1"),
+    );
+    let _: () = on_node(
+        &cluster,
+        2,
+        redis::cmd("REPLICAOF").arg("127.0.0.1").arg(replica_of.port(0)),
+    );
+    let err = redlock
+        .try_acquire("w", Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(!err.is_contended(), "{err}");
+    assert!(err.is_quorum_unreachable(), "{err}");
+    let outcomes: Vec<&NodeOutcome> = err.nodes().iter().map(|(_, o)| o).collect();
+    assert!(
+        matches!(outcomes[0], NodeOutcome::Denied(t) if t.contains("NOPERM")),
+        "{err}"
+    );
+    assert!(
+        matches!(outcomes[1], NodeOutcome::Redis(t) if t.starts_with("NOREPLICAS"))
+            || *outcomes[1] == NodeOutcome::Pending,
+        "{err}"
+    );
+    assert!(
+        matches!(outcomes[2], NodeOutcome::Redis(t) if t.starts_with("READONLY"))
+            || *outcomes[2] == NodeOutcome::Pending,
+        "{err}"
+    );
+    let _: () = on_node(&cluster, 2, redis::cmd("REPLICAOF").arg("NO").arg("ONE"));
+    redlock.shutdown().await;
+    assert_no_lock_keys(&cluster, "after refusals");
+}

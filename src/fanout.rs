@@ -79,12 +79,12 @@ impl Fanout {
         }
     }
 
-    fn record(&mut self, index: usize, (outcome, fence): Answer) {
-        self.tally.record(vote(&outcome));
-        if outcome == NodeOutcome::Granted {
-            self.max_fence = self.max_fence.max(fence);
+    fn record(&mut self, index: usize, answer: Answer) {
+        self.tally.record(vote(&answer.outcome));
+        if answer.outcome == NodeOutcome::Granted {
+            self.max_fence = self.max_fence.max(answer.fence);
         }
-        self.outcomes[index] = Some(outcome);
+        self.outcomes[index] = Some(answer.outcome);
     }
 
     /// The highest fence granted so far (fenced acquire only).
@@ -197,7 +197,7 @@ impl Fanout {
                 }
             });
             let rest = join_all(unsure.into_iter().map(|i| call(&inner, i, undo.clone(), timeout)));
-            let late = pending.for_each_concurrent(None, |(i, (outcome, _))| {
+            let late = pending.for_each_concurrent(None, |(i, Answer { outcome, .. })| {
                 let (inner, undo) = (inner.clone(), undo.clone());
                 async move {
                     if outcome != NodeOutcome::Refused {
@@ -225,11 +225,18 @@ impl Drop for Fanout {
                 let pending = mem::take(&mut self.pending);
                 let (inner, timeout, undo) = (self.inner.clone(), self.timeout, Arc::new(self.req.undo()));
                 self.inner
-                    .spawn_background(pending.for_each_concurrent(None, move |(i, (outcome, _))| {
-                        // Ordering: the lock's release sets the flag before sending. If we read
-                        // `false` here, that release is sent after this reply arrived, so after
-                        // the SET was applied, and it removes the key itself.
-                        let undo_it = outcome != NodeOutcome::Refused && released.load(Ordering::SeqCst);
+                    .spawn_background(pending.for_each_concurrent(None, move |(i, answer)| {
+                        // The lock's release sets the flag before sending. If we read `false`,
+                        // that release is sent after this reply arrived, so after the SET was
+                        // applied, and it removes the key itself. If we read `true`, the
+                        // release may have gone out first, unless the SET went out on the
+                        // connection the node still has: then the release, issued later on
+                        // that same connection, was executed after it.
+                        let same_connection =
+                            answer.generation.is_some() && answer.generation == inner.nodes[i].generation();
+                        let undo_it = answer.outcome != NodeOutcome::Refused
+                            && released.load(Ordering::SeqCst)
+                            && !same_connection;
                         let (inner, undo) = (inner.clone(), undo.clone());
                         async move {
                             if undo_it {

@@ -20,8 +20,27 @@ use redis::aio::MultiplexedConnection;
 use crate::error::{NodeId, NodeOutcome};
 use crate::reply::{breaks_connection, classify_error, classify_value, fence_of, is_noscript, Request};
 
-/// One node's answer: the outcome, and the fence for a fenced acquire that was granted.
-pub(crate) type Answer = (NodeOutcome, Option<u64>);
+/// One node's answer.
+#[derive(Clone, Debug)]
+pub(crate) struct Answer {
+    pub(crate) outcome: NodeOutcome,
+    /// The fence, for a fenced acquire that was granted.
+    pub(crate) fence: Option<u64>,
+    /// The connection the request went out on, when that connection was already up when the
+    /// request was issued: only then is every later request on it ordered after this one
+    /// (two requests waiting for the same connect may go out in either order).
+    pub(crate) generation: Option<u64>,
+}
+
+impl Answer {
+    fn unsent(outcome: NodeOutcome) -> Self {
+        Self {
+            outcome,
+            fence: None,
+            generation: None,
+        }
+    }
+}
 
 /// After this many timeouts in a row the connection is dropped and re-made: a blackholed peer
 /// would otherwise collect one pending reply slot per request forever (P14).
@@ -103,16 +122,18 @@ impl Node {
                 if n >= TIMEOUTS_BEFORE_RECONNECT {
                     self.reset(None);
                 }
-                (NodeOutcome::Timeout, None)
+                Answer::unsent(NodeOutcome::Timeout)
             }
         }
     }
 
     async fn execute_unbounded(self: &Arc<Self>, req: &Request) -> Answer {
+        let ready = self.generation();
         let (mut conn, generation) = match self.connection().await {
             Ok(c) => c,
-            Err(outcome) => return (outcome, None),
+            Err(outcome) => return Answer::unsent(outcome),
         };
+        let ordered = ready == Some(generation);
         let mut reply = conn.send_packed_command(req.primary()).await;
         if is_noscript(&reply) {
             if let Some(fallback) = req.fallback() {
@@ -127,7 +148,11 @@ impl Node {
                     // The stream may be out of step with our requests: never trust it again.
                     self.reset(Some(generation));
                 }
-                (outcome, fence_of(req.op, &value))
+                Answer {
+                    fence: fence_of(req.op, &value),
+                    outcome,
+                    generation: ordered.then_some(generation),
+                }
             }
             Err(e) => {
                 if breaks_connection(&e) {
@@ -136,7 +161,7 @@ impl Node {
                     // An error reply is still a live, in-step connection.
                     self.timeouts_in_a_row.store(0, Ordering::Relaxed);
                 }
-                (classify_error(&e), None)
+                Answer::unsent(classify_error(&e))
             }
         }
     }
@@ -200,6 +225,14 @@ impl Node {
                 };
                 Err(outcome)
             }
+        }
+    }
+
+    /// The generation of the current connection, if one is up.
+    pub(crate) fn generation(&self) -> Option<u64> {
+        match &*lock(&self.slot) {
+            Slot::Ready { generation, .. } => Some(*generation),
+            _ => None,
         }
     }
 

@@ -24,11 +24,17 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Beyond one lock: [`Redlock::acquire_guard`] keeps a lock alive with a watchdog and tells you
+//! the moment it is lost ([`LockGuard::lost`]); [`Redlock::with_lock`] runs work under a guard;
+//! [`Redlock::acquire_many`] takes several resources at once; `.fencing(true)` gives every
+//! acquisition a fencing token ([`Lock::fencing_token`]) that orders holders over the quorum.
+//!
 //! What is guaranteed, and under which assumptions, is in `docs/design.md`: mutual exclusion
 //! within the validity window (G1), ownership checks on release and extend (G2), expiry of a
 //! crashed holder's lock (G3), tolerance of a minority of failed nodes with errors that name
-//! every node (G4), no keys left behind by failed or cancelled acquisitions (G5), typed errors
-//! for bad input (G7), and no secrets in output (G8).
+//! every node (G4), no keys left behind by failed or cancelled acquisitions (G5), ordered
+//! fencing tokens (G6, `docs/fencing.md`), typed errors for bad input (G7), and no secrets in
+//! output (G8). `docs/chaos.md` shows how each is tested under faults.
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![forbid(unsafe_code)]
 

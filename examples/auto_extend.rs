@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use quorumlock::{LockGuard, Redlock};
-use quorumlock_testkit::LocalCluster;
+use quorumlock_testkit::nodes_from_env_or_local;
 
 /// The long job: ten steps of 300 ms. It must not take a step once the lock is gone.
 async fn job(guard: &LockGuard) -> u32 {
@@ -45,21 +45,7 @@ async fn run(redlock: &Redlock, label: &str) -> Result<(), quorumlock::Error> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut local = None;
-    let urls: Vec<String> = match std::env::var("QUORUMLOCK_NODES") {
-        Ok(list) => list
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect(),
-        Err(_) => {
-            let cluster = LocalCluster::start(5)?;
-            let urls = cluster.urls();
-            local = Some(cluster);
-            urls
-        }
-    };
+    let (urls, local) = nodes_from_env_or_local("QUORUMLOCK_NODES", 5)?;
     let redlock = Redlock::builder()
         .nodes(&urls)
         .node_timeout(Duration::from_millis(50))

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use quorumlock::{Redlock, Retry};
-use quorumlock_testkit::LocalCluster;
+use quorumlock_testkit::nodes_from_env_or_local;
 
 const PERIOD: Duration = Duration::from_millis(500);
 const PERIODS: u64 = 8;
@@ -63,16 +63,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
 
-    let _local;
-    let urls = match std::env::var("QUORUMLOCK_NODES") {
-        Ok(list) => list,
-        Err(_) => {
-            let cluster = LocalCluster::start(5)?;
-            let urls = cluster.urls().join(",");
-            _local = cluster;
-            urls
-        }
-    };
+    let (urls, _local) = nodes_from_env_or_local("QUORUMLOCK_NODES", 5)?;
+    let urls = urls.join(",");
     let first = period_now() + 2;
     println!("3 workers, {PERIODS} periods of {PERIOD:?}; each period's job must run exactly once\n");
     let exe = std::env::current_exe()?;

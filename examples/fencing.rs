@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use quorumlock::Redlock;
-use quorumlock_testkit::LocalCluster;
+use quorumlock_testkit::nodes_from_env_or_local;
 
 /// A store that refuses writes with a fence below the largest it has accepted for the key.
 #[derive(Default)]
@@ -34,16 +34,7 @@ impl FencedStore {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let _local;
-    let urls: Vec<String> = match std::env::var("QUORUMLOCK_NODES") {
-        Ok(list) => list.split(',').map(String::from).collect(),
-        Err(_) => {
-            let cluster = LocalCluster::start(3)?;
-            let urls = cluster.urls();
-            _local = cluster;
-            urls
-        }
-    };
+    let (urls, _local) = nodes_from_env_or_local("QUORUMLOCK_NODES", 3)?;
     let redlock = Redlock::builder().nodes(&urls).fencing(true).build()?;
     let store = FencedStore::default();
 

@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use quorumlock::{Redlock, Retry};
-use quorumlock_testkit::LocalCluster;
+use quorumlock_testkit::nodes_from_env_or_local;
 
 fn step(title: &str) {
     use std::io::IsTerminal;
@@ -29,21 +29,7 @@ fn show_nodes(err: &quorumlock::Error) {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut local = None;
-    let urls: Vec<String> = match std::env::var("QUORUMLOCK_NODES") {
-        Ok(list) => list
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect(),
-        Err(_) => {
-            let cluster = LocalCluster::start(5)?;
-            let urls = cluster.urls();
-            local = Some(cluster);
-            urls
-        }
-    };
+    let (urls, mut local) = nodes_from_env_or_local("QUORUMLOCK_NODES", 5)?;
     step(&format!(
         "A lock service of {} independent Redis nodes",
         urls.len()

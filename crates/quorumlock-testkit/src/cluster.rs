@@ -400,3 +400,26 @@ impl Drop for LocalCluster {
         }
     }
 }
+
+/// The lock nodes for a demo or a test: the comma-separated URLs in the environment variable
+/// `var` if it is set, otherwise a fresh `LocalCluster` of `n` nodes (returned too, so it lives
+/// as long as the caller needs it).
+///
+/// # Errors
+/// When no variable is set and the cluster cannot start.
+pub fn nodes_from_env_or_local(var: &str, n: usize) -> Result<(Vec<String>, Option<LocalCluster>), Error> {
+    match std::env::var(var) {
+        Ok(list) => Ok((
+            list.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            None,
+        )),
+        Err(_) => {
+            let cluster = LocalCluster::start(n)?;
+            Ok((cluster.urls(), Some(cluster)))
+        }
+    }
+}

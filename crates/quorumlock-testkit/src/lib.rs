@@ -26,6 +26,6 @@ mod history;
 mod proxy;
 mod spawner;
 
-pub use cluster::{ClusterOptions, Error, LocalCluster, Persistence};
+pub use cluster::{nodes_from_env_or_local, ClusterOptions, Error, LocalCluster, Persistence};
 pub use history::{Grant, GrantId, History, Violation};
 pub use proxy::{Counter, Direction, Fault, Proxy};

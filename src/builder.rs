@@ -41,6 +41,7 @@ pub struct RedlockBuilder {
     retry: Retry,
     max_hold: Option<Duration>,
     fencing: bool,
+    wake_on_release: bool,
     key_prefix: String,
 }
 
@@ -53,6 +54,7 @@ impl fmt::Debug for RedlockBuilder {
             .field("retry", &self.retry)
             .field("max_hold", &self.max_hold)
             .field("fencing", &self.fencing)
+            .field("wake_on_release", &self.wake_on_release)
             .field("key_prefix", &self.key_prefix)
             .finish()
     }
@@ -90,6 +92,7 @@ impl RedlockBuilder {
             retry: Retry::new(),
             max_hold: None,
             fencing: false,
+            wake_on_release: false,
             key_prefix: DEFAULT_PREFIX.to_owned(),
         }
     }
@@ -155,6 +158,17 @@ impl RedlockBuilder {
         self
     }
 
+    /// Wake waiters when a lock is released: releases publish the deleted keys on
+    /// `<prefix>released`, and an `acquire` refused because the resource is held waits for its
+    /// retry delay *or* that notice, whichever comes first. Cuts the wait under contention from
+    /// about half a retry delay to about a round trip; polling stays the fallback, so a lost
+    /// notice costs only latency. Costs one subscriber connection per node (started on first
+    /// wait) and needs `PUBLISH` / `SUBSCRIBE` permissions on the channel. Default: off.
+    pub fn wake_on_release(mut self, enabled: bool) -> Self {
+        self.wake_on_release = enabled;
+        self
+    }
+
     /// Prefix of every key this client writes; lock keys are `<prefix>lock:<resource>`.
     /// Clients that should exclude each other must use the same prefix. Default: `quorumlock:`.
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -212,6 +226,10 @@ impl RedlockBuilder {
                 retry: self.retry,
                 max_hold: self.max_hold,
                 fencing: self.fencing,
+                wake_channel: self
+                    .wake_on_release
+                    .then(|| vec![crate::wake::channel(&self.key_prefix).into_boxed_slice()].into()),
+                wake: Default::default(),
                 prefix: self.key_prefix.into(),
                 tracker: TaskTracker::new(),
             }),

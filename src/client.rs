@@ -51,6 +51,9 @@ pub(crate) struct Inner {
     pub(crate) retry: Retry,
     pub(crate) max_hold: Option<Duration>,
     pub(crate) fencing: bool,
+    /// `<prefix>released`, when wake-on-release is on.
+    pub(crate) wake_channel: Option<Keys>,
+    pub(crate) wake: crate::wake::WakeHub,
     pub(crate) prefix: Box<str>,
     pub(crate) tracker: TaskTracker,
 }
@@ -294,9 +297,22 @@ impl Redlock {
         async move {
             let start = Instant::now();
             let mut attempt = 0u32;
+            // Wake-on-release: interest in the first key (a multi-resource waiter is woken by its
+            // first resource and otherwise polls).
+            let waiter = self
+                .inner
+                .wake_channel
+                .as_ref()
+                .map(|_| crate::wake::waiter(&self.inner, &keys[0]));
             loop {
                 attempt += 1;
                 tracing::Span::current().record("attempt", attempt);
+                // Armed before the attempt, so a release between the refusal and the wait is
+                // not missed.
+                let mut notified = std::pin::pin!(waiter.as_ref().map(|w| w.notify.notified()));
+                if let Some(n) = notified.as_mut().as_pin_mut() {
+                    n.enable();
+                }
                 let Failed { error, cleanup } =
                     match self.attempt(&resources, &keys, fence_keys.as_ref(), ttl).await {
                         Ok(lock) => return Ok(lock),
@@ -315,7 +331,18 @@ impl Redlock {
                                 let _ = tokio::time::timeout(ttl.node_timeout, done).await;
                             }
                         };
-                        tokio::join!(tokio::time::sleep(delay), cleanup);
+                        let pause = async {
+                            match notified.as_mut().as_pin_mut() {
+                                Some(n) if error.is_contended() => {
+                                    tokio::select! {
+                                        () = tokio::time::sleep(delay) => {}
+                                        () = n => {}
+                                    }
+                                }
+                                _ => tokio::time::sleep(delay).await,
+                            }
+                        };
+                        tokio::join!(pause, cleanup);
                         if retry.fits(start.elapsed(), ttl.node_timeout) {
                             continue;
                         }

@@ -52,6 +52,7 @@ mod retry;
 mod scripts;
 mod token;
 mod validity;
+mod wake;
 mod watchdog;
 
 pub use builder::RedlockBuilder;

@@ -272,8 +272,12 @@ impl Lock {
         if let Some(flag) = &self.released {
             flag.store(true, Ordering::SeqCst);
         }
-        let req = Arc::new(Request::release(self.keys.clone(), self.token.clone()));
-        Fanout::start(&self.client.inner, req, self.node_timeout, OnDrop::Finish)
+        let inner = &self.client.inner;
+        let req = Arc::new(match &inner.wake_channel {
+            Some(channel) => Request::release_notify(self.keys.clone(), self.token.clone(), channel.clone()),
+            None => Request::release(self.keys.clone(), self.token.clone()),
+        });
+        Fanout::start(inner, req, self.node_timeout, OnDrop::Finish)
     }
 
     /// Keeps the lock until its TTL runs out: nothing is released now or on drop. For a holder

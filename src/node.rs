@@ -228,6 +228,11 @@ impl Node {
         }
     }
 
+    /// The redis-rs client, for the release subscriber's own connection.
+    pub(crate) fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
     /// The generation of the current connection, if one is up.
     pub(crate) fn generation(&self) -> Option<u64> {
         match &*lock(&self.slot) {

@@ -92,6 +92,12 @@ impl Request {
         Self::new(Op::Release, keys, None, token, 0, primary)
     }
 
+    /// A release that also publishes the deleted keys on `channel` (wake-on-release).
+    pub(crate) fn release_notify(keys: Keys, token: Token, channel: Keys) -> Self {
+        let primary = RELEASE.evalsha(&keys, &[token.as_str().as_bytes(), &channel[0]]);
+        Self::new(Op::Release, keys, Some(channel), token, 0, primary)
+    }
+
     /// The release that undoes this request on a node (same lock keys, same token).
     pub(crate) fn undo(&self) -> Self {
         Self::release(self.keys.clone(), self.token.clone())
@@ -115,7 +121,11 @@ impl Request {
             }
             Op::FenceRaise => FENCE_RAISE.eval(&self.keys, &[number.as_bytes()]),
             Op::Extend => EXTEND.eval(&self.keys, &[token, number.as_bytes()]),
-            Op::Release => RELEASE.eval(&self.keys, &[token]),
+            Op::Release => match &self.fence_keys {
+                // For a notifying release, `fence_keys` carries the channel instead.
+                Some(channel) => RELEASE.eval(&self.keys, &[token, &channel[0]]),
+                None => RELEASE.eval(&self.keys, &[token]),
+            },
         })
     }
 }

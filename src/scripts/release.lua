@@ -1,6 +1,7 @@
 -- quorumlock release: compare-and-delete, for one or more keys.
 -- KEYS[1..n]  the lock's keys (one per resource)
 -- ARGV[1]     the lock's token
+-- ARGV[2]     optional: a channel on which each deleted key is published (wake-on-release)
 -- Returns 1 if at least one key held ARGV[1] (every such key is deleted); 0 if none did.
 -- Never touches a key that holds another token (G2).
 local deleted = 0
@@ -8,6 +9,9 @@ for _, key in ipairs(KEYS) do
   if redis.call('GET', key) == ARGV[1] then
     redis.call('DEL', key)
     deleted = deleted + 1
+    if ARGV[2] then
+      redis.call('PUBLISH', ARGV[2], key)
+    end
   end
 end
 if deleted > 0 then

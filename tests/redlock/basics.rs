@@ -295,3 +295,56 @@ async fn concurrent_tasks_share_connections_and_never_overlap() {
     redlock.shutdown().await;
     assert_no_lock_keys(&cluster, "after the run");
 }
+
+/// wake_on_release: a refused waiter retries when the holder releases, not a whole retry delay
+/// later. With a fixed 2 s retry delay, getting the lock well before 2 s after the release is
+/// only possible through the notice; the same set-up without the option waits the delay out
+/// (the control that shows this test can fail).
+#[tokio::test]
+async fn release_wakes_refused_waiters() {
+    let cluster = cluster(3);
+    for wake in [true, false] {
+        let retry = quorumlock::Retry::new()
+            .attempts(5)
+            .delay(Duration::from_secs(2), Duration::ZERO)
+            .deadline(Duration::from_secs(10));
+        let holder = builder(&cluster, Duration::from_millis(200))
+            .wake_on_release(wake)
+            .build()
+            .unwrap();
+        let waiter = builder(&cluster, Duration::from_millis(200))
+            .wake_on_release(wake)
+            .retry(retry)
+            .build()
+            .unwrap();
+        let resource = format!("wake-{wake}");
+        let lock = holder.acquire(&resource, Duration::from_secs(30)).await.unwrap();
+        let wait = tokio::spawn({
+            let (waiter, resource) = (waiter.clone(), resource.clone());
+            async move {
+                let lock = waiter.acquire(&resource, Duration::from_secs(30)).await.unwrap();
+                let at = Instant::now();
+                lock.release().await.unwrap();
+                at
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await; // the waiter was refused and waits
+        let released = Instant::now();
+        lock.release().await.unwrap();
+        let granted = wait.await.unwrap();
+        let after = granted - released;
+        if wake {
+            assert!(
+                after < Duration::from_secs(1),
+                "woken {after:?} after the release"
+            );
+        } else {
+            assert!(
+                after > Duration::from_secs(1),
+                "without wake-up the waiter must poll: {after:?}"
+            );
+        }
+        holder.shutdown().await;
+        waiter.shutdown().await;
+    }
+}

@@ -16,6 +16,8 @@ pub enum Lib {
     Quorumlock,
     /// quorumlock with a short retry delay (1-5 ms): polling tuned for contention.
     QuorumlockFast,
+    /// quorumlock with its default retry policy plus `wake_on_release`.
+    QuorumlockWake,
     /// The same Redis commands sent concurrently with the redis crate, no library logic.
     Raw,
     Rslock,
@@ -30,6 +32,7 @@ impl Lib {
         match self {
             Lib::Quorumlock => "quorumlock",
             Lib::QuorumlockFast => "quorumlock (1-5 ms retry)",
+            Lib::QuorumlockWake => "quorumlock (wake-on-release)",
             Lib::Raw => "raw ceiling",
             Lib::Rslock => "rslock 0.10",
             Lib::Single => "single instance",
@@ -71,10 +74,16 @@ fn uniform(lo_ms: u64, hi_ms: u64) -> Duration {
 impl Client {
     pub async fn new(lib: Lib, urls: &[String], ttl: Duration) -> Self {
         match lib {
-            Lib::Quorumlock | Lib::QuorumlockFast => {
+            Lib::Quorumlock | Lib::QuorumlockFast | Lib::QuorumlockWake => {
                 let r = quorumlock::Redlock::builder()
                     .nodes(urls)
                     .node_timeout(Duration::from_millis(100))
+                    .wake_on_release(lib == Lib::QuorumlockWake)
+                    .retry(
+                        quorumlock::Retry::new()
+                            .attempts(100_000)
+                            .deadline(Duration::from_secs(30)),
+                    )
                     .build()
                     .unwrap();
                 Client::Quorumlock(r, lib)
@@ -195,6 +204,13 @@ impl Client {
     /// Retries with the library's own delay until it holds `key` or `deadline` passes;
     /// returns the lock and the number of attempts made.
     pub async fn acquire_waiting(&self, key: &str, deadline: Instant) -> (Option<Held>, u64) {
+        if let Client::Quorumlock(r, Lib::QuorumlockWake) = self {
+            // The library's own retry loop (default delays) with wake-ups; it does not report
+            // its attempt count, so 0 here means "not counted".
+            let left = deadline.saturating_duration_since(Instant::now());
+            let lock = tokio::time::timeout(left, r.acquire(key, Duration::from_secs(10))).await;
+            return (lock.ok().and_then(Result::ok).map(Held::Quorumlock), 0);
+        }
         let mut attempts = 0;
         while Instant::now() < deadline {
             attempts += 1;

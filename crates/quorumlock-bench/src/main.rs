@@ -354,10 +354,15 @@ fn main() {
     for n in [1, 3, 5, 7] {
         let cluster = start_cluster(n);
         let rt = runtime(false);
-        let clients: Vec<(Lib, Client)> = [Lib::Quorumlock, Lib::QuorumlockFast, Lib::Rslock]
-            .iter()
-            .map(|l| (*l, rt.block_on(Client::new(*l, &cluster.urls(), TTL))))
-            .collect();
+        let clients: Vec<(Lib, Client)> = [
+            Lib::Quorumlock,
+            Lib::QuorumlockFast,
+            Lib::QuorumlockWake,
+            Lib::Rslock,
+        ]
+        .iter()
+        .map(|l| (*l, rt.block_on(Client::new(*l, &cluster.urls(), TTL))))
+        .collect();
         for rep in 0..REPS {
             for (lib, client) in &clients {
                 s3_table.entry((n, *lib)).or_default().push(s3(
@@ -501,8 +506,8 @@ fn report_s3(out: &mut Out, t: &BTreeMap<(usize, Lib), Vec<Run>>) {
         out.md,
         "\n## S3 contention (16 tasks, one key, 1 ms critical section, default retry policies)\n"
     );
-    let _ = writeln!(out.md, "| N | library | cycles/s | wait p50 | wait p99 | wait max | server cmds / attempt / node | max holders at once |");
-    let _ = writeln!(out.md, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out.md, "| N | library | cycles/s | wait p50 | wait p99 | wait max | server cmds / attempt / node | server cmds / grant / node | max holders at once |");
+    let _ = writeln!(out.md, "|---|---|---|---|---|---|---|---|---|");
     let mut json = Vec::new();
     for ((n, lib), runs) in t {
         let cps: Vec<f64> = runs.iter().map(Run::cycles_per_s).collect();
@@ -510,17 +515,27 @@ fn report_s3(out: &mut Out, t: &BTreeMap<(usize, Lib), Vec<Run>>) {
         let w99: Vec<f64> = runs.iter().map(|r| us(pct(&r.waits, 0.99)) / 1e3).collect();
         let wmax: Vec<f64> = runs.iter().map(|r| us(pct(&r.waits, 1.0)) / 1e3).collect();
         let cmds: Vec<f64> = runs.iter().map(Run::cmds_per_attempt_node).collect();
+        let per_grant: Vec<f64> = runs
+            .iter()
+            .map(|r| r.server_cmds as f64 / r.cycles.max(1) as f64 / r.nodes.max(1) as f64)
+            .collect();
         let holders = runs.iter().map(|r| r.max_holders).max().unwrap_or(0);
         let ms = |x: f64| format!("{x:.1} ms");
+        let counted = runs.iter().all(|r| r.attempts > 0);
         let _ = writeln!(
             out.md,
-            "| {n} | {} | {} | {} | {} | {} | {} | {holders} |",
+            "| {n} | {} | {} | {} | {} | {} | {} | {} | {holders} |",
             lib.name(),
             reps_fmt(&cps, |x| format!("{x:.0}")),
             reps_fmt(&w50, ms),
             reps_fmt(&w99, ms),
             reps_fmt(&wmax, ms),
-            reps_fmt(&cmds, |x| format!("{x:.2}")),
+            if counted {
+                reps_fmt(&cmds, |x| format!("{x:.2}"))
+            } else {
+                "not counted".into()
+            },
+            reps_fmt(&per_grant, |x| format!("{x:.1}")),
         );
         json.push(serde_json::json!({"n": n, "lib": lib.name(), "cycles_per_s": cps, "wait_p50_ms": w50, "wait_p99_ms": w99, "wait_max_ms": wmax, "server_cmds_per_attempt_node": cmds, "max_holders": holders}));
     }

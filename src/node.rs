@@ -18,7 +18,7 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use redis::aio::MultiplexedConnection;
 
 use crate::error::{NodeId, NodeOutcome};
-use crate::reply::{breaks_connection, classify_error, classify_value, fence_of, is_noscript, Request};
+use crate::reply::{breaks_connection, classify_error, classify_value, fence_of, is_noscript, Op, Request};
 
 /// One node's answer.
 #[derive(Clone, Debug)]
@@ -115,7 +115,18 @@ impl Node {
     /// Cancel safety: dropping the future after the command was handed to the connection does
     /// not un-send it; callers that drop it must still release (they do: see `fanout`).
     pub(crate) async fn execute(self: &Arc<Self>, req: &Request, timeout: Duration) -> Answer {
-        match tokio::time::timeout(timeout, self.execute_unbounded(req)).await {
+        let attempt = async {
+            let answer = self.execute_unbounded(req).await;
+            // A release is an idempotent compare-and-delete: when its connection broke (a reset,
+            // a restart), send it once more on a new connection, still within the timeout, or
+            // the key would stay until its TTL. Never an acquire: a re-sent SET NX would be
+            // refused by our own unacknowledged key.
+            if req.op == Op::Release && matches!(answer.outcome, NodeOutcome::Io(_)) {
+                return self.execute_unbounded(req).await;
+            }
+            answer
+        };
+        match tokio::time::timeout(timeout, attempt).await {
             Ok(outcome) => outcome,
             Err(_) => {
                 let n = self.timeouts_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;

@@ -18,7 +18,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use quorumlock::{ErrorKind, Redlock, Retry};
-use quorumlock_testkit::{Direction, Fault, Grant, History, LocalCluster, Proxy};
+use quorumlock_testkit::{Direction, Fault, Grant, History, LocalCluster, Proxy, FENCED_WRITE};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -155,8 +155,6 @@ impl Report {
 /// is not what the writer read overwrote someone else's update.
 const SWAP: &str =
     "local p = tonumber(redis.call('GET', KEYS[1]) or '0') redis.call('SET', KEYS[1], ARGV[1]) return p";
-
-const FENCED_WRITE: &str = "if tonumber(ARGV[1]) >= tonumber(redis.call('GET', KEYS[1]) or '0') then redis.call('SET', KEYS[1], ARGV[1]) return 1 end return 0";
 
 struct Shared {
     history: History,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quorumlock::{ErrorKind, Lock, NodeOutcome, Redlock, Retry};
-use quorumlock_testkit::{Direction, Fault, Grant, History, Proxy};
+use quorumlock_testkit::{Direction, Fault, Grant, History, Proxy, FENCED_WRITE};
 
 use crate::support::*;
 
@@ -318,12 +318,11 @@ async fn b3_clock_jump_breaks_exclusion_but_fencing_orders_the_holders() {
     assert!(fb > fa, "fencing must order B ({fb}) after A ({fa})");
     // A fenced store accepts writes only with a fence >= the largest seen.
     let store = cluster(1);
-    let witness = "if tonumber(ARGV[1]) >= tonumber(redis.call('GET', KEYS[1]) or '0') then redis.call('SET', KEYS[1], ARGV[1]) return 1 end return 0";
     let write = |fence: u64| -> i64 {
         on_node(
             &store,
             0,
-            redis::cmd("EVAL").arg(witness).arg(1).arg("max").arg(fence),
+            redis::cmd("EVAL").arg(FENCED_WRITE).arg(1).arg("max").arg(fence),
         )
     };
     assert_eq!(write(fb), 1, "B's write is accepted");
@@ -337,12 +336,11 @@ async fn b3_clock_jump_breaks_exclusion_but_fencing_orders_the_holders() {
 fn b4_paused_holder_is_fenced_off() {
     let cluster = cluster(3);
     let store = quorumlock_testkit::LocalCluster::start(1).unwrap();
-    let witness = "if tonumber(ARGV[1]) >= tonumber(redis.call('GET', KEYS[1]) or '0') then redis.call('SET', KEYS[1], ARGV[1]) return 1 end return 0";
     let write = |fence: u64| -> i64 {
         on_node(
             &store,
             0,
-            redis::cmd("EVAL").arg(witness).arg(1).arg("max").arg(fence),
+            redis::cmd("EVAL").arg(FENCED_WRITE).arg(1).arg("max").arg(fence),
         )
     };
     let rt_a = tokio::runtime::Builder::new_current_thread()

@@ -593,25 +593,25 @@ fn report_memory(out: &mut Out) {
         .build()
         .unwrap();
     let (per_guard, n) = rt.block_on(async {
-        let mut warm = Vec::new();
-        for i in 0..100 {
-            warm.push(
-                redlock
-                    .acquire_guard(&format!("mem:warm:{i}"), Duration::from_secs(600))
-                    .await
-                    .unwrap(),
-            );
-        }
+        let hold = |prefix: &'static str, n: usize| {
+            let redlock = redlock.clone();
+            async move {
+                let mut guards = Vec::with_capacity(n);
+                for i in 0..n {
+                    let name = format!("mem:{prefix}:{i}");
+                    guards.push(
+                        redlock
+                            .acquire_guard(&name, Duration::from_secs(600))
+                            .await
+                            .unwrap(),
+                    );
+                }
+                guards
+            }
+        };
+        let warm = hold("warm", 100).await;
         let before = rss_kib();
-        let mut guards = Vec::new();
-        for i in 0..10_000 {
-            guards.push(
-                redlock
-                    .acquire_guard(&format!("mem:{i}"), Duration::from_secs(600))
-                    .await
-                    .unwrap(),
-            );
-        }
+        let guards = hold("held", 10_000).await;
         let after = rss_kib();
         let per = (after.saturating_sub(before)) as f64 * 1024.0 / 10_000.0;
         for g in guards.into_iter().chain(warm) {

@@ -15,6 +15,7 @@ use std::time::Duration;
 use quorumlock::{Lock, Redlock, Retry};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+/// The same script as `quorumlock_testkit::FENCED_WRITE` (the binary does not link the test kit).
 const FENCED_WRITE: &str = "if tonumber(ARGV[1]) >= tonumber(redis.call('GET', KEYS[1]) or '0') then redis.call('SET', KEYS[1], ARGV[1]) return 1 end return 0";
 
 pub(crate) fn main(urls: &[String]) -> i32 {

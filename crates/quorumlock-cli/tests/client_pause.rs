@@ -8,7 +8,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use quorumlock::Redlock;
-use quorumlock_testkit::LocalCluster;
+use quorumlock_testkit::{LocalCluster, FENCED_WRITE};
 
 struct Worker {
     child: Child,
@@ -87,7 +87,7 @@ async fn sigstopped_holder_is_fenced_off() {
         .get_connection()
         .unwrap();
     let accepted: i64 = redis::cmd("EVAL")
-        .arg("if tonumber(ARGV[1]) >= tonumber(redis.call('GET', KEYS[1]) or '0') then redis.call('SET', KEYS[1], ARGV[1]) return 1 end return 0")
+        .arg(FENCED_WRITE)
         .arg(1)
         .arg("max:invoice")
         .arg(fence_b)

@@ -228,6 +228,11 @@ impl History {
     }
 }
 
+/// A fenced store in one Redis script, for witnesses in tests: `EVAL FENCED_WRITE 1 <key>
+/// <fence>` stores the fence and answers 1 if it is at least the largest stored so far, and
+/// answers 0 (storing nothing) otherwise. `>=`, not `>`: one holder writes many times.
+pub const FENCED_WRITE: &str = "if tonumber(ARGV[1]) >= tonumber(redis.call('GET', KEYS[1]) or '0') then redis.call('SET', KEYS[1], ARGV[1]) return 1 end return 0";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,5 +27,5 @@ mod proxy;
 mod spawner;
 
 pub use cluster::{nodes_from_env_or_local, ClusterOptions, Error, LocalCluster, Persistence};
-pub use history::{Grant, GrantId, History, Violation};
+pub use history::{Grant, GrantId, History, Violation, FENCED_WRITE};
 pub use proxy::{Counter, Direction, Fault, Proxy};

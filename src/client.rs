@@ -153,7 +153,7 @@ pub(crate) fn failure_kind(tally: &Tally, denied: usize, n: usize, refused_kind:
 
 /// Checks resource names and puts them in key order without duplicates: two clients locking the
 /// same set in different orders must build the same keys.
-fn resource_set<I, S>(resources: I) -> Result<Box<[Box<str>]>, Error>
+pub(crate) fn resource_set<I, S>(resources: I) -> Result<Box<[Box<str>]>, Error>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,

@@ -100,6 +100,12 @@ impl LockGuard {
         self.token.as_str()
     }
 
+    /// A short name for the token that is safe to log: 8 hex digits, as in this crate's traces
+    /// and in [`Redlock::inspect`](crate::Redlock::inspect).
+    pub fn token_fingerprint(&self) -> String {
+        self.token.fingerprint().to_string()
+    }
+
     /// The fencing token, when fencing is enabled (see [`Lock::fencing_token`]); extensions
     /// never change it.
     pub fn fencing_token(&self) -> Option<u64> {

@@ -43,6 +43,7 @@ mod client;
 mod error;
 mod fanout;
 mod guard;
+mod inspect;
 mod key;
 mod lock;
 mod node;
@@ -59,6 +60,7 @@ pub use builder::RedlockBuilder;
 pub use client::Redlock;
 pub use error::{Error, ErrorKind, NodeId, NodeOutcome, Operation};
 pub use guard::LockGuard;
+pub use inspect::{Inspection, NodeState, NodeView};
 pub use lock::{Lock, ReleaseReport};
 pub use retry::Retry;
 

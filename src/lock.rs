@@ -139,6 +139,12 @@ impl Lock {
         self.token.as_str()
     }
 
+    /// A short name for the token that is safe to log: 8 hex digits, as in this crate's traces
+    /// and in [`Redlock::inspect`](crate::Redlock::inspect).
+    pub fn token_fingerprint(&self) -> String {
+        self.token.fingerprint().to_string()
+    }
+
     /// The fencing token, when the client was built with
     /// [`fencing(true)`](crate::RedlockBuilder::fencing); `None` otherwise.
     ///

@@ -26,10 +26,16 @@ impl Token {
     /// A short, stable, non-reversible name for logs: a token lets its holder release the lock,
     /// so it is never logged itself.
     pub(crate) fn fingerprint(&self) -> Fingerprint {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.0.hash(&mut h);
-        Fingerprint(h.finish() as u32)
+        fingerprint_of(&self.0)
     }
+}
+
+/// The fingerprint of a stored lock value (what [`Token::fingerprint`] gives for its token), so
+/// that `status` output and logs name holders the same way.
+pub(crate) fn fingerprint_of(value: &str) -> Fingerprint {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut h);
+    Fingerprint(h.finish() as u32)
 }
 
 impl fmt::Debug for Token {

@@ -61,3 +61,6 @@ pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(inclu
 
 /// Compare-and-PEXPIRE: 1 extended, 0 not ours. Never creates a key.
 pub(crate) static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("extend.lua")));
+
+/// Read-only view of one resource: lock value, its PTTL and the fence counter.
+pub(crate) static INSPECT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("inspect.lua")));

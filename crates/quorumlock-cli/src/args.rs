@@ -1,0 +1,146 @@
+//! Command-line arguments.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+Examples:
+  # Run a nightly job on at most one of several hosts at a time:
+  export QUORUMLOCK_NODES=redis://10.0.0.1:6379,redis://10.0.0.2:6379,redis://10.0.0.3:6379
+  quorumlock run --resource nightly-report --ttl 30s --no-wait -- ./report.sh
+
+  # Wait up to a minute for the lock, and pass a fencing token to the command:
+  quorumlock run --resource ledger --ttl 10s --wait 1m --fencing -- \\
+      sh -c 'ledger-import --fence \"$QUORUMLOCK_FENCE\"'
+
+  # Who holds it, on every node:
+  quorumlock status ledger
+  quorumlock --json status ledger | jq .holder
+
+Exit codes (run): the command's own code, or 128+N if it died from signal N; 64 bad arguments;
+69 nodes unreachable (no majority answered); 75 not acquired (held elsewhere); 76 lock lost while
+the command ran (the command was stopped); 77 permission denied by the nodes; 78 bad
+configuration; 126 command not executable; 127 command not found.";
+
+/// A distributed lock held by a majority of independent Redis nodes (Redlock): flock(1) across
+/// machines.
+#[derive(Debug, Parser)]
+#[command(name = "quorumlock", version, after_help = AFTER_HELP)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options of every command.
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// Lock nodes, comma-separated URLs: redis://[user:pass@]host:port, rediss://... for TLS.
+    /// Use an odd number of independent servers (3, 5, 7), never replicas of each other.
+    #[arg(long, env = "QUORUMLOCK_NODES", value_delimiter = ',', global = true, hide_env_values = true)]
+    pub(crate) nodes: Vec<String>,
+
+    /// Bound on each request to one node [default: 1% of the TTL, within 50ms..1s].
+    #[arg(long, value_parser = duration, global = true)]
+    pub(crate) node_timeout: Option<Duration>,
+
+    /// Prefix of the keys on the nodes; all users of a lock must agree on it.
+    #[arg(long, env = "QUORUMLOCK_KEY_PREFIX", default_value = "quorumlock:", global = true)]
+    pub(crate) key_prefix: String,
+
+    /// Machine-readable output: one JSON object (on stdout for status, on stderr for run, whose
+    /// stdout is the command's).
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run a command while holding a lock; stop it if the lock is lost.
+    Run(RunArgs),
+    /// Show a resource's lock on every node and the quorum's verdict.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The resource to lock (any non-empty name).
+    #[arg(long, short)]
+    pub(crate) resource: String,
+
+    /// Lock time to live. The lock is renewed while the command runs; after a crash of this
+    /// process, others wait at most this long.
+    #[arg(long, value_parser = duration, default_value = "30s")]
+    pub(crate) ttl: Duration,
+
+    /// How long to wait for the lock if it is held elsewhere.
+    #[arg(long, value_parser = duration, default_value = "10s", conflicts_with = "no_wait")]
+    pub(crate) wait: Duration,
+
+    /// Make one attempt only; exit 75 at once if the lock is held elsewhere.
+    #[arg(long)]
+    pub(crate) no_wait: bool,
+
+    /// Acquire with a fencing token and pass it to the command in QUORUMLOCK_FENCE. All users of
+    /// the resource must use this flag.
+    #[arg(long)]
+    pub(crate) fencing: bool,
+
+    /// After a lost lock, how long the command has between SIGTERM and SIGKILL.
+    #[arg(long, value_parser = duration, default_value = "5s")]
+    pub(crate) grace: Duration,
+
+    /// Give up the lock after this long even if the command still runs (it is then stopped as
+    /// for a lost lock) [default: no limit].
+    #[arg(long, value_parser = duration)]
+    pub(crate) max_hold: Option<Duration>,
+
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub(crate) command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// The resource to show.
+    pub(crate) resource: String,
+}
+
+/// `30s`, `500ms`, `2m`, `1h 30m` (humantime syntax).
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 30s, 2m)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_parses_the_command_after_the_separator() {
+        let cli = Cli::try_parse_from([
+            "quorumlock", "--nodes", "redis://a:1,redis://b:2", "run", "-r", "job", "--ttl", "2s",
+            "--no-wait", "--", "echo", "--ttl",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.nodes.len(), 2);
+        let Command::Run(run) = cli.command else { panic!() };
+        assert_eq!(run.ttl, Duration::from_secs(2));
+        assert!(run.no_wait);
+        assert_eq!(run.command, ["echo", "--ttl"]);
+    }
+
+    #[test]
+    fn wait_and_no_wait_conflict() {
+        let e = Cli::try_parse_from(["quorumlock", "run", "-r", "x", "--wait", "1s", "--no-wait", "--", "true"])
+            .unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+}

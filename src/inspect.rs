@@ -1,0 +1,206 @@
+//! [`Redlock::inspect`]: a read-only, per-node view of one resource, for operators and the
+//! `quorumlock status` command. It never changes a key.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use redis::Value;
+
+use crate::client::Redlock;
+use crate::error::{Error, NodeId, NodeOutcome};
+use crate::key::{fence_key, lock_key};
+use crate::scripts::INSPECT;
+use crate::token::fingerprint_of;
+
+/// Bound on each node's answer when no node timeout is configured.
+const DEFAULT_INSPECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// What one node holds for a resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NodeState {
+    /// No lock key.
+    Free,
+    /// A lock key: its holder's token fingerprint (8 hex digits, the same as in this crate's
+    /// logs) and the remaining TTL (`None` if the key has no TTL, which this crate never
+    /// writes).
+    Held {
+        /// Fingerprint of the stored token, never the token itself.
+        holder: String,
+        /// The key's remaining time to live on this node.
+        ttl: Option<Duration>,
+    },
+    /// The node could not be read.
+    Failed(NodeOutcome),
+}
+
+/// One node's view of a resource.
+#[derive(Clone, Debug)]
+pub struct NodeView {
+    /// The node.
+    pub node: NodeId,
+    /// Its lock key.
+    pub state: NodeState,
+    /// Its fence counter (`None` if the resource was never acquired with fencing there).
+    pub fence: Option<u64>,
+}
+
+/// The state of one resource on every node. Made by [`Redlock::inspect`].
+#[derive(Clone, Debug)]
+pub struct Inspection {
+    resource: String,
+    quorum: usize,
+    nodes: Vec<NodeView>,
+}
+
+impl Inspection {
+    /// The resource inspected.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// Nodes needed for a majority.
+    pub fn quorum(&self) -> usize {
+        self.quorum
+    }
+
+    /// Every node, in configuration order.
+    pub fn nodes(&self) -> &[NodeView] {
+        &self.nodes
+    }
+
+    /// The holder seen on a majority of nodes, if any, with how many nodes hold it. Only a
+    /// snapshot: the holder's own validity is shorter than the node TTLs.
+    pub fn holder(&self) -> Option<(&str, usize)> {
+        let mut best: Option<(&str, usize)> = None;
+        for v in &self.nodes {
+            if let NodeState::Held { holder, .. } = &v.state {
+                let n = self.holding(holder);
+                if best.is_none_or(|(_, m)| n > m) {
+                    best = Some((holder, n));
+                }
+            }
+        }
+        best.filter(|(_, n)| *n >= self.quorum)
+    }
+
+    /// How many nodes hold `holder`'s token.
+    fn holding(&self, holder: &str) -> usize {
+        self.nodes
+            .iter()
+            .filter(|v| matches!(&v.state, NodeState::Held { holder: h, .. } if h == holder))
+            .count()
+    }
+
+    /// How many nodes answered.
+    pub fn answered(&self) -> usize {
+        self.nodes.iter().filter(|v| !matches!(v.state, NodeState::Failed(_))).count()
+    }
+
+    /// The largest fence counter seen (the next fenced acquisition gets a larger token).
+    pub fn max_fence(&self) -> Option<u64> {
+        self.nodes.iter().filter_map(|v| v.fence).max()
+    }
+}
+
+impl Redlock {
+    /// Reads `resource`'s lock key, its TTL and its fence counter on every node, concurrently,
+    /// with one read-only script call per node. Nodes that fail are reported per node.
+    ///
+    /// ```no_run
+    /// # async fn demo(redlock: quorumlock::Redlock) -> Result<(), quorumlock::Error> {
+    /// let view = redlock.inspect("invoice:1234").await?;
+    /// match view.holder() {
+    ///     Some((who, nodes)) => println!("held by {who} on {nodes} nodes"),
+    ///     None => println!("not held by a majority"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for an empty or too long
+    /// resource name. Node failures are not errors: they are in [`NodeView::state`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only reads.
+    pub async fn inspect(&self, resource: &str) -> Result<Inspection, Error> {
+        crate::client::resource_set([resource])?;
+        let keys: Vec<Box<[u8]>> = vec![
+            lock_key(&self.inner.prefix, resource).into(),
+            fence_key(&self.inner.prefix, resource).into(),
+        ];
+        let primary = INSPECT.evalsha(&keys, &[]);
+        let fallback = INSPECT.eval(&keys, &[]);
+        let timeout = self.inner.node_timeout.unwrap_or(DEFAULT_INSPECT_TIMEOUT);
+        let replies = join_all(
+            self.inner
+                .nodes
+                .iter()
+                .map(|n| n.query(&primary, &fallback, timeout)),
+        )
+        .await;
+        let nodes = self
+            .inner
+            .nodes
+            .iter()
+            .zip(replies)
+            .map(|(n, reply)| {
+                let (state, fence) = match reply {
+                    Ok(value) => read(&value),
+                    Err(outcome) => (NodeState::Failed(outcome), None),
+                };
+                NodeView {
+                    node: n.id.clone(),
+                    state,
+                    fence,
+                }
+            })
+            .collect();
+        Ok(Inspection {
+            resource: resource.to_owned(),
+            quorum: self.quorum(),
+            nodes,
+        })
+    }
+}
+
+/// Reads the script's `{value, pttl, fence}` reply.
+fn read(value: &Value) -> (NodeState, Option<u64>) {
+    let Value::Array(parts) = value else {
+        return (NodeState::Failed(NodeOutcome::Protocol("inspect: not an array".into())), None);
+    };
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => std::str::from_utf8(b).ok().map(str::to_owned),
+        _ => None,
+    };
+    let fence = parts.get(2).and_then(text).and_then(|s| s.parse().ok());
+    let state = match (parts.first(), parts.get(1)) {
+        (Some(Value::BulkString(b)), Some(Value::Int(pttl))) => NodeState::Held {
+            holder: fingerprint_of(&String::from_utf8_lossy(b)).to_string(),
+            ttl: u64::try_from(*pttl).ok().map(Duration::from_millis),
+        },
+        (Some(Value::Nil | Value::Boolean(false)), _) => NodeState::Free,
+        _ => NodeState::Failed(NodeOutcome::Protocol("inspect: unexpected reply".into())),
+    };
+    (state, fence)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_held_free_and_garbage() {
+        let held = Value::Array(vec![
+            Value::BulkString(b"abc".to_vec()),
+            Value::Int(1500),
+            Value::BulkString(b"42".to_vec()),
+        ]);
+        let (state, fence) = read(&held);
+        assert_eq!(fence, Some(42));
+        assert!(matches!(state, NodeState::Held { ttl: Some(t), .. } if t == Duration::from_millis(1500)));
+        let free = Value::Array(vec![Value::Nil, Value::Int(-2), Value::Nil]);
+        assert_eq!(read(&free), (NodeState::Free, None));
+        assert!(matches!(read(&Value::Okay).0, NodeState::Failed(NodeOutcome::Protocol(_))));
+    }
+}

@@ -43,6 +43,15 @@ pub struct RedlockBuilder {
     fencing: bool,
     wake_on_release: bool,
     key_prefix: String,
+    tls: TlsOptions,
+}
+
+/// TLS settings shared by every `rediss://` node (a node's URL may override the files).
+#[derive(Clone, Default)]
+struct TlsOptions {
+    ca_pem: Option<Vec<u8>>,
+    client: Option<(Vec<u8>, Vec<u8>)>,
+    accept_invalid: bool,
 }
 
 impl fmt::Debug for RedlockBuilder {
@@ -56,6 +65,9 @@ impl fmt::Debug for RedlockBuilder {
             .field("fencing", &self.fencing)
             .field("wake_on_release", &self.wake_on_release)
             .field("key_prefix", &self.key_prefix)
+            .field("tls_ca", &self.tls.ca_pem.is_some())
+            .field("tls_client_cert", &self.tls.client.is_some())
+            .field("danger_accept_invalid_tls_certs", &self.tls.accept_invalid)
             .finish()
     }
 }
@@ -94,6 +106,7 @@ impl RedlockBuilder {
             fencing: false,
             wake_on_release: false,
             key_prefix: DEFAULT_PREFIX.to_owned(),
+            tls: TlsOptions::default(),
         }
     }
 
@@ -176,12 +189,38 @@ impl RedlockBuilder {
         self
     }
 
+    /// Trust these CA certificates (PEM, one or more) for every `rediss://` node, instead of the
+    /// WebPKI roots. A node can name its own file with `?tls_ca=/path/ca.pem` in its URL.
+    /// Host names are still verified against the certificates. Default: the WebPKI roots.
+    pub fn tls_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.ca_pem = Some(pem.into());
+        self
+    }
+
+    /// Present this client certificate and key (PEM) to every `rediss://` node (mutual TLS, for
+    /// servers with `tls-auth-clients yes`). A node can name its own files with
+    /// `?tls_cert=/path/cert.pem&tls_key=/path/key.pem` in its URL. Default: none.
+    pub fn tls_client_cert(mut self, cert_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.client = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// Allow node URLs ending in `#insecure`, which turns off **all** certificate checks for that
+    /// node: any server, or anyone between us and it, can then impersonate it and grant or deny
+    /// locks. Only for tests against self-signed servers. Default: off, and such URLs are refused.
+    pub fn danger_accept_invalid_tls_certs(mut self, allow: bool) -> Self {
+        self.tls.accept_invalid = allow;
+        self
+    }
+
     /// Checks the configuration and makes the client. Contacts no node: connections are made on
     /// first use and re-made after failures, so a service can start while nodes are down.
     ///
     /// # Errors
     /// [`ErrorKind::Config`](crate::ErrorKind::Config) for: no nodes; a URL that does not parse,
-    /// has an unknown scheme or a fragment (`#insecure` would turn off TLS host name checks);
+    /// has an unknown scheme or a fragment (`#insecure` is accepted only with
+    /// [`danger_accept_invalid_tls_certs`](Self::danger_accept_invalid_tls_certs)); TLS files
+    /// that cannot be read or parsed;
     /// the same node twice; a drift factor that is NaN, negative or not below 1; a zero node
     /// timeout; a retry policy with zero attempts or a zero deadline. Messages never contain
     /// passwords.
@@ -208,7 +247,7 @@ impl RedlockBuilder {
         let mut seen = HashSet::new();
         let mut nodes = Vec::with_capacity(self.nodes.len());
         for (index, raw) in self.nodes.iter().enumerate() {
-            let (addr, client) = parse_node(index, raw)?;
+            let (addr, client) = parse_node(index, raw, &self.tls)?;
             if !seen.insert(addr.to_ascii_lowercase()) {
                 return Err(Error::config(format!("node {index}: {addr} is listed twice")));
             }
@@ -237,36 +276,77 @@ impl RedlockBuilder {
     }
 }
 
+/// Our own URL query parameters (TLS files); removed before redis-rs sees the URL.
+const TLS_PARAMS: [&str; 3] = ["tls_ca", "tls_cert", "tls_key"];
+
 /// Parses one node URL into its display address and a redis-rs client.
-fn parse_node(index: usize, raw: &str) -> Result<(String, redis::Client), Error> {
+fn parse_node(index: usize, raw: &str, tls: &TlsOptions) -> Result<(String, redis::Client), Error> {
     let shown = redact(raw);
-    let url =
+    let fail = |what: String| Error::config(format!("node {index} ({shown}): {what}"));
+    let mut url =
         url::Url::parse(raw).map_err(|e| Error::config(format!("node {index}: not a valid URL ({e})")))?;
-    let tls = match url.scheme() {
+    let is_tls = match url.scheme() {
         "redis" | "unix" | "redis+unix" => false,
         "rediss" => true,
         other => {
-            return Err(Error::config(format!(
-                "node {index} ({shown}): unsupported scheme {other:?}; use redis, rediss, unix or redis+unix"
+            return Err(fail(format!(
+                "unsupported scheme {other:?}; use redis, rediss, unix or redis+unix"
             )))
         }
     };
-    if url.fragment().is_some() {
-        return Err(Error::config(format!(
-            "node {index} ({shown}): URL fragments are refused (#insecure would turn off TLS host name verification)"
-        )));
+    match url.fragment() {
+        None => {}
+        Some("insecure") if is_tls && tls.accept_invalid => {}
+        Some("insecure") if is_tls => {
+            return Err(fail(
+                "#insecure turns off TLS certificate checks; it is refused unless \
+                 danger_accept_invalid_tls_certs(true) is set"
+                    .into(),
+            ))
+        }
+        Some(_) => return Err(fail("URL fragments are refused".into())),
     }
-    if tls {
+    // Split off our TLS file parameters; the rest of the query goes to redis-rs unchanged.
+    let mut files: [Option<String>; 3] = Default::default();
+    let rest: Vec<(String, String)> = url
+        .query_pairs()
+        .filter_map(|(k, v)| match TLS_PARAMS.iter().position(|p| *p == k) {
+            Some(i) => {
+                files[i] = Some(v.into_owned());
+                None
+            }
+            None => Some((k.into_owned(), v.into_owned())),
+        })
+        .collect();
+    if files.iter().any(Option::is_some) {
+        if !is_tls {
+            return Err(fail("tls_ca, tls_cert and tls_key need a rediss:// URL".into()));
+        }
+        url.set_query(None);
+        if !rest.is_empty() {
+            url.query_pairs_mut().extend_pairs(rest);
+        }
+    }
+    let read = |path: &str| std::fs::read(path).map_err(|e| fail(format!("cannot read {path}: {e}")));
+    let [ca_file, cert_file, key_file] = files;
+    let ca = match ca_file {
+        Some(path) => Some(read(&path)?),
+        None => tls.ca_pem.clone(),
+    };
+    let client_cert = match (cert_file, key_file) {
+        (Some(c), Some(k)) => Some((read(&c)?, read(&k)?)),
+        (None, None) => tls.client.clone(),
+        _ => return Err(fail("tls_cert and tls_key go together".into())),
+    };
+    if is_tls {
         // redis-rs builds rustls configs from the process-wide provider. Installing fails only if
         // the application already installed one, which we then use.
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
-    let info = raw.into_connection_info().map_err(|e| {
-        Error::config(format!(
-            "node {index} ({shown}): {}",
-            e.detail().unwrap_or("invalid Redis URL")
-        ))
-    })?;
+    let info = url
+        .as_str()
+        .into_connection_info()
+        .map_err(|e| fail(e.detail().unwrap_or("invalid Redis URL").to_owned()))?;
     let db = info.redis_settings().db();
     // CLIENT SETINFO costs a round trip per connection and an ACL permission the lock user
     // does not otherwise need.
@@ -280,12 +360,20 @@ fn parse_node(index: usize, raw: &str) -> Result<(String, redis::Client), Error>
     if db != 0 {
         addr.push_str(&format!("/{db}"));
     }
-    let client = redis::Client::open(info.set_redis_settings(settings)).map_err(|e| {
-        Error::config(format!(
-            "node {index} ({shown}): {}",
-            e.detail().unwrap_or("invalid Redis URL")
-        ))
-    })?;
+    let info = info.set_redis_settings(settings);
+    let client = if is_tls && (ca.is_some() || client_cert.is_some()) {
+        let certs = redis::TlsCertificates {
+            client_tls: client_cert.map(|(client_cert, client_key)| redis::ClientTlsConfig {
+                client_cert,
+                client_key,
+            }),
+            root_cert: ca,
+        };
+        redis::Client::build_with_tls(info, certs)
+    } else {
+        redis::Client::open(info)
+    };
+    let client = client.map_err(|e| fail(e.detail().map_or_else(|| e.to_string(), str::to_owned)))?;
     Ok((addr, client))
 }
 

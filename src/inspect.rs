@@ -94,7 +94,10 @@ impl Inspection {
 
     /// How many nodes answered.
     pub fn answered(&self) -> usize {
-        self.nodes.iter().filter(|v| !matches!(v.state, NodeState::Failed(_))).count()
+        self.nodes
+            .iter()
+            .filter(|v| !matches!(v.state, NodeState::Failed(_)))
+            .count()
     }
 
     /// The largest fence counter seen (the next fenced acquisition gets a larger token).
@@ -167,7 +170,10 @@ impl Redlock {
 /// Reads the script's `{value, pttl, fence}` reply.
 fn read(value: &Value) -> (NodeState, Option<u64>) {
     let Value::Array(parts) = value else {
-        return (NodeState::Failed(NodeOutcome::Protocol("inspect: not an array".into())), None);
+        return (
+            NodeState::Failed(NodeOutcome::Protocol("inspect: not an array".into())),
+            None,
+        );
     };
     let text = |v: &Value| match v {
         Value::BulkString(b) => std::str::from_utf8(b).ok().map(str::to_owned),
@@ -201,6 +207,9 @@ mod tests {
         assert!(matches!(state, NodeState::Held { ttl: Some(t), .. } if t == Duration::from_millis(1500)));
         let free = Value::Array(vec![Value::Nil, Value::Int(-2), Value::Nil]);
         assert_eq!(read(&free), (NodeState::Free, None));
-        assert!(matches!(read(&Value::Okay).0, NodeState::Failed(NodeOutcome::Protocol(_))));
+        assert!(matches!(
+            read(&Value::Okay).0,
+            NodeState::Failed(NodeOutcome::Protocol(_))
+        ));
     }
 }

@@ -179,7 +179,12 @@ impl Node {
 
     /// Runs a read-only script call and hands back its raw reply (for [`crate::Inspection`]).
     /// Same timeout, NOSCRIPT fallback and connection hygiene as [`execute`](Self::execute).
-    pub(crate) async fn query(self: &Arc<Self>, primary: &redis::Cmd, fallback: &redis::Cmd, timeout: Duration) -> Result<redis::Value, NodeOutcome> {
+    pub(crate) async fn query(
+        self: &Arc<Self>,
+        primary: &redis::Cmd,
+        fallback: &redis::Cmd,
+        timeout: Duration,
+    ) -> Result<redis::Value, NodeOutcome> {
         let attempt = async {
             let (mut conn, generation) = self.connection().await?;
             let mut reply = conn.send_packed_command(primary).await;
@@ -187,7 +192,9 @@ impl Node {
                 reply = conn.send_packed_command(fallback).await;
             }
             match reply {
-                Ok(redis::Value::ServerError(e)) => Err(classify_value(Op::Release, &redis::Value::ServerError(e))),
+                Ok(redis::Value::ServerError(e)) => {
+                    Err(classify_value(Op::Release, &redis::Value::ServerError(e)))
+                }
                 Ok(value) => Ok(value),
                 Err(e) => {
                     if breaks_connection(&e) {
@@ -197,7 +204,9 @@ impl Node {
                 }
             }
         };
-        tokio::time::timeout(timeout, attempt).await.unwrap_or(Err(NodeOutcome::Timeout))
+        tokio::time::timeout(timeout, attempt)
+            .await
+            .unwrap_or(Err(NodeOutcome::Timeout))
     }
 
     async fn connection(self: &Arc<Self>) -> ConnectResult {

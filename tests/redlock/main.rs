@@ -11,3 +11,4 @@ mod guards;
 mod leaks;
 mod scenarios;
 mod secrets;
+mod tls;

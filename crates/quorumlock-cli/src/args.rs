@@ -39,7 +39,13 @@ pub(crate) struct Cli {
 pub(crate) struct Global {
     /// Lock nodes, comma-separated URLs: redis://[user:pass@]host:port, rediss://... for TLS.
     /// Use an odd number of independent servers (3, 5, 7), never replicas of each other.
-    #[arg(long, env = "QUORUMLOCK_NODES", value_delimiter = ',', global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "QUORUMLOCK_NODES",
+        value_delimiter = ',',
+        global = true,
+        hide_env_values = true
+    )]
     pub(crate) nodes: Vec<String>,
 
     /// Bound on each request to one node [default: 1% of the TTL, within 50ms..1s].
@@ -47,7 +53,12 @@ pub(crate) struct Global {
     pub(crate) node_timeout: Option<Duration>,
 
     /// Prefix of the keys on the nodes; all users of a lock must agree on it.
-    #[arg(long, env = "QUORUMLOCK_KEY_PREFIX", default_value = "quorumlock:", global = true)]
+    #[arg(
+        long,
+        env = "QUORUMLOCK_KEY_PREFIX",
+        default_value = "quorumlock:",
+        global = true
+    )]
     pub(crate) key_prefix: String,
 
     /// Machine-readable output: one JSON object (on stdout for status, on stderr for run, whose
@@ -126,8 +137,18 @@ mod tests {
     #[test]
     fn run_parses_the_command_after_the_separator() {
         let cli = Cli::try_parse_from([
-            "quorumlock", "--nodes", "redis://a:1,redis://b:2", "run", "-r", "job", "--ttl", "2s",
-            "--no-wait", "--", "echo", "--ttl",
+            "quorumlock",
+            "--nodes",
+            "redis://a:1,redis://b:2",
+            "run",
+            "-r",
+            "job",
+            "--ttl",
+            "2s",
+            "--no-wait",
+            "--",
+            "echo",
+            "--ttl",
         ])
         .unwrap();
         assert_eq!(cli.global.nodes.len(), 2);
@@ -139,8 +160,18 @@ mod tests {
 
     #[test]
     fn wait_and_no_wait_conflict() {
-        let e = Cli::try_parse_from(["quorumlock", "run", "-r", "x", "--wait", "1s", "--no-wait", "--", "true"])
-            .unwrap_err();
+        let e = Cli::try_parse_from([
+            "quorumlock",
+            "run",
+            "-r",
+            "x",
+            "--wait",
+            "1s",
+            "--no-wait",
+            "--",
+            "true",
+        ])
+        .unwrap_err();
         assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
     }
 }

@@ -87,9 +87,7 @@ async fn supervise(guard: &LockGuard, args: &RunArgs, report: &Report<'_>) -> En
     // dies (even SIGKILL), the command gets SIGTERM instead of running on without the lock. The
     // signal follows the spawning thread, which here is the runtime's only thread: main.
     unsafe {
-        command.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)
-        });
+        command.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from));
     }
     let mut child = match command.spawn() {
         Ok(c) => c,
@@ -102,7 +100,10 @@ async fn supervise(guard: &LockGuard, args: &RunArgs, report: &Report<'_>) -> En
             return ending(code, "not_started");
         }
     };
-    let group = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
+    let group = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(Pid::from_raw);
     let forward = |sig: Signal| {
         if let Some(g) = group {
             let _ = killpg(g, sig);

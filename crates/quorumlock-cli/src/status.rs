@@ -61,7 +61,11 @@ fn verdict(view: &Inspection) -> String {
     }
     match view.holder() {
         Some((holder, k)) => format!("held by {holder} on {k} of {n} nodes (quorum {})", view.quorum()),
-        None if view.nodes().iter().all(|v| !matches!(v.state, NodeState::Held { .. })) => {
+        None if view
+            .nodes()
+            .iter()
+            .all(|v| !matches!(v.state, NodeState::Held { .. })) =>
+        {
             "free on every node that answered".to_owned()
         }
         None => format!(
@@ -74,7 +78,12 @@ fn verdict(view: &Inspection) -> String {
 fn to_text(view: &Inspection) -> String {
     use std::fmt::Write as _;
     let mut out = format!("{}: {}\n", view.resource(), verdict(view));
-    let width = view.nodes().iter().map(|v| v.node.addr().len()).max().unwrap_or(0);
+    let width = view
+        .nodes()
+        .iter()
+        .map(|v| v.node.addr().len())
+        .max()
+        .unwrap_or(0);
     for v in view.nodes() {
         let state = match &v.state {
             NodeState::Free => "free".to_owned(),

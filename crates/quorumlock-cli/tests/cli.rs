@@ -16,7 +16,9 @@ fn quorumlock(nodes: &[String]) -> Command {
 }
 
 fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or_else(|| panic!("killed by a signal: {out:?}"))
+    out.status
+        .code()
+        .unwrap_or_else(|| panic!("killed by a signal: {out:?}"))
 }
 
 fn stderr(out: &Output) -> String {
@@ -26,7 +28,12 @@ fn stderr(out: &Output) -> String {
 fn pid_alive(pid: i32) -> bool {
     // A zombie is dead for our purpose; /proc/<pid>/stat's third field is the state.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
         Err(_) => false,
     }
 }
@@ -52,7 +59,19 @@ fn concurrent_runs_never_overlap() {
     let children: Vec<_> = (0..6)
         .map(|_| {
             quorumlock(&cluster.urls())
-                .args(["run", "-r", "shared-job", "--ttl", "2s", "--wait", "30s", "--", "sh", "-c", &script])
+                .args([
+                    "run",
+                    "-r",
+                    "shared-job",
+                    "--ttl",
+                    "2s",
+                    "--wait",
+                    "30s",
+                    "--",
+                    "sh",
+                    "-c",
+                    &script,
+                ])
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap()
@@ -78,20 +97,25 @@ fn lost_lock_stops_the_command() {
     for (ignores_term, grace) in [(false, "5s"), (true, "300ms")] {
         let mut cluster = LocalCluster::start(3).expect("redis-server");
         let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_owned();
+        let dir = tmp.path().to_owned();
         let pidfile = dir.join("pid");
         // The command's child (`sleep`) writes its pid; it must be gone after a loss, whether the
         // command honours SIGTERM or needs SIGKILL.
         let trap = if ignores_term { "trap '' TERM;" } else { "" };
         let script = format!("{trap} sleep 60 & echo $! > {}; wait", pidfile.display());
         let child = quorumlock(&cluster.urls())
-            .args(["run", "-r", "lossy", "--ttl", "1s", "--grace", grace, "--", "sh", "-c", &script])
+            .args([
+                "run", "-r", "lossy", "--ttl", "1s", "--grace", grace, "--", "sh", "-c", &script,
+            ])
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let started = Instant::now();
         while !pidfile.exists() || std::fs::read_to_string(&pidfile).unwrap().trim().is_empty() {
-            assert!(started.elapsed() < Duration::from_secs(10), "the command never started");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the command never started"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         let sleeper: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
@@ -110,23 +134,35 @@ fn exit_codes() {
     let cluster = LocalCluster::start(3).expect("redis-server");
     let urls = cluster.urls();
     let run = |extra: &[&str]| {
-        let out = quorumlock(&urls)
-            .arg("run")
-            .args(extra)
-            .output()
-            .unwrap();
+        let out = quorumlock(&urls).arg("run").args(extra).output().unwrap();
         (code(&out), stderr(&out))
     };
-    assert_eq!(run(&["-r", "c", "--", "sh", "-c", "exit 3"]).0, 3, "the command's own code");
-    assert_eq!(run(&["-r", "c", "--", "sh", "-c", "kill -9 $$"]).0, 128 + 9, "signal");
+    assert_eq!(
+        run(&["-r", "c", "--", "sh", "-c", "exit 3"]).0,
+        3,
+        "the command's own code"
+    );
+    assert_eq!(
+        run(&["-r", "c", "--", "sh", "-c", "kill -9 $$"]).0,
+        128 + 9,
+        "signal"
+    );
     assert_eq!(run(&["-r", "c", "--", "/nonexistent/cmd"]).0, 127);
     let tmp = tempfile::tempdir().unwrap();
     let not_executable = tmp.path().join("data.txt");
     std::fs::write(&not_executable, "not a program").unwrap();
     assert_eq!(run(&["-r", "c", "--", not_executable.to_str().unwrap()]).0, 126);
-    assert_eq!(run(&["-r", "c", "--ttl", "soon", "--", "true"]).0, 64, "bad duration");
+    assert_eq!(
+        run(&["-r", "c", "--ttl", "soon", "--", "true"]).0,
+        64,
+        "bad duration"
+    );
     assert_eq!(run(&["-r", "c"]).0, 64, "no command");
-    assert_eq!(run(&["-r", "c", "--ttl", "10ms", "--", "true"]).0, 64, "TTL too short for a guard");
+    assert_eq!(
+        run(&["-r", "c", "--ttl", "10ms", "--", "true"]).0,
+        64,
+        "TTL too short for a guard"
+    );
 
     // Held elsewhere: 75 at once with --no-wait, and after the wait with --wait.
     let holder = quorumlock(&urls)
@@ -142,9 +178,15 @@ fn exit_codes() {
     assert!(holder.wait().unwrap().success());
 
     // No nodes, a malformed node, nodes down.
-    let out = quorumlock(&[]).args(["run", "-r", "c", "--", "true"]).output().unwrap();
+    let out = quorumlock(&[])
+        .args(["run", "-r", "c", "--", "true"])
+        .output()
+        .unwrap();
     assert_eq!(code(&out), 78, "{}", stderr(&out));
-    let out = quorumlock(&["ftp://x".into()]).args(["run", "-r", "c", "--", "true"]).output().unwrap();
+    let out = quorumlock(&["ftp://x".into()])
+        .args(["run", "-r", "c", "--", "true"])
+        .output()
+        .unwrap();
     assert_eq!(code(&out), 78);
     let dead = LocalCluster::start(3).expect("redis-server");
     let dead_urls = dead.urls();
@@ -161,11 +203,24 @@ fn fence_is_passed_and_grows() {
     let cluster = LocalCluster::start(3).expect("redis-server");
     let fence = || {
         let out = quorumlock(&cluster.urls())
-            .args(["run", "-r", "ledger", "--fencing", "--", "sh", "-c", "echo $QUORUMLOCK_FENCE"])
+            .args([
+                "run",
+                "-r",
+                "ledger",
+                "--fencing",
+                "--",
+                "sh",
+                "-c",
+                "echo $QUORUMLOCK_FENCE",
+            ])
             .output()
             .unwrap();
         assert_eq!(code(&out), 0, "{}", stderr(&out));
-        String::from_utf8(out.stdout).unwrap().trim().parse::<u64>().unwrap()
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
     };
     let (a, b) = (fence(), fence());
     assert!(b > a, "{b} after {a}");
@@ -189,12 +244,27 @@ fn status_shows_holder_ttl_and_fence() {
     assert_eq!(v["answered"], 3);
 
     let mut holder = quorumlock(&urls)
-        .args(["run", "-r", "report", "--fencing", "--ttl", "10s", "--", "sh", "-c", "echo $QUORUMLOCK_HOLDER; sleep 2"])
+        .args([
+            "run",
+            "-r",
+            "report",
+            "--fencing",
+            "--ttl",
+            "10s",
+            "--",
+            "sh",
+            "-c",
+            "echo $QUORUMLOCK_HOLDER; sleep 2",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()), &mut line).unwrap();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
     let fingerprint = line.trim().to_owned();
     cluster.kill(2).unwrap();
     let out = status(true);
@@ -208,7 +278,10 @@ fn status_shows_holder_ttl_and_fence() {
     assert!(ttl > 0 && ttl <= 10_000, "{ttl}");
     assert!(v["max_fence"].as_u64().unwrap() > 0);
     let text = String::from_utf8(status(false).stdout).unwrap();
-    assert!(text.contains(&format!("held by {fingerprint} on 2 of 3 nodes")), "{text}");
+    assert!(
+        text.contains(&format!("held by {fingerprint} on 2 of 3 nodes")),
+        "{text}"
+    );
     assert!(holder.wait().unwrap().success());
     cluster.kill(1).unwrap();
     assert_eq!(code(&status(false)), 69, "fewer than a quorum answered");
@@ -217,7 +290,10 @@ fn status_shows_holder_ttl_and_fence() {
 fn wait_until_held(urls: &[String], resource: &str) {
     let started = Instant::now();
     loop {
-        let out = quorumlock(urls).args(["--json", "status", resource]).output().unwrap();
+        let out = quorumlock(urls)
+            .args(["--json", "status", resource])
+            .output()
+            .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         if v["held"] == true {
             return;

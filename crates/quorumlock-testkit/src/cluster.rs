@@ -29,6 +29,8 @@ pub struct ClusterOptions {
     pub password: Option<String>,
     /// Further `--name value` settings passed to every node.
     pub extra: Vec<(String, String)>,
+    /// A TLS port on every node, next to the plain one. Default: none.
+    pub tls: Option<crate::tls::ServerTls>,
 }
 
 impl Default for ClusterOptions {
@@ -37,6 +39,7 @@ impl Default for ClusterOptions {
             persistence: Persistence::None,
             password: None,
             extra: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -51,6 +54,12 @@ impl ClusterOptions {
     /// Sets `requirepass` on every node.
     pub fn password(mut self, password: impl Into<String>) -> Self {
         self.password = Some(password.into());
+        self
+    }
+
+    /// Opens a TLS port on every node ([`LocalCluster::tls_url`]) with these files.
+    pub fn tls(mut self, tls: crate::tls::ServerTls) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -81,6 +90,7 @@ impl Error {
 
 struct Node {
     port: u16,
+    tls_port: u16,
     dir: PathBuf,
     child: Option<Child>,
 }
@@ -185,12 +195,16 @@ impl LocalCluster {
             std::fs::create_dir_all(&dir).map_err(|e| Error(format!("create {}: {e}", dir.display())))?;
             cluster.nodes.push(Node {
                 port: 0,
+                tls_port: 0,
                 dir,
                 child: None,
             });
             let mut last = None;
             for _ in 0..PORT_TRIES {
                 cluster.nodes[i].port = free_port()?;
+                if cluster.options.tls.is_some() {
+                    cluster.nodes[i].tls_port = free_port()?;
+                }
                 match cluster.launch(i) {
                     Ok(()) => {
                         last = None;
@@ -209,7 +223,7 @@ impl LocalCluster {
 
     fn launch(&mut self, i: usize) -> Result<(), Error> {
         let node = &self.nodes[i];
-        let (port, dir) = (node.port, node.dir.clone());
+        let (port, tls_port, dir) = (node.port, node.tls_port, node.dir.clone());
         let mut cmd = Command::new(&self.binary);
         let (appendonly, fsync) = match self.options.persistence {
             Persistence::None => ("no", "everysec"),
@@ -236,6 +250,18 @@ impl LocalCluster {
             .arg("local");
         if let Some(pw) = &self.options.password {
             cmd.arg("--requirepass").arg(pw);
+        }
+        if let Some(tls) = &self.options.tls {
+            cmd.arg("--tls-port")
+                .arg(tls_port.to_string())
+                .arg("--tls-cert-file")
+                .arg(&tls.cert)
+                .arg("--tls-key-file")
+                .arg(&tls.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca)
+                .arg("--tls-auth-clients")
+                .arg(if tls.require_client_cert { "yes" } else { "no" });
         }
         for (k, v) in &self.options.extra {
             cmd.arg(format!("--{k}")).arg(v);
@@ -290,6 +316,15 @@ impl LocalCluster {
             Some(pw) => format!("redis://:{pw}@127.0.0.1:{}", self.nodes[i].port),
             None => format!("redis://127.0.0.1:{}", self.nodes[i].port),
         }
+    }
+
+    /// Node `i`'s TLS URL for `host` (which must resolve to 127.0.0.1): `rediss://host:port`.
+    ///
+    /// # Panics
+    /// If the cluster was started without [`ClusterOptions::tls`].
+    pub fn tls_url(&self, i: usize, host: &str) -> String {
+        assert!(self.options.tls.is_some(), "the cluster has no TLS port");
+        format!("rediss://{host}:{}", self.nodes[i].tls_port)
     }
 
     /// Every node's URL, in order.

@@ -25,7 +25,9 @@ mod cluster;
 mod history;
 mod proxy;
 mod spawner;
+mod tls;
 
 pub use cluster::{nodes_from_env_or_local, ClusterOptions, Error, LocalCluster, Persistence};
 pub use history::{Grant, GrantId, History, Violation, FENCED_WRITE};
 pub use proxy::{Counter, Direction, Fault, Proxy};
+pub use tls::{ServerTls, TestPki};

@@ -144,10 +144,15 @@ impl Node {
             Ok(c) => c,
             Err(outcome) => return Answer::unsent(outcome),
         };
-        let ordered = ready == Some(generation);
+        let mut ordered = ready == Some(generation);
         let mut reply = conn.send_packed_command(req.primary()).await;
         if is_noscript(&reply) {
             if let Some(fallback) = req.fallback() {
+                // The EVAL goes out only after the NOSCRIPT reply, so a release issued meanwhile
+                // on this connection runs *before* it: this request is no longer ordered
+                // ahead of later ones, and a late grant must be undone like one sent while
+                // connecting.
+                ordered = false;
                 reply = conn.send_packed_command(&fallback).await;
             }
         }

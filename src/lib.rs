@@ -76,3 +76,7 @@ struct GuardsGuideDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/fencing.md")]
 struct FencingGuideDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/operations.md")]
+struct OperationsGuideDoctests;

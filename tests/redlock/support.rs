@@ -6,8 +6,19 @@ use std::time::Duration;
 use quorumlock::{Redlock, RedlockBuilder, Retry};
 pub use quorumlock_testkit::{ClusterOptions, LocalCluster, Persistence};
 
+/// The least-privilege ACL of a lock user, exactly as docs/operations.md gives it (checked by
+/// `acl::docs_give_the_tested_rules`).
+pub const LOCK_USER_RULES: &str = "resetkeys ~quorumlock:* resetchannels &quorumlock:released -@all +set +eval +evalsha +get +del +pexpire +pttl +time +publish +subscribe";
+
+/// `n` nodes whose clients (every URL from `cluster.urls()`) connect as a user with only
+/// [`LOCK_USER_RULES`]: the tests built on this run with the documented least privilege. The
+/// auditor and fault injection use the default user.
 pub fn cluster(n: usize) -> LocalCluster {
-    LocalCluster::start(n).unwrap_or_else(|e| panic!("starting {n} redis-server nodes: {e}"))
+    LocalCluster::start_with(
+        n,
+        ClusterOptions::default().user("locker", "locker-pw", LOCK_USER_RULES),
+    )
+    .unwrap_or_else(|e| panic!("starting {n} redis-server nodes: {e}"))
 }
 
 /// A builder for the cluster's nodes with the given node timeout.
@@ -49,7 +60,7 @@ pub fn lock_key(resource: &str) -> String {
 }
 
 fn raw(cluster: &LocalCluster, i: usize) -> redis::Connection {
-    let client = redis::Client::open(cluster.url(i)).unwrap();
+    let client = redis::Client::open(cluster.admin_url(i)).unwrap();
     client
         .get_connection_with_timeout(Duration::from_secs(2))
         .unwrap_or_else(|e| panic!("auditor connecting to node {i}: {e}\n{}", cluster.log_tail(i, 10)))

@@ -31,6 +31,9 @@ pub struct ClusterOptions {
     pub extra: Vec<(String, String)>,
     /// A TLS port on every node, next to the plain one. Default: none.
     pub tls: Option<crate::tls::ServerTls>,
+    /// An ACL user (name, password, rules) that [`LocalCluster::url`] connects as; the default
+    /// user stays for [`LocalCluster::admin_url`]. Default: none.
+    pub user: Option<(String, String, String)>,
 }
 
 impl Default for ClusterOptions {
@@ -40,6 +43,7 @@ impl Default for ClusterOptions {
             password: None,
             extra: Vec::new(),
             tls: None,
+            user: None,
         }
     }
 }
@@ -60,6 +64,19 @@ impl ClusterOptions {
     /// Opens a TLS port on every node ([`LocalCluster::tls_url`]) with these files.
     pub fn tls(mut self, tls: crate::tls::ServerTls) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Creates the ACL user `name` with `password` and `rules` (ACL SETUSER syntax, such as
+    /// `~app:* -@all +get`) on every node at start, and makes [`LocalCluster::url`] connect as
+    /// that user.
+    pub fn user(
+        mut self,
+        name: impl Into<String>,
+        password: impl Into<String>,
+        rules: impl Into<String>,
+    ) -> Self {
+        self.user = Some((name.into(), password.into(), rules.into()));
         self
     }
 
@@ -263,6 +280,11 @@ impl LocalCluster {
                 .arg("--tls-auth-clients")
                 .arg(if tls.require_client_cert { "yes" } else { "no" });
         }
+        if let Some((name, password, rules)) = &self.options.user {
+            // One config line `user <name> on ><password> <rules...>`, passed as separate words.
+            cmd.arg("--user").arg(name).arg("on").arg(format!(">{password}"));
+            cmd.args(rules.split_whitespace());
+        }
         for (k, v) in &self.options.extra {
             cmd.arg(format!("--{k}")).arg(v);
         }
@@ -310,8 +332,20 @@ impl LocalCluster {
         self.nodes[i].port
     }
 
-    /// Node `i`'s URL, with the password if one is set.
+    /// Node `i`'s URL for clients: as the [`ClusterOptions::user`] if one is set, else as the
+    /// default user (with the password if one is set).
     pub fn url(&self, i: usize) -> String {
+        match &self.options.user {
+            Some((name, password, _)) => {
+                format!("redis://{name}:{password}@127.0.0.1:{}", self.nodes[i].port)
+            }
+            None => self.admin_url(i),
+        }
+    }
+
+    /// Node `i`'s URL as the default user, which may run every command: for auditors and fault
+    /// injection.
+    pub fn admin_url(&self, i: usize) -> String {
         match &self.options.password {
             Some(pw) => format!("redis://:{pw}@127.0.0.1:{}", self.nodes[i].port),
             None => format!("redis://127.0.0.1:{}", self.nodes[i].port),

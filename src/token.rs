@@ -71,8 +71,9 @@ mod tests {
 
     #[test]
     fn tokens_are_128_bit_hex_and_unique() {
-        let mut seen = HashSet::new();
-        for _ in 0..100_000 {
+        // TESTPLAN 7.4: 10^6 draws, no duplicate.
+        let mut seen = HashSet::with_capacity(1_000_000);
+        for _ in 0..1_000_000 {
             let t = Token::generate().unwrap();
             assert_eq!(t.as_str().len(), 32);
             assert!(t
@@ -81,6 +82,27 @@ mod tests {
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
             assert!(seen.insert(t.as_str().to_owned()), "duplicate token");
         }
+    }
+
+    #[test]
+    fn tokens_from_concurrent_threads_are_unique() {
+        let per_thread = 20_000;
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    (0..per_thread)
+                        .map(|_| Token::generate().unwrap().as_str().to_owned())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut seen = HashSet::new();
+        for h in handles {
+            for t in h.join().unwrap() {
+                assert!(seen.insert(t), "duplicate token across threads");
+            }
+        }
+        assert_eq!(seen.len(), 8 * per_thread);
     }
 
     #[test]

@@ -71,6 +71,7 @@ pub(crate) struct Node {
     pub(crate) id: NodeId,
     client: redis::Client,
     config: redis::AsyncConnectionConfig,
+    connect_timeout: Duration,
     slot: Arc<Mutex<Slot>>,
     generations: AtomicU64,
     timeouts_in_a_row: AtomicU32,
@@ -100,6 +101,7 @@ impl Node {
             id,
             client,
             config,
+            connect_timeout,
             slot: Arc::new(Mutex::new(Slot::Idle {
                 failures: 0,
                 retry_at: None,
@@ -245,8 +247,12 @@ impl Node {
         };
         let client = this.client.clone();
         let config = this.config.clone();
+        let connect_timeout = this.connect_timeout;
         drop(this);
-        let result = client.get_multiplexed_async_connection_with_config(&config).await;
+        let result = match client.get_multiplexed_async_connection_with_config(&config).await {
+            Ok(mut conn) => handshake(&mut conn, connect_timeout).await.map(|()| conn),
+            Err(e) => Err(classify_error(&e)),
+        };
         let Some(this) = node.upgrade() else {
             return Err(NodeOutcome::Io("client dropped".into()));
         };
@@ -262,8 +268,7 @@ impl Node {
                 tracing::debug!(node = %this.id, "connected");
                 Ok((conn, generation))
             }
-            Err(e) => {
-                let outcome = classify_error(&e);
+            Err(outcome) => {
                 let failures = failures.saturating_add(1);
                 tracing::debug!(node = %this.id, error = %outcome, failures, "connect failed");
                 *slot = Slot::Idle {
@@ -308,6 +313,28 @@ impl Node {
                 self.timeouts_in_a_row.store(0, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// The first exchange on a new connection: `PING`, which must be answered by exactly `+PONG`.
+/// Replies are matched to requests by order; a peer that sends anything before its first reply
+/// (a greeting, a stale reply) would shift every later reply onto the wrong request, and a
+/// stray `+OK` could then read as a grant. Such a connection is refused here instead.
+async fn handshake(conn: &mut MultiplexedConnection, timeout: Duration) -> Result<(), NodeOutcome> {
+    match tokio::time::timeout(timeout, conn.send_packed_command(&redis::cmd("PING"))).await {
+        Ok(Ok(redis::Value::SimpleString(s))) if s == "PONG" => Ok(()),
+        Ok(Ok(redis::Value::ServerError(e))) => {
+            Err(classify_value(Op::Release, &redis::Value::ServerError(e)))
+        }
+        Ok(Ok(other)) => Err(NodeOutcome::Protocol(
+            format!(
+                "connection handshake: PING answered {}",
+                crate::reply::describe(&other)
+            )
+            .into(),
+        )),
+        Ok(Err(e)) => Err(classify_error(&e)),
+        Err(_) => Err(NodeOutcome::Timeout),
     }
 }
 

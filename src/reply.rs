@@ -153,7 +153,7 @@ pub(crate) fn classify_value(op: Op, value: &Value) -> NodeOutcome {
     }
 }
 
-fn describe(v: &Value) -> String {
+pub(crate) fn describe(v: &Value) -> String {
     // Bounded: a hostile reply may be huge, and this text ends up in errors and logs.
     let mut s = format!("{v:?}");
     if s.len() > 120 {

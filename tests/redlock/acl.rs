@@ -116,6 +116,7 @@ async fn each_missing_permission_is_a_named_denial() {
     let full = LOCK_USER_RULES;
     // (rule taken away, what needs it)
     let cases = [
+        ("+ping", "acquire"),
         ("+set", "acquire"),
         ("+evalsha", "release"),
         ("+eval", "release"),

@@ -9,6 +9,7 @@ mod basics;
 mod faults;
 mod fencing;
 mod guards;
+mod hostile;
 mod leaks;
 mod scenarios;
 mod secrets;

@@ -55,6 +55,8 @@ struct Shared {
     faults: watch::Sender<Faults>,
     resets: watch::Sender<u64>,
     drop_patterns: Mutex<Vec<Vec<u8>>>,
+    rewrites: Mutex<Vec<Rewrite>>,
+    greeting: Mutex<Option<Vec<u8>>>,
     counters: Mutex<Vec<(Vec<u8>, Arc<AtomicU64>)>>,
     connections: AtomicU64,
 }
@@ -89,6 +91,33 @@ impl Counter {
     }
 }
 
+/// A change made to replies in flight (see [`Proxy::rewrite_replies`]).
+#[derive(Clone, Debug)]
+struct Rewrite {
+    from: Vec<u8>,
+    to: Vec<u8>,
+    close: bool,
+}
+
+/// `haystack` with every occurrence of `from` replaced by `to`, if there is one.
+fn replace_all(haystack: &[u8], from: &[u8], to: &[u8]) -> Option<Vec<u8>> {
+    if from.is_empty() || !contains(haystack, from) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(haystack.len() + to.len());
+    let mut i = 0;
+    while i < haystack.len() {
+        if haystack[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(haystack[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -116,6 +145,8 @@ impl Proxy {
             .0,
             resets: watch::channel(0).0,
             drop_patterns: Mutex::new(Vec::new()),
+            rewrites: Mutex::new(Vec::new()),
+            greeting: Mutex::new(None),
             counters: Mutex::new(Vec::new()),
             connections: AtomicU64::new(0),
         });
@@ -214,6 +245,42 @@ impl Proxy {
         Counter(c)
     }
 
+    /// From now on, replaces `from` by `to` in every reply read from the server (a read is
+    /// usually one whole reply when requests are not pipelined). Makes hostile or broken
+    /// replies out of real ones: `rewrite_replies("+OK\r\n", "$2\r\nOK\r\n")`.
+    pub fn rewrite_replies(&self, from: impl Into<Vec<u8>>, to: impl Into<Vec<u8>>) {
+        self.push_rewrite(from.into(), to.into(), false);
+    }
+
+    /// As [`rewrite_replies`](Self::rewrite_replies), then closes the connection right after
+    /// sending the rewritten read: a partial frame followed by a close.
+    pub fn rewrite_replies_then_close(&self, from: impl Into<Vec<u8>>, to: impl Into<Vec<u8>>) {
+        self.push_rewrite(from.into(), to.into(), true);
+    }
+
+    fn push_rewrite(&self, from: Vec<u8>, to: Vec<u8>, close: bool) {
+        self.shared
+            .rewrites
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Rewrite { from, to, close });
+    }
+
+    /// Stops rewriting replies.
+    pub fn clear_reply_rewrites(&self) {
+        self.shared
+            .rewrites
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// Sends `bytes` to every new client connection before anything else: a reply before any
+    /// request. `None` stops it.
+    pub fn greet(&self, bytes: Option<Vec<u8>>) {
+        *self.shared.greeting.lock().unwrap_or_else(|p| p.into_inner()) = bytes;
+    }
+
     /// Connections accepted so far.
     pub fn connections(&self) -> u64 {
         self.shared.connections.load(Ordering::SeqCst)
@@ -245,7 +312,7 @@ async fn accept_loop(listener: TcpListener, upstream: u16, shared: Arc<Shared>) 
     }
 }
 
-async fn serve(client: TcpStream, upstream: u16, shared: Arc<Shared>) {
+async fn serve(mut client: TcpStream, upstream: u16, shared: Arc<Shared>) {
     // Every close the proxy initiates is a reset (linger 0): resets are what tests inject.
     let _ = client.set_zero_linger();
     let _ = client.set_nodelay(true);
@@ -257,6 +324,12 @@ async fn serve(client: TcpStream, upstream: u16, shared: Arc<Shared>) {
     let _ = server.set_zero_linger();
     let mut resets = shared.resets.subscribe();
     resets.mark_unchanged();
+    let greeting = shared.greeting.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Some(g) = greeting {
+        if client.write_all(&g).await.is_err() {
+            return;
+        }
+    }
     let kill = Arc::new(tokio::sync::Notify::new());
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
@@ -280,7 +353,7 @@ async fn pump(
     shared: Arc<Shared>,
     kill: Arc<tokio::sync::Notify>,
 ) {
-    let (tx, rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let (tx, rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>, bool)>();
     let writer = write_side(rx, to, direction, shared.faults.subscribe(), kill.clone());
     let reader = async move {
         let mut buf = vec![0u8; 64 * 1024];
@@ -289,7 +362,16 @@ async fn pump(
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
-            let chunk = buf[..n].to_vec();
+            let mut chunk = buf[..n].to_vec();
+            let mut close = false;
+            if direction == Direction::Replies {
+                for r in shared.rewrites.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                    if let Some(changed) = replace_all(&chunk, &r.from, &r.to) {
+                        chunk = changed;
+                        close |= r.close;
+                    }
+                }
+            }
             if direction == Direction::Requests {
                 for (pattern, counter) in shared.counters.lock().unwrap_or_else(|p| p.into_inner()).iter() {
                     if contains(&chunk, pattern) {
@@ -307,7 +389,7 @@ async fn pump(
                     return;
                 }
             }
-            if tx.send((Instant::now(), chunk)).is_err() {
+            if tx.send((Instant::now(), chunk, close)).is_err() {
                 return;
             }
         }
@@ -320,7 +402,7 @@ async fn pump(
 }
 
 async fn write_side(
-    mut rx: mpsc::UnboundedReceiver<(Instant, Vec<u8>)>,
+    mut rx: mpsc::UnboundedReceiver<(Instant, Vec<u8>, bool)>,
     mut to: OwnedWriteHalf,
     direction: Direction,
     mut faults: watch::Receiver<Faults>,
@@ -334,7 +416,7 @@ async fn write_side(
             Direction::Replies => f.replies,
         }
     };
-    while let Some((arrived, chunk)) = rx.recv().await {
+    while let Some((arrived, chunk, close)) = rx.recv().await {
         loop {
             match fault_now(&faults) {
                 Fault::Pass => break,
@@ -362,6 +444,11 @@ async fn write_side(
             return;
         }
         if to.write_all(&chunk).await.is_err() {
+            return;
+        }
+        if close {
+            let _ = to.flush().await;
+            kill.notify_one();
             return;
         }
     }

@@ -37,14 +37,15 @@ pub(crate) struct Cli {
 /// Options of every command.
 #[derive(Debug, Args)]
 pub(crate) struct Global {
-    /// Lock nodes, comma-separated URLs: redis://[user:pass@]host:port, rediss://... for TLS.
-    /// Use an odd number of independent servers (3, 5, 7), never replicas of each other.
+    // An attribute rather than a doc comment: rustdoc reads `[user:pass@]` as a link.
     #[arg(
         long,
         env = "QUORUMLOCK_NODES",
         value_delimiter = ',',
         global = true,
-        hide_env_values = true
+        hide_env_values = true,
+        help = "Lock nodes, comma-separated URLs: redis://[user:pass@]host:port, rediss://... for TLS. \
+                Use an odd number of independent servers (3, 5, 7), never replicas of each other"
     )]
     pub(crate) nodes: Vec<String>,
 

@@ -309,9 +309,24 @@ impl Redlock {
                 tracing::Span::current().record("attempt", attempt);
                 // Armed before the attempt, so a release between the refusal and the wait is
                 // not missed.
-                let mut notified = std::pin::pin!(waiter.as_ref().map(|w| w.notify.notified()));
+                let mut notified = std::pin::pin!(waiter.as_ref().map(|w| w.wake.notify.notified()));
                 if let Some(n) = notified.as_mut().as_pin_mut() {
                     n.enable();
+                }
+                // A fresh acquisition queues behind this client's waiters for the key (they are
+                // handed the key one release at a time) rather than barging in; bounded by one
+                // retry delay, after which it tries anyway.
+                if attempt == 1 && waiter.as_ref().is_some_and(crate::wake::Waiter::others_waiting) {
+                    if let (Some(n), Ok(delay)) = (
+                        notified.as_mut().as_pin_mut(),
+                        retry.next_delay(1, Duration::ZERO, ttl.node_timeout, rand::random()),
+                    ) {
+                        let _ = tokio::time::timeout(delay, n).await;
+                    }
+                    notified.set(waiter.as_ref().map(|w| w.wake.notify.notified()));
+                    if let Some(n) = notified.as_mut().as_pin_mut() {
+                        n.enable();
+                    }
                 }
                 let Failed { error, cleanup } =
                     match self.attempt(&resources, &keys, fence_keys.as_ref(), ttl).await {

@@ -252,6 +252,9 @@ impl Lock {
             resource = %self.resource_text(), token = %self.token.fingerprint(), ?verdict,
             elapsed_us = elapsed.as_micros() as u64, nodes = %ReportFmt(&report), "release decided",
         );
+        if verdict == Verdict::Reached && inner.wake_channel.is_some() {
+            crate::wake::released_locally(&inner, &self.keys, &self.token.fingerprint().to_string());
+        }
         // Reached: a majority deleted our key. Otherwise every node has answered (see
         // `Fanout::settled`), and a majority that holds nothing of ours is still a release.
         if verdict == Verdict::Reached || !fan.tally().failures_preclude_quorum() {

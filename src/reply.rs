@@ -93,8 +93,11 @@ impl Request {
     }
 
     /// A release that also publishes the deleted keys on `channel` (wake-on-release).
+    /// The release id is the token's fingerprint (8 hex digits; the token itself is never
+    /// published).
     pub(crate) fn release_notify(keys: Keys, token: Token, channel: Keys) -> Self {
-        let primary = RELEASE.evalsha(&keys, &[token.as_str().as_bytes(), &channel[0]]);
+        let id = token.fingerprint().to_string();
+        let primary = RELEASE.evalsha(&keys, &[token.as_str().as_bytes(), &channel[0], id.as_bytes()]);
         Self::new(Op::Release, keys, Some(channel), token, 0, primary)
     }
 
@@ -123,7 +126,10 @@ impl Request {
             Op::Extend => EXTEND.eval(&self.keys, &[token, number.as_bytes()]),
             Op::Release => match &self.fence_keys {
                 // For a notifying release, `fence_keys` carries the channel instead.
-                Some(channel) => RELEASE.eval(&self.keys, &[token, &channel[0]]),
+                Some(channel) => {
+                    let id = self.token.fingerprint().to_string();
+                    RELEASE.eval(&self.keys, &[token, &channel[0], id.as_bytes()])
+                }
                 None => RELEASE.eval(&self.keys, &[token]),
             },
         })

@@ -1,10 +1,18 @@
 //! Opt-in wake-up of waiters when a lock is released (`RedlockBuilder::wake_on_release`).
 //!
 //! An explicit release publishes each deleted key on `<prefix>released` from inside the release
-//! script. A waiter that was refused waits for the retry delay *or* a notice for its key,
-//! whichever comes first, so it retries moments after the holder lets go instead of up to a
-//! whole retry delay later. Polling stays the fallback: a lost notice (a subscriber reconnecting,
-//! a node down) costs latency, never correctness.
+//! script, prefixed with an 8-byte release id (the token's fingerprint). A waiter that was
+//! refused waits for the retry delay *or* a wake-up for its key, whichever comes first. Polling
+//! stays the fallback: a lost notice (a subscriber reconnecting, a node down) costs latency,
+//! never correctness.
+//!
+//! Fairness and herds: each release wakes **one** local waiter per key, the one that has waited
+//! longest (tokio's `Notify::notify_one` is FIFO, and passes the wake-up on if its waiter is
+//! gone), not all of them: the others would only be refused again. A release reaches every node,
+//! so its notices are deduplicated by release id. A release made by this client wakes the next
+//! local waiter at once, without waiting for its own notice to come back. And a fresh `acquire`
+//! of a key that local waiters already wait for queues behind them instead of barging in, so a
+//! task that releases and re-acquires in a loop cannot starve the others.
 //!
 //! One subscriber connection per node, started on first use and kept while the client lives.
 
@@ -17,24 +25,59 @@ use tokio::sync::Notify;
 
 use crate::client::Inner;
 
+/// Length of the release id in front of each published key.
+const ID_LEN: usize = 8;
+/// Release ids remembered per key: a release's notices from N nodes may interleave with the
+/// next release's.
+const RECENT_IDS: usize = 4;
+
 #[derive(Default)]
 pub(crate) struct WakeHub {
-    waiters: Mutex<HashMap<Box<[u8]>, Arc<Notify>>>,
+    keys: Mutex<HashMap<Box<[u8]>, Arc<KeyWake>>>,
     started: OnceLock<()>,
+}
+
+/// The local waiters of one key.
+#[derive(Default)]
+pub(crate) struct KeyWake {
+    pub(crate) notify: Notify,
+    recent: Mutex<[Option<[u8; ID_LEN]>; RECENT_IDS]>,
+}
+
+impl KeyWake {
+    /// Wakes the longest waiter, once per release id.
+    fn released(&self, id: [u8; ID_LEN]) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.contains(&Some(id)) {
+            return;
+        }
+        recent.rotate_right(1);
+        recent[0] = Some(id);
+        drop(recent);
+        self.notify.notify_one();
+    }
 }
 
 /// A registered interest in one key; unregisters itself when the last waiter goes.
 pub(crate) struct Waiter {
     inner: Arc<Inner>,
     key: Box<[u8]>,
-    pub(crate) notify: Arc<Notify>,
+    pub(crate) wake: Arc<KeyWake>,
+}
+
+impl Waiter {
+    /// Whether other acquisitions of this client already wait for the key (this one should
+    /// queue behind them).
+    pub(crate) fn others_waiting(&self) -> bool {
+        // The map's reference, ours, and any other waiter's.
+        Arc::strong_count(&self.wake) > 2
+    }
 }
 
 impl Drop for Waiter {
     fn drop(&mut self) {
-        let mut map = self.inner.wake.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        // The map's reference and ours: nobody else waits for this key.
-        if Arc::strong_count(&self.notify) <= 2 {
+        let mut map = self.inner.wake.keys.lock().unwrap_or_else(|p| p.into_inner());
+        if Arc::strong_count(&self.wake) <= 2 {
             map.remove(&self.key);
         }
     }
@@ -53,9 +96,9 @@ pub(crate) fn waiter(inner: &Arc<Inner>, key: &[u8]) -> Waiter {
             tokio::spawn(subscribe(Arc::downgrade(inner), i));
         }
     });
-    let notify = inner
+    let wake = inner
         .wake
-        .waiters
+        .keys
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .entry(key.into())
@@ -64,8 +107,28 @@ pub(crate) fn waiter(inner: &Arc<Inner>, key: &[u8]) -> Waiter {
     Waiter {
         inner: inner.clone(),
         key: key.into(),
-        notify,
+        wake,
     }
+}
+
+/// This client released `keys` (on a majority) with release id `id`: hand each key to its next
+/// local waiter now; the notices that come back from the nodes are then duplicates.
+pub(crate) fn released_locally(inner: &Inner, keys: &[Box<[u8]>], id: &str) {
+    let Ok(id) = <[u8; ID_LEN]>::try_from(id.as_bytes()) else {
+        return;
+    };
+    let map = inner.wake.keys.lock().unwrap_or_else(|p| p.into_inner());
+    for key in keys {
+        if let Some(w) = map.get(key) {
+            w.released(id);
+        }
+    }
+}
+
+/// Splits a notice into release id and key.
+fn parse_notice(payload: &[u8]) -> Option<([u8; ID_LEN], &[u8])> {
+    let (id, key) = payload.split_at_checked(ID_LEN)?;
+    Some((id.try_into().ok()?, key))
 }
 
 /// Keeps a subscription to node `i` while the client lives, reconnecting after failures.
@@ -88,9 +151,12 @@ async fn subscribe(inner: Weak<Inner>, i: usize) {
                     let Some(strong) = inner.upgrade() else { return };
                     match next {
                         Ok(Some(msg)) => {
-                            let map = strong.wake.waiters.lock().unwrap_or_else(|p| p.into_inner());
-                            if let Some(n) = map.get(msg.get_payload_bytes()) {
-                                n.notify_waiters();
+                            let Some((id, key)) = parse_notice(msg.get_payload_bytes()) else {
+                                continue;
+                            };
+                            let map = strong.wake.keys.lock().unwrap_or_else(|p| p.into_inner());
+                            if let Some(w) = map.get(key) {
+                                w.released(id);
                             }
                         }
                         Ok(None) => break, // connection closed: reconnect
@@ -101,5 +167,45 @@ async fn subscribe(inner: Weak<Inner>, i: usize) {
             _ => tracing::debug!(node = i, "release subscriber could not connect; polling only"),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_split_into_id_and_key() {
+        assert_eq!(
+            parse_notice(b"0123abcdquorumlock:lock:x"),
+            Some((*b"0123abcd", &b"quorumlock:lock:x"[..]))
+        );
+        assert_eq!(parse_notice(b"short"), None);
+    }
+
+    #[tokio::test]
+    async fn one_wake_per_release_however_many_nodes_report_it() {
+        let k = KeyWake::default();
+        let first = k.notify.notified();
+        let second = k.notify.notified();
+        tokio::pin!(first, second);
+        first.as_mut().enable();
+        second.as_mut().enable();
+        for _ in 0..5 {
+            k.released(*b"aaaaaaaa");
+        }
+        assert!(
+            futures::poll!(first.as_mut()).is_ready(),
+            "the longest waiter is woken"
+        );
+        assert!(
+            futures::poll!(second.as_mut()).is_pending(),
+            "one release, one wake-up"
+        );
+        k.released(*b"bbbbbbbb");
+        assert!(
+            futures::poll!(second.as_mut()).is_ready(),
+            "the next release wakes the next"
+        );
     }
 }

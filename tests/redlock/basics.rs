@@ -348,3 +348,62 @@ async fn release_wakes_refused_waiters() {
         waiter.shutdown().await;
     }
 }
+
+/// wake_on_release hands the key to waiters in turn: 8 tasks of one client loop on one key
+/// (acquire, 1 ms of work, release, at once acquire again). Without queueing, the task that just
+/// released wins the race against woken waiters and the others starve (seen in the S3
+/// benchmark at N = 1 and 3). Each task must get a fair share, and every wait must end long
+/// before the fixed 2 s retry delay, so hand-offs come from wake-ups, not polling.
+#[tokio::test]
+async fn wake_on_release_hands_over_in_turn() {
+    for n in [1, 3] {
+        let cluster = cluster(n);
+        let redlock = builder(&cluster, Duration::from_millis(200))
+            .wake_on_release(true)
+            .retry(
+                quorumlock::Retry::new()
+                    .attempts(1000)
+                    .delay(Duration::from_secs(2), Duration::ZERO)
+                    .deadline(Duration::from_secs(20)),
+            )
+            .build()
+            .unwrap();
+        warm_up(&redlock).await;
+        let end = Instant::now() + Duration::from_millis(1500);
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let redlock = redlock.clone();
+                tokio::spawn(async move {
+                    let (mut grants, mut longest) = (0u32, Duration::ZERO);
+                    while Instant::now() < end {
+                        let t = Instant::now();
+                        let lock = redlock.acquire("turns", Duration::from_secs(5)).await.unwrap();
+                        longest = longest.max(t.elapsed());
+                        grants += 1;
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        lock.release().await.unwrap();
+                    }
+                    (grants, longest)
+                })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.unwrap());
+        }
+        let grants: Vec<u32> = results.iter().map(|r| r.0).collect();
+        let total: u32 = grants.iter().sum();
+        let fewest = *grants.iter().min().unwrap();
+        assert!(
+            fewest * 8 * 2 >= total,
+            "N={n}: a task got {fewest} of {total} grants ({grants:?}): starved"
+        );
+        let longest = results.iter().map(|r| r.1).max().unwrap();
+        assert!(
+            longest < Duration::from_secs(2),
+            "N={n}: a wait reached the retry delay: {longest:?}"
+        );
+        redlock.shutdown().await;
+        assert_no_lock_keys(&cluster, "after the hand-offs");
+    }
+}

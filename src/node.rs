@@ -141,12 +141,11 @@ impl Node {
     }
 
     async fn execute_unbounded(self: &Arc<Self>, req: &Request) -> Answer {
-        let ready = self.generation();
-        let (mut conn, generation) = match self.connection().await {
+        let (mut conn, generation, was_ready) = match self.connection().await {
             Ok(c) => c,
             Err(outcome) => return Answer::unsent(outcome),
         };
-        let mut ordered = ready == Some(generation);
+        let mut ordered = was_ready;
         let mut reply = conn.send_packed_command(req.primary()).await;
         if is_noscript(&reply) {
             if let Some(fallback) = req.fallback() {
@@ -193,7 +192,7 @@ impl Node {
         timeout: Duration,
     ) -> Result<redis::Value, NodeOutcome> {
         let attempt = async {
-            let (mut conn, generation) = self.connection().await?;
+            let (mut conn, generation, _) = self.connection().await?;
             let mut reply = conn.send_packed_command(primary).await;
             if is_noscript(&reply) {
                 reply = conn.send_packed_command(fallback).await;
@@ -216,11 +215,13 @@ impl Node {
             .unwrap_or(Err(NodeOutcome::Timeout))
     }
 
-    async fn connection(self: &Arc<Self>) -> ConnectResult {
+    /// The connection, its generation, and whether it was already up (one lock of the slot on
+    /// the hot path).
+    async fn connection(self: &Arc<Self>) -> Result<(MultiplexedConnection, u64, bool), NodeOutcome> {
         let connecting = {
             let mut slot = lock(&self.slot);
             match &*slot {
-                Slot::Ready { conn, generation } => return Ok((conn.clone(), *generation)),
+                Slot::Ready { conn, generation } => return Ok((conn.clone(), *generation, true)),
                 Slot::Connecting(fut) => fut.clone(),
                 Slot::Idle {
                     retry_at: Some(at),
@@ -236,7 +237,9 @@ impl Node {
                 }
             }
         };
-        connecting.await
+        connecting
+            .await
+            .map(|(conn, generation)| (conn, generation, false))
     }
 
     /// Makes a connection and stores the result in the slot. Holds only a weak reference, so an

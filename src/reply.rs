@@ -55,8 +55,9 @@ impl Request {
     pub(crate) fn acquire(keys: Keys, token: Token, ttl_ms: u64) -> Self {
         if let [key] = &*keys {
             // One resource: a plain SET, cheaper for the server than a script.
-            let mut primary = redis::cmd("SET");
+            let mut primary = redis::Cmd::with_capacity(6, key.len() + token.as_str().len() + 32);
             primary
+                .arg("SET")
                 .arg(&**key)
                 .arg(token.as_str())
                 .arg("NX")

@@ -291,8 +291,64 @@ struct Out {
     json: serde_json::Map<String, serde_json::Value>,
 }
 
+/// Counts heap allocations, so the profile mode can report allocations per lock cycle (a number
+/// that noise does not move). Written here because it is ten lines around the system allocator.
+struct Counting;
+
+static ALLOCATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(secs) = args
+        .iter()
+        .position(|a| a == "--profile-s2")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        // Only quorumlock's S2 (N = 5, 64 tasks), for a profiler to attach to:
+        // `perf record -g -- target/release/quorumlock-bench --profile-s2 10`.
+        let cluster = start_cluster(5);
+        let rt = runtime(false);
+        for lib in [Lib::Raw, Lib::Quorumlock, Lib::Rslock] {
+            let client = rt.block_on(Client::new(lib, &cluster.urls(), TTL));
+            let _ = s2(&rt, &client, &cluster, 64, Duration::from_millis(300), "warm");
+            let before = ALLOCATIONS.load(Ordering::Relaxed);
+            let run = s2(
+                &rt,
+                &client,
+                &cluster,
+                64,
+                Duration::from_secs(secs),
+                &format!("profile-{lib:?}"),
+            );
+            let allocs = ALLOCATIONS.load(Ordering::Relaxed) - before;
+            eprintln!(
+                "{lib:?}: {} cycles in {:?}, {:.1} allocations per cycle",
+                run.cycles,
+                run.wall,
+                allocs as f64 / run.cycles.max(1) as f64
+            );
+        }
+        return;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let out_dir = args
         .iter()

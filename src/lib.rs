@@ -64,6 +64,60 @@ pub use inspect::{Inspection, NodeState, NodeView};
 pub use lock::{Lock, ReleaseReport};
 pub use retry::Retry;
 
+/// Not part of the API: the pure per-attempt code, wrapped for `benches/pure.rs`
+/// (`cargo bench --features bench-internals --bench pure`).
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub mod bench_internals {
+    use std::time::Duration;
+
+    /// Tallies `votes` (0 yes, 1 refused, 2 failed) for `n` nodes, stopping at the first
+    /// decision like the fan-out does; returns 0 pending, 1 reached, 2 impossible.
+    pub fn decide(n: usize, votes: &[u8]) -> u8 {
+        use crate::quorum::{Tally, Verdict, Vote};
+        let mut t = Tally::new(n);
+        for v in votes {
+            t.record(match v {
+                0 => Vote::Yes,
+                1 => Vote::Refused,
+                _ => Vote::Failed,
+            });
+            match t.verdict() {
+                Verdict::Pending => {}
+                Verdict::Reached => return 1,
+                Verdict::Impossible => return 2,
+            }
+        }
+        0
+    }
+
+    /// The validity left after `elapsed` of a `ttl` with drift factor `factor`.
+    pub fn validity(ttl: Duration, elapsed: Duration, factor: f64) -> Option<Duration> {
+        crate::validity::validity(ttl, elapsed, crate::validity::drift(ttl, factor))
+    }
+
+    /// Whether `value` grants a single-resource acquisition.
+    pub fn grants_acquire(value: &redis::Value) -> bool {
+        crate::reply::classify_value(crate::reply::Op::Acquire, value) == crate::NodeOutcome::Granted
+    }
+
+    /// Draws a lock token (one getrandom call).
+    pub fn token() -> usize {
+        crate::token::Token::generate().map_or(0, |t| t.as_str().len())
+    }
+
+    /// Builds the single-resource acquire command for `resource`.
+    pub fn acquire_command(resource: &str) -> usize {
+        let keys: crate::key::Keys =
+            vec![crate::key::lock_key("quorumlock:", resource).into_boxed_slice()].into();
+        let token = crate::token::Token::generate().expect("entropy");
+        crate::reply::Request::acquire(keys, token, 10_000)
+            .primary()
+            .get_packed_command()
+            .len()
+    }
+}
+
 // Compiles the README's and guides' examples as doc tests, so they cannot drift from the API.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -310,3 +310,39 @@ async fn write_refusals_are_failures_with_reasons_never_contention() {
     redlock.shutdown().await;
     assert_no_lock_keys(&cluster, "after refusals");
 }
+
+/// TESTPLAN 7.5: the node timeout, not redis-rs' 500 ms default response timeout, bounds each
+/// call, on both sides of 500 ms. A node answering after 700 ms is a grant with a 1.5 s node
+/// timeout and a timeout with a 300 ms one.
+#[tokio::test]
+async fn node_timeout_bounds_calls_on_both_sides_of_500_ms() {
+    use quorumlock_testkit::{Direction, Fault, Proxy};
+    let cluster = cluster(1);
+    let proxy = Proxy::start(cluster.port(0)).unwrap();
+    for (node_timeout, granted) in [
+        (Duration::from_millis(1500), true),
+        (Duration::from_millis(300), false),
+    ] {
+        let redlock = quorumlock::Redlock::builder()
+            .node(proxy.url())
+            .node_timeout(node_timeout)
+            .retry(quorumlock::Retry::none())
+            .build()
+            .unwrap();
+        warm_up(&redlock).await; // the connection (and its handshake) before the delay
+        proxy.set(Direction::Replies, Fault::Delay(Duration::from_millis(700)));
+        let result = redlock.acquire("slow-node", Duration::from_secs(30)).await;
+        proxy.heal();
+        match (result, granted) {
+            (Ok(lock), true) => {
+                lock.release().await.unwrap();
+            }
+            (Err(e), false) => {
+                assert_eq!(e.nodes()[0].1, quorumlock::NodeOutcome::Timeout, "{e}");
+            }
+            (r, _) => panic!("node timeout {node_timeout:?}: {:?}", r.map(|l| l.remaining())),
+        }
+        redlock.shutdown().await;
+    }
+    assert_no_lock_keys(&cluster, "after both");
+}

@@ -49,18 +49,7 @@ impl TestPki {
         std::fs::write(&client_ext, "extendedKeyUsage=clientAuth\n")
             .map_err(|e| Error::new(e.to_string()))?;
         for ca in ["ca", "other-ca"] {
-            openssl(
-                d,
-                &[
-                    "ecparam",
-                    "-name",
-                    "prime256v1",
-                    "-genkey",
-                    "-noout",
-                    "-out",
-                    &format!("{ca}.key"),
-                ],
-            )?;
+            ec_key(d, &format!("{ca}.key"))?;
             openssl(
                 d,
                 &[
@@ -79,18 +68,7 @@ impl TestPki {
             )?;
         }
         for (name, ext) in [("server", &ext), ("client", &client_ext)] {
-            openssl(
-                d,
-                &[
-                    "ecparam",
-                    "-name",
-                    "prime256v1",
-                    "-genkey",
-                    "-noout",
-                    "-out",
-                    &format!("{name}.key.ec"),
-                ],
-            )?;
+            ec_key(d, &format!("{name}.key.ec"))?;
             // rustls reads PKCS#8 and SEC1; PKCS#8 is the form every reader takes.
             openssl(
                 d,
@@ -164,6 +142,22 @@ impl TestPki {
             require_client_cert,
         }
     }
+}
+
+/// A new P-256 key in `file`.
+fn ec_key(dir: &Path, file: &str) -> Result<(), Error> {
+    openssl(
+        dir,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            file,
+        ],
+    )
 }
 
 fn openssl(dir: &Path, args: &[&str]) -> Result<(), Error> {

@@ -18,7 +18,10 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use redis::aio::MultiplexedConnection;
 
 use crate::error::{NodeId, NodeOutcome};
-use crate::reply::{breaks_connection, classify_error, classify_value, fence_of, is_noscript, Op, Request};
+use crate::reply::{
+    breaks_connection, classify_error, classify_server_reply, classify_value, fence_of, is_noscript, Op,
+    Request,
+};
 
 /// One node's answer.
 #[derive(Clone, Debug)]
@@ -145,18 +148,11 @@ impl Node {
             Ok(c) => c,
             Err(outcome) => return Answer::unsent(outcome),
         };
-        let mut ordered = was_ready;
-        let mut reply = conn.send_packed_command(req.primary()).await;
-        if is_noscript(&reply) {
-            if let Some(fallback) = req.fallback() {
-                // The EVAL goes out only after the NOSCRIPT reply, so a release issued meanwhile
-                // on this connection runs *before* it: this request is no longer ordered
-                // ahead of later ones, and a late grant must be undone like one sent while
-                // connecting.
-                ordered = false;
-                reply = conn.send_packed_command(&fallback).await;
-            }
-        }
+        let (reply, fell_back) = send(&mut conn, req.primary(), || req.fallback()).await;
+        // The EVAL of a fallback goes out only after the NOSCRIPT reply, so a release issued
+        // meanwhile on this connection runs *before* it: the request is then no longer ordered
+        // ahead of later ones, and a late grant must be undone like one sent while connecting.
+        let ordered = was_ready && !fell_back;
         match reply {
             Ok(value) => {
                 self.timeouts_in_a_row.store(0, Ordering::Relaxed);
@@ -193,14 +189,8 @@ impl Node {
     ) -> Result<redis::Value, NodeOutcome> {
         let attempt = async {
             let (mut conn, generation, _) = self.connection().await?;
-            let mut reply = conn.send_packed_command(primary).await;
-            if is_noscript(&reply) {
-                reply = conn.send_packed_command(fallback).await;
-            }
-            match reply {
-                Ok(redis::Value::ServerError(e)) => {
-                    Err(classify_value(Op::Release, &redis::Value::ServerError(e)))
-                }
+            match send(&mut conn, primary, || Some(fallback.clone())).await.0 {
+                Ok(redis::Value::ServerError(e)) => Err(classify_server_reply(&e)),
                 Ok(value) => Ok(value),
                 Err(e) => {
                     if breaks_connection(&e) {
@@ -317,6 +307,22 @@ impl Node {
             }
         }
     }
+}
+
+/// Sends `primary`, and the script's `EVAL` form if the node answered `NOSCRIPT`. Returns the
+/// reply and whether the fallback was sent.
+async fn send(
+    conn: &mut MultiplexedConnection,
+    primary: &redis::Cmd,
+    fallback: impl FnOnce() -> Option<redis::Cmd>,
+) -> (redis::RedisResult<redis::Value>, bool) {
+    let reply = conn.send_packed_command(primary).await;
+    if is_noscript(&reply) {
+        if let Some(fallback) = fallback() {
+            return (conn.send_packed_command(&fallback).await, true);
+        }
+    }
+    (reply, false)
 }
 
 /// The first exchange on a new connection: `PING`, which must be answered by exactly `+PONG`.

@@ -155,7 +155,7 @@ pub(crate) fn classify_value(op: Op, value: &Value) -> NodeOutcome {
             NodeOutcome::Refused
         }
         (Op::AcquireFenced, Value::Int(f)) if *f > 0 => NodeOutcome::Granted,
-        (_, Value::ServerError(e)) => classify_server_error(e.code(), e.details().unwrap_or("")),
+        (_, Value::ServerError(e)) => classify_server_reply(e),
         (_, other) => NodeOutcome::Protocol(describe(other).into()),
     }
 }
@@ -172,6 +172,11 @@ pub(crate) fn describe(v: &Value) -> String {
         s.push_str("...");
     }
     s
+}
+
+/// Reads an error reply that came back as a value (`Value::ServerError`).
+pub(crate) fn classify_server_reply(e: &redis::ServerError) -> NodeOutcome {
+    classify_server_error(e.code(), e.details().unwrap_or(""))
 }
 
 fn classify_server_error(code: &str, detail: &str) -> NodeOutcome {

@@ -205,6 +205,9 @@ async fn extend_never_resurrects_an_expired_key() {
     let cluster = cluster(3);
     let redlock = client(&cluster);
     let mut lock = redlock.acquire("s8", Duration::from_millis(400)).await.unwrap();
+    // Every node's SET has landed (the acquisition returned at a majority), so none lands after
+    // the deletes below.
+    redlock.shutdown().await;
     // Delete the keys behind the client's back (as an expiry would) while it is still valid
     // locally, so the extension really reaches the nodes.
     for i in 0..3 {

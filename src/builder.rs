@@ -1,17 +1,17 @@
 //! [`RedlockBuilder`]: setters that never fail; every check happens in `build()`.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::IntoConnectionInfo;
-use tokio_util::task::TaskTracker;
 
 use crate::client::{Inner, Redlock};
 use crate::error::{Error, NodeId};
+use crate::identity::{same_endpoint, Identities};
 use crate::key::DEFAULT_PREFIX;
 use crate::node::Node;
+use crate::nodes::NodeSet;
 use crate::retry::Retry;
 
 /// Connect timeout when no node timeout is configured (the node timeout is then derived from
@@ -224,7 +224,9 @@ impl RedlockBuilder {
     /// has an unknown scheme or a fragment (`#insecure` is accepted only with
     /// [`danger_accept_invalid_tls_certs`](Self::danger_accept_invalid_tls_certs)); TLS files
     /// that cannot be read or parsed;
-    /// the same node twice; a drift factor that is NaN, negative or not below 1; a zero node
+    /// the same server twice (same host and port, whatever the database; `localhost` and
+    /// `127.0.0.1` and IPv4-mapped IPv6 addresses count as one host — other aliases of one
+    /// server are refused on first connection, by its `run_id`); a drift factor that is NaN, negative or not below 1; a zero node
     /// timeout; a retry policy with zero attempts or a zero deadline. Messages never contain
     /// passwords.
     pub fn build(self) -> Result<Redlock, Error> {
@@ -247,22 +249,40 @@ impl RedlockBuilder {
         }
         self.retry.validate().map_err(Error::config)?;
         let connect_timeout = self.node_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        let mut seen = HashSet::new();
-        let mut nodes = Vec::with_capacity(self.nodes.len());
+        let mut parsed: Vec<(String, redis::Client)> = Vec::with_capacity(self.nodes.len());
         for (index, raw) in self.nodes.iter().enumerate() {
             let (addr, client) = parse_node(index, raw, &self.tls)?;
-            if !seen.insert(addr.to_ascii_lowercase()) {
-                return Err(Error::config(format!("node {index}: {addr} is listed twice")));
+            // Rule (e): one server counts once. Same host (by its normal form) and port is one
+            // server, whatever the database; other aliases are caught when connecting.
+            let endpoint = client.get_connection_info().addr();
+            if let Some((other, (other_addr, _))) = parsed
+                .iter()
+                .enumerate()
+                .find(|(_, (_, c))| same_endpoint(c.get_connection_info().addr(), endpoint))
+            {
+                return Err(Error::config(format!(
+                    "nodes {other} ({other_addr}) and {index} ({addr}) are the same server: list each \
+                     redis-server once (two databases of one server are one node)"
+                )));
             }
-            nodes.push(Arc::new(Node::new(
-                NodeId::new(index, addr),
-                client,
-                connect_timeout,
-            )));
+            parsed.push((addr, client));
         }
+        let identities = Arc::new(Identities::new(parsed.iter().map(|(a, _)| a.clone()).collect()));
+        let nodes = parsed
+            .into_iter()
+            .enumerate()
+            .map(|(index, (addr, client))| {
+                Arc::new(Node::new(
+                    NodeId::new(index, addr),
+                    client,
+                    connect_timeout,
+                    identities.clone(),
+                ))
+            })
+            .collect();
         Ok(Redlock {
             inner: Arc::new(Inner {
-                nodes: nodes.into(),
+                nodes: Arc::new(NodeSet::new(nodes, identities)),
                 node_timeout: self.node_timeout,
                 drift_factor: self.drift_factor,
                 retry: self.retry,
@@ -273,7 +293,6 @@ impl RedlockBuilder {
                     .then(|| vec![crate::wake::channel(&self.key_prefix).into_boxed_slice()].into()),
                 wake: Default::default(),
                 prefix: self.key_prefix.into(),
-                tracker: TaskTracker::new(),
             }),
         })
     }

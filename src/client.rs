@@ -2,25 +2,23 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::builder::RedlockBuilder;
 use crate::error::{Error, ErrorKind, NodeId, Operation};
 use crate::fanout::{Fanout, OnDrop, ReportFmt};
 use crate::guard::LockGuard;
-use crate::key::{fence_key, lock_key, Keys, MAX_RESOURCE_LEN};
+use crate::key::{fence_key, lock_key, tomb_key, Keys, MAX_RESOURCE_LEN};
 use crate::lock::{Lock, LockParts};
-use crate::node::Node;
+use crate::nodes::NodeSet;
 use crate::quorum::{Tally, Verdict};
-use crate::reply::Request;
+use crate::reply::{LockRef, Request};
 use crate::retry::{Retry, Stop};
 use crate::token::Token;
-use crate::validity::{drift, validity, whole_millis, MAX_TTL};
+use crate::validity::{drift, min_ttl, validity, whole_millis, MAX_TTL};
 
 /// A Redlock client: one lock service made of N independent Redis nodes.
 ///
@@ -45,7 +43,7 @@ pub struct Redlock {
 }
 
 pub(crate) struct Inner {
-    pub(crate) nodes: Box<[Arc<Node>]>,
+    pub(crate) nodes: Arc<NodeSet>,
     pub(crate) node_timeout: Option<Duration>,
     pub(crate) drift_factor: f64,
     pub(crate) retry: Retry,
@@ -55,7 +53,22 @@ pub(crate) struct Inner {
     pub(crate) wake_channel: Option<Keys>,
     pub(crate) wake: crate::wake::WakeHub,
     pub(crate) prefix: Box<str>,
-    pub(crate) tracker: TaskTracker,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Issue 12: a lock dropped at the end of `main` otherwise stays for its whole TTL
+        // without a word.
+        let pending = self.nodes.background_jobs();
+        if pending > 0 {
+            tracing::warn!(
+                pending,
+                "Redlock dropped with releases still running in the background; they finish only \
+                 while the tokio runtime runs: await Redlock::shutdown() before it ends, or their \
+                 keys stay until their TTL",
+            );
+        }
+    }
 }
 
 /// A TTL checked and turned into what the nodes are sent and what validity is computed from.
@@ -92,10 +105,14 @@ impl Inner {
             ));
         }
         let drift = drift(effective, self.drift_factor);
-        if effective <= drift {
+        let min = min_ttl(self.drift_factor);
+        if effective < min {
             return Err(Error::invalid_input(
                 op,
-                format!("ttl {effective:?} leaves no validity after the clock-drift allowance of {drift:?}"),
+                format!(
+                    "ttl {effective:?} is below the minimum of {min:?}: the clock-drift allowance of \
+                     {drift:?} would leave less than 1 ms of validity, so no attempt could succeed"
+                ),
             ));
         }
         let node_timeout = self
@@ -110,26 +127,23 @@ impl Inner {
     }
 
     pub(crate) fn quorum(&self) -> usize {
-        crate::quorum::quorum(self.nodes.len())
+        self.nodes.quorum()
     }
 
-    /// Runs `job` on the current runtime, tracked so that [`Redlock::shutdown`] can wait for it.
-    /// Without a runtime (dropped after shutdown, or outside tokio) nothing runs and the keys
-    /// expire by their TTL; returns whether the job was spawned.
+    /// Runs `job` in the background, tracked by [`Redlock::shutdown`] (see
+    /// [`NodeSet::spawn_background`]).
     pub(crate) fn spawn_background<F>(&self, job: F) -> bool
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                self.tracker.spawn_on(job, &handle);
-                true
-            }
-            Err(_) => {
-                tracing::debug!("no tokio runtime: background release skipped, keys expire by TTL");
-                false
-            }
-        }
+        self.nodes.spawn_background(job)
+    }
+
+    /// The configuration error found while connecting (one server listed twice), if any.
+    fn misconfigured(&self, op: Operation) -> Option<Error> {
+        self.nodes
+            .conflict()
+            .map(|m| Error::new(ErrorKind::Config, op).with_message(m.to_string()))
     }
 }
 
@@ -276,6 +290,9 @@ impl Redlock {
         retry: &Retry,
     ) -> Result<Lock, Error> {
         let ttl = self.inner.check_ttl(ttl, Operation::Acquire)?;
+        if let Some(e) = self.inner.misconfigured(Operation::Acquire) {
+            return Err(e);
+        }
         let prefix = &self.inner.prefix;
         let keys: Keys = resources
             .iter()
@@ -391,15 +408,24 @@ impl Redlock {
         })?;
         let fingerprint = token.fingerprint();
         // Step 1: the clock starts before anything is sent, so time spent paused before or
-        // during the sends counts against validity (P2, S2).
+        // during the sends counts against validity.
         let t0 = Instant::now();
+        // Every key this attempt may set is certainly gone by then (the drift allowance covers
+        // a server clock that runs slow): the end of any release obligation for it.
+        let expires = t0 + ttl.effective + ttl.drift;
+        let lock = LockRef {
+            keys: keys.clone(),
+            tomb: tomb_key(&inner.prefix, token.as_str()),
+            token,
+            ttl_ms: ttl.ms,
+        };
         let req = Arc::new(match fence_keys {
-            Some(fk) => Request::acquire_fenced(keys.clone(), fk.clone(), token.clone(), ttl.ms),
-            None => Request::acquire(keys.clone(), token.clone(), ttl.ms),
+            Some(fk) => Request::acquire_fenced(&lock, fk),
+            None => Request::acquire(&lock),
         });
         // Until the lock is handed out, a dropped fan-out undoes everything (the "unready"
         // guard), also while the fence is being written back.
-        let mut fan = Fanout::start(inner, req, ttl.node_timeout, OnDrop::Undo);
+        let mut fan = Fanout::start(&inner.nodes, req, ttl.node_timeout, expires, OnDrop::Undo);
         let verdict = fan.decide().await;
         let elapsed = t0.elapsed();
         let left = validity(ttl.effective, elapsed, ttl.drift);
@@ -413,6 +439,10 @@ impl Redlock {
             "attempt decided",
         );
         let mut outcome = match (verdict, left) {
+            // One server listed twice: no quorum of this client can be trusted (rule (e)).
+            _ if inner.nodes.conflict().is_some() => Err(inner
+                .misconfigured(Operation::Acquire)
+                .unwrap_or_else(|| Error::new(ErrorKind::Config, Operation::Acquire))),
             (Verdict::Reached, Some(_)) => Ok(None),
             (Verdict::Reached, None) => Err(Error::new(ErrorKind::ValidityExhausted, Operation::Acquire)),
             _ => Err(Error::new(
@@ -426,7 +456,7 @@ impl Redlock {
             // before the lock is handed out, so that every later quorum sees it.
             let fence = fan.max_fence().unwrap_or(0);
             outcome = self
-                .write_back(fence_keys, &token, fence, t0, ttl)
+                .write_back(&lock, fence_keys, fence, t0, expires, ttl)
                 .await
                 .map(Some);
         }
@@ -445,23 +475,19 @@ impl Redlock {
                 return Err(Failed { error, cleanup });
             }
         };
-        let released = fan.has_pending().then(|| Arc::new(AtomicBool::new(false)));
-        fan.set_on_drop(match &released {
-            Some(flag) => OnDrop::UndoIfReleased(flag.clone()),
-            None => OnDrop::Finish,
-        });
-        drop(fan);
+        // Late grants are part of the lock: its release reaches every node, and one that
+        // overtakes a late grant leaves a tombstone that refuses it.
+        fan.ready();
         // ttl.effective > ttl.drift was checked, and both are far below Instant's range.
         let valid_until = t0 + (ttl.effective - ttl.drift);
         Ok(Lock::new(LockParts {
             client: self.clone(),
             resources: resources.clone(),
-            keys: keys.clone(),
-            token,
+            lock,
             valid_until,
+            expires,
             node_timeout: ttl.node_timeout,
             fence,
-            released,
         }))
     }
 
@@ -469,14 +495,15 @@ impl Redlock {
     /// and checks that validity is still left afterwards.
     async fn write_back(
         &self,
+        lock: &LockRef,
         fence_keys: &Keys,
-        token: &Token,
         fence: u64,
         t0: Instant,
+        expires: Instant,
         ttl: Ttl,
     ) -> Result<u64, Error> {
-        let req = Arc::new(Request::fence_raise(fence_keys.clone(), token.clone(), fence));
-        let mut fan = Fanout::start(&self.inner, req, ttl.node_timeout, OnDrop::Finish);
+        let req = Arc::new(Request::fence_raise(lock, fence_keys, fence));
+        let mut fan = Fanout::start(&self.inner.nodes, req, ttl.node_timeout, expires, OnDrop::Finish);
         let verdict = fan.decide().await;
         let elapsed = t0.elapsed();
         let report = fan.report();
@@ -583,10 +610,7 @@ impl Redlock {
     /// # Cancel safety
     /// Cancel safe: dropping the future stops the wait, not the jobs.
     pub async fn shutdown(&self) {
-        let tracker = &self.inner.tracker;
-        tracker.close();
-        tracker.wait().await;
-        tracker.reopen();
+        self.inner.nodes.shutdown().await;
     }
 
     /// The nodes, in the order they were configured.

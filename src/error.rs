@@ -117,6 +117,10 @@ pub enum NodeOutcome {
     /// The decision was taken before this node answered. Its request still completes (or times
     /// out) in the background, and anything it set is released.
     Pending,
+    /// This node reaches the same redis-server as another configured node (same `run_id`): the
+    /// node list is wrong, and the client refuses to lock until it is fixed (one server must
+    /// never count twice towards a quorum).
+    SameServer(Arc<str>),
 }
 
 impl NodeOutcome {
@@ -138,6 +142,7 @@ impl fmt::Display for NodeOutcome {
             Self::Redis(e) => write!(f, "redis error: {e}"),
             Self::Protocol(e) => write!(f, "unexpected reply: {e}"),
             Self::Pending => f.write_str("no answer before the decision"),
+            Self::SameServer(e) => write!(f, "misconfigured: {e}"),
         }
     }
 }

@@ -1,25 +1,27 @@
 //! Sending one request to every node at once and counting the votes.
 //!
 //! The decision is taken as soon as it is known; nodes that have not answered keep going. Their
-//! futures are never cancelled: when a [`Fanout`] is dropped (decided, or its caller cancelled),
-//! whatever is still in flight is moved to a background task that drives it to its end, each
-//! call bounded by the node timeout. That task then undoes what needs undoing with a release on
-//! the same node, issued after the request it undoes, so it can never overtake it (DESIGN.md
-//! rules (a) and (b)).
+//! futures are not cancelled: when a [`Fanout`] of an acquisition or a release is dropped
+//! (decided, or its caller cancelled), whatever is still in flight is moved to a background task
+//! that drives it to its end, each call bounded by the node timeout (DESIGN rule (b)). That task
+//! then undoes what needs undoing with a release on that node, which is an obligation until it
+//! gets a definite answer (rule (c)). A release may still overtake the request it undoes (a
+//! connection replaced in between, a `NOSCRIPT` fallback): it then leaves a tombstone that makes
+//! the late request harmless (rule (d)), so no ordering between connections is relied on.
 
 use std::fmt;
 use std::mem;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::{join_all, BoxFuture, FutureExt};
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
-use crate::client::Inner;
 use crate::error::{NodeId, NodeOutcome};
 use crate::node::Answer;
+use crate::nodes::NodeSet;
 use crate::quorum::{Tally, Verdict, Vote};
 use crate::reply::{Op, Request};
 
@@ -27,20 +29,27 @@ type NodeCall = BoxFuture<'static, (usize, Answer)>;
 
 /// What happens to requests still in flight when the fan-out is dropped.
 pub(crate) enum OnDrop {
-    /// Let them finish; nothing to undo (extend, release).
+    /// Let them finish (a granted acquisition's late grants are part of the lock; a release's
+    /// unfinished tries become obligations).
     Finish,
     /// Release the token on every node that may hold it: an acquisition that failed or whose
     /// caller went away (G5).
     Undo,
-    /// A granted acquisition: late grants are part of the lock, unless the lock was released
-    /// meanwhile, in which case they are undone.
-    UndoIfReleased(Arc<AtomicBool>),
+    /// Drop them: requests not yet written are never sent (an extension cancelled by a release
+    /// must not reach a node after it; redis-rs skips a queued request whose caller is gone).
+    Abandon,
+    /// Let them finish, unless the token is cancelled first: then drop the ones not yet sent
+    /// (a decided extension's slower nodes, until the lock is released).
+    FinishUnless(CancellationToken),
 }
 
 pub(crate) struct Fanout {
-    inner: Arc<Inner>,
+    nodes: Arc<NodeSet>,
     req: Arc<Request>,
     timeout: Duration,
+    /// When every key this request may set has certainly expired: the end of any release
+    /// obligation made for it.
+    expires: Instant,
     pending: FuturesUnordered<NodeCall>,
     outcomes: Vec<Option<NodeOutcome>>,
     /// The highest fence among the grants recorded so far (fenced acquire only).
@@ -57,20 +66,61 @@ fn vote(outcome: &NodeOutcome) -> Vote {
     }
 }
 
-fn call(inner: &Arc<Inner>, index: usize, req: Arc<Request>, timeout: Duration) -> NodeCall {
-    let node = inner.nodes[index].clone();
-    async move { (index, node.execute(&req, timeout).await) }.boxed()
+/// One node's call. A release goes through the node set, so that a try without a definite
+/// answer becomes an obligation.
+fn call(
+    nodes: &Arc<NodeSet>,
+    index: usize,
+    req: Arc<Request>,
+    timeout: Duration,
+    expires: Instant,
+) -> NodeCall {
+    let nodes = nodes.clone();
+    async move {
+        let answer = if req.op == Op::Release {
+            nodes.release_on(index, req, timeout, expires, None).await
+        } else {
+            nodes.node(index).execute(&req, timeout).await
+        };
+        (index, answer)
+    }
+    .boxed()
+}
+
+/// Which nodes an undo must release at once, given the outcomes seen when the attempt failed:
+/// every node that granted, or whose answer says nothing about the key (a timeout, an error, an
+/// unexpected reply: the request may have been applied). A node that refused holds nothing of
+/// ours; a node that has not answered is handled when it does. Returns (granted, unsure).
+pub(crate) fn undo_targets(outcomes: &[Option<NodeOutcome>]) -> (Vec<usize>, Vec<usize>) {
+    let (mut granted, mut unsure) = (Vec::new(), Vec::new());
+    for (i, o) in outcomes.iter().enumerate() {
+        match o {
+            Some(NodeOutcome::Granted) => granted.push(i),
+            Some(NodeOutcome::Refused) | None => {}
+            Some(_) => unsure.push(i),
+        }
+    }
+    (granted, unsure)
 }
 
 impl Fanout {
     /// Sends `req` to every node. The calls start when the fan-out is first polled.
-    pub(crate) fn start(inner: &Arc<Inner>, req: Arc<Request>, timeout: Duration, on_drop: OnDrop) -> Self {
-        let n = inner.nodes.len();
-        let pending = (0..n).map(|i| call(inner, i, req.clone(), timeout)).collect();
+    pub(crate) fn start(
+        nodes: &Arc<NodeSet>,
+        req: Arc<Request>,
+        timeout: Duration,
+        expires: Instant,
+        on_drop: OnDrop,
+    ) -> Self {
+        let n = nodes.len();
+        let pending = (0..n)
+            .map(|i| call(nodes, i, req.clone(), timeout, expires))
+            .collect();
         Self {
-            inner: inner.clone(),
+            nodes: nodes.clone(),
             req,
             timeout,
+            expires,
             pending,
             outcomes: vec![None; n],
             max_fence: None,
@@ -114,18 +164,18 @@ impl Fanout {
                 None => break,
             }
         }
+        self.collect_ready();
+        self.tally.verdict()
+    }
+
+    fn collect_ready(&mut self) {
         while let Some(Some((i, answer))) = self.pending.next().now_or_never() {
             self.record(i, answer);
         }
-        self.tally.verdict()
     }
 
     pub(crate) fn tally(&self) -> &Tally {
         &self.tally
-    }
-
-    pub(crate) fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
     }
 
     /// How many nodes refused our credentials or permissions.
@@ -138,24 +188,32 @@ impl Fanout {
 
     /// Every node's outcome so far, in node order; unanswered nodes are `Pending`.
     pub(crate) fn report(&self) -> Vec<(NodeId, NodeOutcome)> {
-        self.inner
-            .nodes
+        self.nodes
             .iter()
             .zip(&self.outcomes)
             .map(|(node, o)| (node.id.clone(), o.clone().unwrap_or(NodeOutcome::Pending)))
             .collect()
     }
 
-    pub(crate) fn set_on_drop(&mut self, on_drop: OnDrop) {
-        self.on_drop = on_drop;
+    /// The acquisition this fan-out made is handed out: requests still in flight finish in the
+    /// background, and their grants are part of the lock (its release reaches every node).
+    pub(crate) fn ready(mut self) {
+        self.on_drop = OnDrop::Finish;
+    }
+
+    /// A decided extension: its slower nodes' requests go on in the background until `stop` is
+    /// cancelled (by the lock's release).
+    pub(crate) fn finish_unless(mut self, stop: CancellationToken) {
+        self.on_drop = OnDrop::FinishUnless(stop);
     }
 
     /// Undoes a failed acquisition now: releases on every node that may hold the token.
     ///
     /// Returns two signals: the first fires once the nodes that granted before the decision
     /// have answered their release (the caller returns with those partial grants gone, without
-    /// waiting on slow nodes); the second once every node's request and release are done (a
-    /// retry waits for it, so it is never blocked by our own leftovers).
+    /// waiting on slow nodes); the second once every node's request and first release try are
+    /// done (a retry waits for it, so it is never blocked by our own leftovers). Releases
+    /// without a definite answer go on as obligations after that.
     pub(crate) fn undo(mut self) -> Option<(oneshot::Receiver<()>, oneshot::Receiver<()>)> {
         let (granted_tx, granted_rx) = oneshot::channel();
         let (all_tx, all_rx) = oneshot::channel();
@@ -164,7 +222,7 @@ impl Fanout {
         let job = job.map(move |()| {
             let _ = all_tx.send(());
         });
-        self.inner.spawn_background(job).then_some((granted_rx, all_rx))
+        self.nodes.spawn_background(job).then_some((granted_rx, all_rx))
     }
 
     fn undo_job(
@@ -172,36 +230,22 @@ impl Fanout {
         granted_released: Option<oneshot::Sender<()>>,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let undo = Arc::new(self.req.undo());
-        let (inner, timeout) = (self.inner.clone(), self.timeout);
+        let (nodes, timeout, expires) = (self.nodes.clone(), self.timeout, self.expires);
         let pending = mem::take(&mut self.pending);
-        let (mut granted, mut unsure) = (Vec::new(), Vec::new());
-        for (i, o) in self.outcomes.iter().enumerate() {
-            match o {
-                Some(NodeOutcome::Granted) => granted.push(i),
-                // Refused: the key is someone else's; it holds nothing of ours (no release needed,
-                // which halves server work under contention).
-                Some(NodeOutcome::Refused) | None => {}
-                // Timeout, error, unexpected reply: the SET may have been applied.
-                Some(_) => unsure.push(i),
-            }
-        }
+        let (granted, unsure) = undo_targets(&self.outcomes);
         async move {
-            let first = join_all(
-                granted
-                    .into_iter()
-                    .map(|i| call(&inner, i, undo.clone(), timeout)),
-            )
-            .map(|_| {
+            let release = |i| call(&nodes, i, undo.clone(), timeout, expires);
+            let first = join_all(granted.into_iter().map(release)).map(|_| {
                 if let Some(tx) = granted_released {
                     let _ = tx.send(());
                 }
             });
-            let rest = join_all(unsure.into_iter().map(|i| call(&inner, i, undo.clone(), timeout)));
+            let rest = join_all(unsure.into_iter().map(release));
             let late = pending.for_each_concurrent(None, |(i, Answer { outcome, .. })| {
-                let (inner, undo) = (inner.clone(), undo.clone());
+                let (nodes, undo) = (nodes.clone(), undo.clone());
                 async move {
                     if outcome != NodeOutcome::Refused {
-                        call(&inner, i, undo, timeout).await;
+                        call(&nodes, i, undo, timeout, expires).await;
                     }
                 }
             });
@@ -212,40 +256,25 @@ impl Fanout {
 
 impl Drop for Fanout {
     fn drop(&mut self) {
-        match mem::replace(&mut self.on_drop, OnDrop::Finish) {
+        match mem::replace(&mut self.on_drop, OnDrop::Abandon) {
             OnDrop::Undo => {
                 let job = self.undo_job(None);
-                self.inner.spawn_background(job);
+                self.nodes.spawn_background(job);
             }
             OnDrop::Finish if !self.pending.is_empty() => {
                 let pending = mem::take(&mut self.pending);
-                self.inner.spawn_background(pending.for_each(|_| async {}));
+                self.nodes.spawn_background(pending.for_each(|_| async {}));
             }
-            OnDrop::UndoIfReleased(released) if !self.pending.is_empty() => {
+            OnDrop::FinishUnless(stop) if !self.pending.is_empty() => {
                 let pending = mem::take(&mut self.pending);
-                let (inner, timeout, undo) = (self.inner.clone(), self.timeout, Arc::new(self.req.undo()));
-                self.inner
-                    .spawn_background(pending.for_each_concurrent(None, move |(i, answer)| {
-                        // The lock's release sets the flag before sending. If we read `false`,
-                        // that release is sent after this reply arrived, so after the SET was
-                        // applied, and it removes the key itself. If we read `true`, the
-                        // release may have gone out first, unless the SET went out on the
-                        // connection the node still has: then the release, issued later on
-                        // that same connection, was executed after it.
-                        let same_connection =
-                            answer.generation.is_some() && answer.generation == inner.nodes[i].generation();
-                        let undo_it = answer.outcome != NodeOutcome::Refused
-                            && released.load(Ordering::SeqCst)
-                            && !same_connection;
-                        let (inner, undo) = (inner.clone(), undo.clone());
-                        async move {
-                            if undo_it {
-                                call(&inner, i, undo, timeout).await;
-                            }
-                        }
-                    }));
+                self.nodes.spawn_background(async move {
+                    tokio::select! {
+                        () = pending.for_each(|_| async {}) => {}
+                        () = stop.cancelled() => {}
+                    }
+                });
             }
-            OnDrop::Finish | OnDrop::UndoIfReleased(_) => {}
+            OnDrop::Finish | OnDrop::FinishUnless(_) | OnDrop::Abandon => {}
         }
     }
 }

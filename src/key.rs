@@ -32,6 +32,18 @@ pub(crate) fn fence_key(prefix: &str, resource: &str) -> Vec<u8> {
     k
 }
 
+/// The tombstone of `token`: written by a release that found nothing of this token to delete,
+/// read by every acquire script, so that an acquire request arriving after its release is
+/// refused (docs/design.md, "Late bytes"). The `tomb:` namespace differs from `lock:` and
+/// `fence:` in its first byte, and a token is 32 hex digits, so it never meets another key.
+pub(crate) fn tomb_key(prefix: &str, token: &str) -> Box<[u8]> {
+    let mut k = Vec::with_capacity(prefix.len() + 5 + token.len());
+    k.extend_from_slice(prefix.as_bytes());
+    k.extend_from_slice(b"tomb:");
+    k.extend_from_slice(token.as_bytes());
+    k.into_boxed_slice()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,6 +64,13 @@ mod tests {
             if a != b {
                 prop_assert_ne!(fence_key(DEFAULT_PREFIX, &a), fence_key(DEFAULT_PREFIX, &b));
             }
+        }
+
+        #[test]
+        fn tombstones_never_collide_with_lock_or_fence_keys(r in any::<String>(), t in "[0-9a-f]{32}") {
+            let tomb = tomb_key(DEFAULT_PREFIX, &t);
+            prop_assert_ne!(&*tomb, &lock_key(DEFAULT_PREFIX, &r)[..]);
+            prop_assert_ne!(&*tomb, &fence_key(DEFAULT_PREFIX, &r)[..]);
         }
 
         #[test]

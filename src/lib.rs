@@ -43,10 +43,12 @@ mod client;
 mod error;
 mod fanout;
 mod guard;
+mod identity;
 mod inspect;
 mod key;
 mod lock;
 mod node;
+mod nodes;
 mod quorum;
 mod reply;
 mod retry;
@@ -111,7 +113,13 @@ pub mod bench_internals {
         let keys: crate::key::Keys =
             vec![crate::key::lock_key("quorumlock:", resource).into_boxed_slice()].into();
         let token = crate::token::Token::generate().expect("entropy");
-        crate::reply::Request::acquire(keys, token, 10_000)
+        let lock = crate::reply::LockRef {
+            keys,
+            tomb: crate::key::tomb_key("quorumlock:", token.as_str()),
+            token,
+            ttl_ms: 10_000,
+        };
+        crate::reply::Request::acquire(&lock)
             .primary()
             .get_packed_command()
             .len()

@@ -1,18 +1,17 @@
 //! [`Lock`]: one successful acquisition, and its extension and release.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::client::{failure_kind, Redlock};
 use crate::error::{Error, ErrorKind, NodeId, NodeOutcome, Operation};
 use crate::fanout::{Fanout, OnDrop, ReportFmt};
-use crate::key::Keys;
 use crate::quorum::Verdict;
-use crate::reply::Request;
+use crate::reply::{LockRef, Request};
 use crate::token::Token;
 use crate::validity::validity;
+use tokio_util::sync::CancellationToken;
 
 /// A lock held on a majority of nodes until [`valid_until`](Lock::valid_until).
 ///
@@ -41,14 +40,18 @@ use crate::validity::validity;
 pub struct Lock {
     client: Redlock,
     resources: Arc<[Box<str>]>,
-    keys: Keys,
-    token: Token,
+    /// Keys, token, tombstone and TTL, as every request of this lock needs them.
+    lock: LockRef,
     valid_until: Instant,
+    /// When every key of this lock has certainly expired on the nodes, whatever they applied:
+    /// the end of its release obligations.
+    expires: Instant,
     /// The node timeout of the acquisition, reused by the release.
     node_timeout: Duration,
     fence: Option<u64>,
-    /// Set before any release is sent; read by the task that watches late grants (see fanout).
-    released: Option<Arc<AtomicBool>>,
+    /// Cancelled when the release starts: extension requests still waiting to be sent are then
+    /// dropped, so none leaves this client after `release()`.
+    extensions: CancellationToken,
     armed: bool,
 }
 
@@ -56,12 +59,11 @@ pub struct Lock {
 pub(crate) struct LockParts {
     pub(crate) client: Redlock,
     pub(crate) resources: Arc<[Box<str>]>,
-    pub(crate) keys: Keys,
-    pub(crate) token: Token,
+    pub(crate) lock: LockRef,
     pub(crate) valid_until: Instant,
+    pub(crate) expires: Instant,
     pub(crate) node_timeout: Duration,
     pub(crate) fence: Option<u64>,
-    pub(crate) released: Option<Arc<AtomicBool>>,
 }
 
 /// What a release did on each node.
@@ -104,12 +106,12 @@ impl Lock {
         Self {
             client: p.client,
             resources: p.resources,
-            keys: p.keys,
-            token: p.token,
+            lock: p.lock,
             valid_until: p.valid_until,
+            expires: p.expires,
             node_timeout: p.node_timeout,
             fence: p.fence,
-            released: p.released,
+            extensions: CancellationToken::new(),
             armed: true,
         }
     }
@@ -126,7 +128,7 @@ impl Lock {
     }
 
     pub(crate) fn identity(&self) -> (Arc<[Box<str>]>, Token, Option<u64>) {
-        (self.resources.clone(), self.token.clone(), self.fence)
+        (self.resources.clone(), self.lock.token.clone(), self.fence)
     }
 
     fn resource_text(&self) -> String {
@@ -136,13 +138,13 @@ impl Lock {
     /// This acquisition's token: 128 random bits as 32 hex digits, unique per acquisition. It is
     /// the value stored under the lock key. Anyone who has it can release the lock: do not log it.
     pub fn token(&self) -> &str {
-        self.token.as_str()
+        self.lock.token.as_str()
     }
 
     /// A short name for the token that is safe to log: 8 hex digits, as in this crate's traces
     /// and in [`Redlock::inspect`](crate::Redlock::inspect).
     pub fn token_fingerprint(&self) -> String {
-        self.token.fingerprint().to_string()
+        self.lock.token.fingerprint().to_string()
     }
 
     /// The fencing token, when the client was built with
@@ -203,23 +205,31 @@ impl Lock {
         // here on the claim is at most what a shorter TTL leaves.
         let claim_if_applied = t0 + (ttl.effective - ttl.drift);
         let shortened = self.valid_until.min(claim_if_applied);
-        let req = Arc::new(Request::extend(self.keys.clone(), self.token.clone(), ttl.ms));
-        let mut fan = Fanout::start(&inner, req, ttl.node_timeout, OnDrop::Finish);
+        // Keys may now live until this extension's TTL runs out: the release obligations last
+        // that long.
+        self.expires = self.expires.max(t0 + ttl.effective + ttl.drift);
+        let req = Arc::new(Request::extend(&self.lock, ttl.ms));
+        // Abandoned when dropped: an extension cancelled by the release (the watchdog's) must not
+        // be sent after it, for instance once a connection being made comes up.
+        let mut fan = Fanout::start(&inner.nodes, req, ttl.node_timeout, self.expires, OnDrop::Abandon);
         self.valid_until = shortened;
         let verdict = fan.decide().await;
         let elapsed = t0.elapsed();
         let report = fan.report();
         tracing::debug!(
-            resource = %self.resource_text(), token = %self.token.fingerprint(), ?verdict,
+            resource = %self.resource_text(), token = %self.lock.token.fingerprint(), ?verdict,
             elapsed_us = elapsed.as_micros() as u64, nodes = %ReportFmt(&report), "extend decided",
         );
+        // Decided: the slower nodes still get the extension, unless the lock is released first.
+        let (tally, denied) = (*fan.tally(), fan.denied());
+        fan.finish_unless(self.extensions.clone());
         let kind = match (verdict, validity(ttl.effective, elapsed, ttl.drift)) {
             (Verdict::Reached, Some(_)) => {
                 self.valid_until = claim_if_applied;
                 return Ok(());
             }
             (Verdict::Reached, None) => ErrorKind::ValidityExhausted,
-            _ => failure_kind(fan.tally(), fan.denied(), inner.nodes.len(), ErrorKind::Lost),
+            _ => failure_kind(&tally, denied, inner.nodes.len(), ErrorKind::Lost),
         };
         if kind == ErrorKind::Lost {
             self.valid_until = Instant::now();
@@ -249,11 +259,15 @@ impl Lock {
         let elapsed = t0.elapsed();
         let report = fan.report();
         tracing::debug!(
-            resource = %self.resource_text(), token = %self.token.fingerprint(), ?verdict,
+            resource = %self.resource_text(), token = %self.lock.token.fingerprint(), ?verdict,
             elapsed_us = elapsed.as_micros() as u64, nodes = %ReportFmt(&report), "release decided",
         );
         if verdict == Verdict::Reached && inner.wake_channel.is_some() {
-            crate::wake::released_locally(&inner, &self.keys, &self.token.fingerprint().to_string());
+            crate::wake::released_locally(
+                &inner,
+                &self.lock.keys,
+                &self.lock.token.fingerprint().to_string(),
+            );
         }
         // Reached: a majority deleted our key. Otherwise every node has answered (see
         // `Fanout::settled`), and a majority that holds nothing of ours is still a release.
@@ -277,16 +291,13 @@ impl Lock {
 
     fn start_release(&mut self) -> Fanout {
         self.armed = false;
+        self.extensions.cancel();
         self.valid_until = self.valid_until.min(Instant::now());
-        if let Some(flag) = &self.released {
-            flag.store(true, Ordering::SeqCst);
-        }
         let inner = &self.client.inner;
-        let req = Arc::new(match &inner.wake_channel {
-            Some(channel) => Request::release_notify(self.keys.clone(), self.token.clone(), channel.clone()),
-            None => Request::release(self.keys.clone(), self.token.clone()),
-        });
-        Fanout::start(inner, req, self.node_timeout, OnDrop::Finish)
+        let channel = inner.wake_channel.as_ref().map(|c| &*c[0]);
+        let req = Arc::new(Request::release(&self.lock, channel));
+        // Each node's release is an obligation (nodes.rs) until it gets a definite answer.
+        Fanout::start(&inner.nodes, req, self.node_timeout, self.expires, OnDrop::Finish)
     }
 
     /// Keeps the lock until its TTL runs out: nothing is released now or on drop. For a holder
@@ -310,7 +321,7 @@ impl fmt::Debug for Lock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lock")
             .field("resources", &self.resources)
-            .field("token", &format_args!("{}", self.token.fingerprint()))
+            .field("token", &format_args!("{}", self.lock.token.fingerprint()))
             .field("fence", &self.fence)
             .field("remaining", &self.remaining())
             .finish()

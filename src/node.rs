@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 use redis::aio::MultiplexedConnection;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::{NodeId, NodeOutcome};
+use crate::identity::Identities;
 use crate::reply::{
-    breaks_connection, classify_error, classify_server_reply, classify_value, fence_of, is_noscript, Op,
-    Request,
+    breaks_connection, classify_error, classify_server_reply, classify_value, fence_of, is_noscript, Request,
 };
 
 /// One node's answer.
@@ -29,19 +30,12 @@ pub(crate) struct Answer {
     pub(crate) outcome: NodeOutcome,
     /// The fence, for a fenced acquire that was granted.
     pub(crate) fence: Option<u64>,
-    /// The connection the request went out on, when that connection was already up when the
-    /// request was issued: only then is every later request on it ordered after this one
-    /// (two requests waiting for the same connect may go out in either order).
-    pub(crate) generation: Option<u64>,
 }
 
 impl Answer {
-    fn unsent(outcome: NodeOutcome) -> Self {
-        Self {
-            outcome,
-            fence: None,
-            generation: None,
-        }
+    /// An answer that carries no reply: a timeout, a broken or refused connection.
+    fn failure(outcome: NodeOutcome) -> Self {
+        Self { outcome, fence: None }
     }
 }
 
@@ -55,7 +49,7 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_millis(10u64 << failures.saturating_sub(1).min(6)).min(Duration::from_millis(500))
 }
 
-type ConnectResult = Result<(MultiplexedConnection, u64), NodeOutcome>;
+type ConnectResult = Result<Conn, NodeOutcome>;
 
 enum Slot {
     Idle {
@@ -64,10 +58,18 @@ enum Slot {
         last_error: Option<NodeOutcome>,
     },
     Connecting(Shared<BoxFuture<'static, ConnectResult>>),
-    Ready {
-        conn: MultiplexedConnection,
-        generation: u64,
-    },
+    Ready(Conn),
+}
+
+/// An established connection. `closed` is cancelled when the client stops trusting it (a
+/// protocol error, a run of timeouts): every request still waiting on it gives up at once, so
+/// the last handle is dropped and redis-rs closes the socket, instead of requests reading on a
+/// stream that is known to be out of step.
+#[derive(Clone)]
+struct Conn {
+    conn: MultiplexedConnection,
+    generation: u64,
+    closed: CancellationToken,
 }
 
 pub(crate) struct Node {
@@ -78,6 +80,8 @@ pub(crate) struct Node {
     slot: Arc<Mutex<Slot>>,
     generations: AtomicU64,
     timeouts_in_a_row: AtomicU32,
+    /// The servers behind every node of the set, to refuse one server counted twice.
+    identities: Arc<Identities>,
 }
 
 impl std::fmt::Debug for Node {
@@ -94,7 +98,12 @@ fn lock(slot: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
 }
 
 impl Node {
-    pub(crate) fn new(id: NodeId, client: redis::Client, connect_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        id: NodeId,
+        client: redis::Client,
+        connect_timeout: Duration,
+        identities: Arc<Identities>,
+    ) -> Self {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(connect_timeout))
             // We bound every call ourselves (node_timeout); redis-rs' own 500 ms default would
@@ -112,47 +121,45 @@ impl Node {
             })),
             generations: AtomicU64::new(0),
             timeouts_in_a_row: AtomicU32::new(0),
+            identities,
         }
     }
 
-    /// Runs `req` on this node, bounded by `timeout` (connecting included), and reads the reply.
+    /// Runs `req` on this node once, bounded by `timeout` (connecting included), and reads the
+    /// reply. Never retries: re-sending is the release obligations' business (`nodes.rs`), and a
+    /// re-sent acquire would be refused by our own unacknowledged key.
     ///
     /// Cancel safety: dropping the future after the command was handed to the connection does
     /// not un-send it; callers that drop it must still release (they do: see `fanout`).
     pub(crate) async fn execute(self: &Arc<Self>, req: &Request, timeout: Duration) -> Answer {
-        let attempt = async {
-            let answer = self.execute_unbounded(req).await;
-            // A release is an idempotent compare-and-delete: when its connection broke (a reset,
-            // a restart), send it once more on a new connection, still within the timeout, or
-            // the key would stay until its TTL. Never an acquire: a re-sent SET NX would be
-            // refused by our own unacknowledged key.
-            if req.op == Op::Release && matches!(answer.outcome, NodeOutcome::Io(_)) {
-                return self.execute_unbounded(req).await;
-            }
-            answer
-        };
-        match tokio::time::timeout(timeout, attempt).await {
-            Ok(outcome) => outcome,
+        match tokio::time::timeout(timeout, self.execute_unbounded(req)).await {
+            Ok(answer) => answer,
             Err(_) => {
                 let n = self.timeouts_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
                 if n >= TIMEOUTS_BEFORE_RECONNECT {
                     self.reset(None);
                 }
-                Answer::unsent(NodeOutcome::Timeout)
+                Answer::failure(NodeOutcome::Timeout)
             }
         }
     }
 
     async fn execute_unbounded(self: &Arc<Self>, req: &Request) -> Answer {
-        let (mut conn, generation, was_ready) = match self.connection().await {
+        let Conn {
+            mut conn,
+            generation,
+            closed,
+        } = match self.connection().await {
             Ok(c) => c,
-            Err(outcome) => return Answer::unsent(outcome),
+            Err(outcome) => return Answer::failure(outcome),
         };
-        let (reply, fell_back) = send(&mut conn, req.primary(), || req.fallback()).await;
-        // The EVAL of a fallback goes out only after the NOSCRIPT reply, so a release issued
-        // meanwhile on this connection runs *before* it: the request is then no longer ordered
-        // ahead of later ones, and a late grant must be undone like one sent while connecting.
-        let ordered = was_ready && !fell_back;
+        let reply = tokio::select! {
+            biased;
+            () = closed.cancelled() => {
+                return Answer::failure(NodeOutcome::Io("connection closed by the client after a fault".into()));
+            }
+            reply = send(&mut conn, req.primary(), || Some(req.fallback())) => reply,
+        };
         match reply {
             Ok(value) => {
                 self.timeouts_in_a_row.store(0, Ordering::Relaxed);
@@ -164,7 +171,6 @@ impl Node {
                 Answer {
                     fence: fence_of(req.op, &value),
                     outcome,
-                    generation: ordered.then_some(generation),
                 }
             }
             Err(e) => {
@@ -174,7 +180,7 @@ impl Node {
                     // An error reply is still a live, in-step connection.
                     self.timeouts_in_a_row.store(0, Ordering::Relaxed);
                 }
-                Answer::unsent(classify_error(&e))
+                Answer::failure(classify_error(&e))
             }
         }
     }
@@ -188,8 +194,17 @@ impl Node {
         timeout: Duration,
     ) -> Result<redis::Value, NodeOutcome> {
         let attempt = async {
-            let (mut conn, generation, _) = self.connection().await?;
-            match send(&mut conn, primary, || Some(fallback.clone())).await.0 {
+            let Conn {
+                mut conn,
+                generation,
+                closed,
+            } = self.connection().await?;
+            let reply = tokio::select! {
+                biased;
+                () = closed.cancelled() => return Err(NodeOutcome::Io("connection closed by the client after a fault".into())),
+                reply = send(&mut conn, primary, || Some(fallback.clone())) => reply,
+            };
+            match reply {
                 Ok(redis::Value::ServerError(e)) => Err(classify_server_reply(&e)),
                 Ok(value) => Ok(value),
                 Err(e) => {
@@ -205,13 +220,12 @@ impl Node {
             .unwrap_or(Err(NodeOutcome::Timeout))
     }
 
-    /// The connection, its generation, and whether it was already up (one lock of the slot on
-    /// the hot path).
-    async fn connection(self: &Arc<Self>) -> Result<(MultiplexedConnection, u64, bool), NodeOutcome> {
+    /// The connection (one lock of the slot on the hot path).
+    async fn connection(self: &Arc<Self>) -> Result<Conn, NodeOutcome> {
         let connecting = {
             let mut slot = lock(&self.slot);
             match &*slot {
-                Slot::Ready { conn, generation } => return Ok((conn.clone(), *generation, true)),
+                Slot::Ready(conn) => return Ok(conn.clone()),
                 Slot::Connecting(fut) => fut.clone(),
                 Slot::Idle {
                     retry_at: Some(at),
@@ -227,9 +241,7 @@ impl Node {
                 }
             }
         };
-        connecting
-            .await
-            .map(|(conn, generation)| (conn, generation, false))
+        connecting.await
     }
 
     /// Makes a connection and stores the result in the slot. Holds only a weak reference, so an
@@ -241,9 +253,16 @@ impl Node {
         let client = this.client.clone();
         let config = this.config.clone();
         let connect_timeout = this.connect_timeout;
+        let identities = this.identities.clone();
+        let index = this.id.index();
         drop(this);
         let result = match client.get_multiplexed_async_connection_with_config(&config).await {
-            Ok(mut conn) => handshake(&mut conn, connect_timeout).await.map(|()| conn),
+            Ok(mut conn) => match handshake(&mut conn, connect_timeout).await {
+                // Rule (e): one server counts once. Checked on every new connection, because a
+                // restarted server has a new run_id and a DNS name may move.
+                Ok(run_id) => identities.register(index, &run_id).map(|()| conn),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(classify_error(&e)),
         };
         let Some(this) = node.upgrade() else {
@@ -254,12 +273,14 @@ impl Node {
             Ok(conn) => {
                 let generation = this.generations.fetch_add(1, Ordering::Relaxed) + 1;
                 this.timeouts_in_a_row.store(0, Ordering::Relaxed);
-                *slot = Slot::Ready {
-                    conn: conn.clone(),
+                let conn = Conn {
+                    conn,
                     generation,
+                    closed: CancellationToken::new(),
                 };
+                *slot = Slot::Ready(conn.clone());
                 tracing::debug!(node = %this.id, "connected");
-                Ok((conn, generation))
+                Ok(conn)
             }
             Err(outcome) => {
                 let failures = failures.saturating_add(1);
@@ -279,25 +300,16 @@ impl Node {
         &self.client
     }
 
-    /// The generation of the current connection, if one is up.
-    pub(crate) fn generation(&self) -> Option<u64> {
-        match &*lock(&self.slot) {
-            Slot::Ready { generation, .. } => Some(*generation),
-            _ => None,
-        }
-    }
-
-    /// Drops the current connection so that the next call makes a new one. With
-    /// `Some(generation)`, only if the slot still holds that connection: a late error from an
-    /// old connection must not tear down its replacement.
-    fn reset(&self, generation: Option<u64>) {
+    /// Closes the current connection so that the next call makes a new one: requests still
+    /// waiting on it fail at once (see [`Conn`]). With `Some(generation)`, only if the slot still
+    /// holds that connection: a late error from an old connection must not tear down its
+    /// replacement.
+    pub(crate) fn reset(&self, generation: Option<u64>) {
         let mut slot = lock(&self.slot);
-        if let Slot::Ready {
-            generation: current, ..
-        } = &*slot
-        {
-            if generation.is_none_or(|g| g == *current) {
-                tracing::debug!(node = %self.id, "dropping connection");
+        if let Slot::Ready(current) = &*slot {
+            if generation.is_none_or(|g| g == current.generation) {
+                tracing::debug!(node = %self.id, "closing connection");
+                current.closed.cancel();
                 *slot = Slot::Idle {
                     failures: 0,
                     retry_at: None,
@@ -309,47 +321,100 @@ impl Node {
     }
 }
 
-/// Sends `primary`, and the script's `EVAL` form if the node answered `NOSCRIPT`. Returns the
-/// reply and whether the fallback was sent.
+/// Sends `primary`, and the script's `EVAL` form if the node answered `NOSCRIPT`. The `EVAL`
+/// goes out after the `NOSCRIPT` reply, so requests issued meanwhile run before it; for an
+/// acquire that is harmless because a release that ran first left a tombstone.
 async fn send(
     conn: &mut MultiplexedConnection,
     primary: &redis::Cmd,
     fallback: impl FnOnce() -> Option<redis::Cmd>,
-) -> (redis::RedisResult<redis::Value>, bool) {
+) -> redis::RedisResult<redis::Value> {
     let reply = conn.send_packed_command(primary).await;
     if is_noscript(&reply) {
         if let Some(fallback) = fallback() {
-            return (conn.send_packed_command(&fallback).await, true);
+            return conn.send_packed_command(&fallback).await;
         }
     }
-    (reply, false)
+    reply
 }
 
-/// The first exchange on a new connection: `PING`, which must be answered by exactly `+PONG`.
+/// The first exchanges on a new connection: `PING`, which must be answered by exactly `+PONG`,
+/// then `INFO server` for the server's `run_id` (its identity, rule (e)).
 /// Replies are matched to requests by order; a peer that sends anything before its first reply
 /// (a greeting, a stale reply) would shift every later reply onto the wrong request, and a
-/// stray `+OK` could then read as a grant. Such a connection is refused here instead.
-async fn handshake(conn: &mut MultiplexedConnection, timeout: Duration) -> Result<(), NodeOutcome> {
-    match tokio::time::timeout(timeout, conn.send_packed_command(&redis::cmd("PING"))).await {
-        Ok(Ok(redis::Value::SimpleString(s))) if s == "PONG" => Ok(()),
-        Ok(Ok(redis::Value::ServerError(e))) => {
-            Err(classify_value(Op::Release, &redis::Value::ServerError(e)))
+/// stray `:1` could then read as a grant. Such a connection is refused here instead.
+async fn handshake(conn: &mut MultiplexedConnection, timeout: Duration) -> Result<String, NodeOutcome> {
+    let exchange = async {
+        match conn.send_packed_command(&redis::cmd("PING")).await {
+            Ok(redis::Value::SimpleString(s)) if s == "PONG" => {}
+            Ok(redis::Value::ServerError(e)) => return Err(classify_server_reply(&e)),
+            Ok(other) => {
+                return Err(NodeOutcome::Protocol(
+                    format!(
+                        "connection handshake: PING answered {}",
+                        crate::reply::describe(&other)
+                    )
+                    .into(),
+                ))
+            }
+            Err(e) => return Err(classify_error(&e)),
         }
-        Ok(Ok(other)) => Err(NodeOutcome::Protocol(
-            format!(
-                "connection handshake: PING answered {}",
-                crate::reply::describe(&other)
-            )
-            .into(),
-        )),
-        Ok(Err(e)) => Err(classify_error(&e)),
-        Err(_) => Err(NodeOutcome::Timeout),
+        match conn.send_packed_command(redis::cmd("INFO").arg("server")).await {
+            Ok(redis::Value::ServerError(e)) => Err(identity_denied(classify_server_reply(&e))),
+            Ok(value) => run_id(&value).ok_or_else(|| {
+                NodeOutcome::Protocol(
+                    format!(
+                        "connection handshake: INFO server has no run_id: {}",
+                        crate::reply::describe(&value)
+                    )
+                    .into(),
+                )
+            }),
+            Err(e) => Err(identity_denied(classify_error(&e))),
+        }
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or(Err(NodeOutcome::Timeout))
+}
+
+/// Says why `INFO` is needed when the node refuses it.
+fn identity_denied(outcome: NodeOutcome) -> NodeOutcome {
+    match outcome {
+        NodeOutcome::Denied(e) => NodeOutcome::Denied(
+            format!("{e} (INFO server is needed to check that no server is listed twice: grant +info)")
+                .into(),
+        ),
+        other => other,
     }
+}
+
+/// The `run_id` field of an `INFO server` reply.
+fn run_id(value: &redis::Value) -> Option<String> {
+    let text = match value {
+        redis::Value::BulkString(b) => std::str::from_utf8(b).ok()?,
+        redis::Value::VerbatimString { text, .. } => text.as_str(),
+        _ => return None,
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix("run_id:"))
+        .map(|id| id.trim().to_owned())
+        .filter(|id| !id.is_empty())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_id_is_read_from_info() {
+        let info = redis::Value::BulkString(
+            b"# Server\r\nredis_version:7.0.15\r\nrun_id:5e1a0c\r\ntcp_port:7000\r\n".to_vec(),
+        );
+        assert_eq!(run_id(&info).as_deref(), Some("5e1a0c"));
+        assert_eq!(run_id(&redis::Value::BulkString(b"# Server\r\n".to_vec())), None);
+        assert_eq!(run_id(&redis::Value::Okay), None);
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

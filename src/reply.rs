@@ -1,8 +1,9 @@
 //! The per-node requests and how their replies are read: pure, no I/O.
 //!
-//! Only an exact answer counts: `+OK` grants an acquire, `:1` confirms an extend or release,
-//! `$-1` / `:0` refuse. Anything else (a bulk "OK", `:2`, a nested array, a push) is a failure
-//! vote, so a confused or hostile peer can never manufacture a grant (P15).
+//! Only an exact answer counts: `:1` grants an acquire or confirms an extend or release, `:0`
+//! refuses (a fenced acquire grants with its fence, a positive integer). Anything else (`+OK`, a
+//! bulk "1", `:2`, a nested array, a push) is a failure vote, so a confused or hostile peer can
+//! never manufacture a grant.
 
 use std::sync::Arc;
 
@@ -10,13 +11,13 @@ use redis::{Cmd, RedisError, Value};
 
 use crate::error::NodeOutcome;
 use crate::key::Keys;
-use crate::scripts::{ACQUIRE_FENCED, ACQUIRE_MANY, EXTEND, FENCE_RAISE, RELEASE};
+use crate::scripts::{Script, ACQUIRE, ACQUIRE_FENCED, ACQUIRE_MANY, EXTEND, FENCE_RAISE, RELEASE};
 use crate::token::Token;
 
-/// The three operations sent to nodes.
+/// The operations sent to nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Op {
-    /// `SET key token NX PX ttl`: one resource.
+    /// The acquire script of one resource (`acquire.lua`).
     Acquire,
     /// The all-or-nothing script: several resources.
     AcquireMany,
@@ -24,116 +25,148 @@ pub(crate) enum Op {
     AcquireFenced,
     /// Raising fence counters to the lock's fence (write-back).
     FenceRaise,
+    /// Compare-and-PEXPIRE.
     Extend,
+    /// Compare-and-delete, leaving a tombstone when nothing was ours.
     Release,
 }
 
-/// One request, built once per attempt and shared by the per-node calls.
+/// One request, built once per attempt and shared by the per-node calls. Every request is a
+/// script call: `EVALSHA`, with the `EVAL` form kept for nodes that answer `NOSCRIPT`.
 pub(crate) struct Request {
     pub(crate) op: Op,
-    keys: Keys,
-    /// Fence counter keys, for the fenced acquire (after the lock keys).
-    fence_keys: Option<Keys>,
+    script: &'static Script,
+    /// The script's `KEYS[]`.
+    script_keys: Vec<Box<[u8]>>,
+    /// The script's `ARGV[]`.
+    args: Vec<Box<[u8]>>,
+    /// The lock keys and the token's tombstone key: what the release that undoes this request
+    /// needs.
+    lock_keys: Keys,
+    tomb: Box<[u8]>,
     pub(crate) token: Token,
-    /// The TTL in ms, or the fence for a write-back.
-    number: u64,
+    /// The lock's TTL in ms: the tombstone's lifetime for the undoing release.
+    ttl_ms: u64,
     primary: Cmd,
 }
 
+/// The request parts that identify the lock: its keys, its token, its tombstone, its TTL.
+#[derive(Clone)]
+pub(crate) struct LockRef {
+    pub(crate) keys: Keys,
+    pub(crate) tomb: Box<[u8]>,
+    pub(crate) token: Token,
+    pub(crate) ttl_ms: u64,
+}
+
 impl Request {
-    fn new(op: Op, keys: Keys, fence_keys: Option<Keys>, token: Token, number: u64, primary: Cmd) -> Self {
+    fn new(
+        op: Op,
+        script: &'static Script,
+        lock: &LockRef,
+        script_keys: Vec<Box<[u8]>>,
+        args: Vec<Box<[u8]>>,
+    ) -> Self {
+        let arg_refs: Vec<&[u8]> = args.iter().map(|a| &**a).collect();
+        let primary = script.evalsha(&script_keys, &arg_refs);
         Self {
             op,
-            keys,
-            fence_keys,
-            token,
-            number,
+            script,
+            script_keys,
+            args,
+            lock_keys: lock.keys.clone(),
+            tomb: lock.tomb.clone(),
+            token: lock.token.clone(),
+            ttl_ms: lock.ttl_ms,
             primary,
         }
     }
 
-    pub(crate) fn acquire(keys: Keys, token: Token, ttl_ms: u64) -> Self {
-        if let [key] = &*keys {
-            // One resource: a plain SET, cheaper for the server than a script.
-            let mut primary = redis::Cmd::with_capacity(6, key.len() + token.as_str().len() + 32);
-            primary
-                .arg("SET")
-                .arg(&**key)
-                .arg(token.as_str())
-                .arg("NX")
-                .arg("PX")
-                .arg(ttl_ms);
-            return Self::new(Op::Acquire, keys, None, token, ttl_ms, primary);
+    fn token_and_ttl(lock: &LockRef, ttl_ms: u64) -> Vec<Box<[u8]>> {
+        vec![
+            lock.token.as_str().as_bytes().into(),
+            ttl_ms.to_string().into_bytes().into(),
+        ]
+    }
+
+    fn keys_then_tomb(lock: &LockRef, middle: Option<&Keys>) -> Vec<Box<[u8]>> {
+        let mut keys: Vec<Box<[u8]>> = lock.keys.iter().cloned().collect();
+        keys.extend(middle.into_iter().flat_map(|m| m.iter().cloned()));
+        keys.push(lock.tomb.clone());
+        keys
+    }
+
+    /// Acquires the lock's keys (one resource, or several all-or-nothing), unless its token
+    /// has a tombstone on the node.
+    pub(crate) fn acquire(lock: &LockRef) -> Self {
+        let (op, script) = if lock.keys.len() == 1 {
+            (Op::Acquire, &*ACQUIRE)
+        } else {
+            (Op::AcquireMany, &*ACQUIRE_MANY)
+        };
+        let keys = Self::keys_then_tomb(lock, None);
+        Self::new(op, script, lock, keys, Self::token_and_ttl(lock, lock.ttl_ms))
+    }
+
+    pub(crate) fn acquire_fenced(lock: &LockRef, fence_keys: &Keys) -> Self {
+        let keys = Self::keys_then_tomb(lock, Some(fence_keys));
+        Self::new(
+            Op::AcquireFenced,
+            &ACQUIRE_FENCED,
+            lock,
+            keys,
+            Self::token_and_ttl(lock, lock.ttl_ms),
+        )
+    }
+
+    pub(crate) fn fence_raise(lock: &LockRef, fence_keys: &Keys, fence: u64) -> Self {
+        let keys = fence_keys.iter().cloned().collect();
+        Self::new(
+            Op::FenceRaise,
+            &FENCE_RAISE,
+            lock,
+            keys,
+            vec![fence.to_string().into_bytes().into()],
+        )
+    }
+
+    pub(crate) fn extend(lock: &LockRef, ttl_ms: u64) -> Self {
+        let keys = lock.keys.iter().cloned().collect();
+        Self::new(Op::Extend, &EXTEND, lock, keys, Self::token_and_ttl(lock, ttl_ms))
+    }
+
+    /// Compare-and-delete; where nothing was ours, a tombstone that lives one TTL. With
+    /// `channel`, each deleted key is also published there (wake-on-release), preceded by the
+    /// release id: the token's fingerprint (8 hex digits; the token itself is never published).
+    pub(crate) fn release(lock: &LockRef, channel: Option<&[u8]>) -> Self {
+        let keys = Self::keys_then_tomb(lock, None);
+        let mut args = Self::token_and_ttl(lock, lock.ttl_ms);
+        if let Some(channel) = channel {
+            args.push(channel.into());
+            args.push(lock.token.fingerprint().to_string().into_bytes().into());
         }
-        let ttl = ttl_ms.to_string();
-        let primary = ACQUIRE_MANY.evalsha(&keys, &[token.as_str().as_bytes(), ttl.as_bytes()]);
-        Self::new(Op::AcquireMany, keys, None, token, ttl_ms, primary)
-    }
-
-    pub(crate) fn acquire_fenced(keys: Keys, fence_keys: Keys, token: Token, ttl_ms: u64) -> Self {
-        let all: Vec<Box<[u8]>> = keys.iter().chain(fence_keys.iter()).cloned().collect();
-        let ttl = ttl_ms.to_string();
-        let primary = ACQUIRE_FENCED.evalsha(&all, &[token.as_str().as_bytes(), ttl.as_bytes()]);
-        Self::new(Op::AcquireFenced, keys, Some(fence_keys), token, ttl_ms, primary)
-    }
-
-    pub(crate) fn fence_raise(fence_keys: Keys, token: Token, fence: u64) -> Self {
-        let primary = FENCE_RAISE.evalsha(&fence_keys, &[fence.to_string().as_bytes()]);
-        Self::new(Op::FenceRaise, fence_keys, None, token, fence, primary)
-    }
-
-    pub(crate) fn extend(keys: Keys, token: Token, ttl_ms: u64) -> Self {
-        let ttl = ttl_ms.to_string();
-        let primary = EXTEND.evalsha(&keys, &[token.as_str().as_bytes(), ttl.as_bytes()]);
-        Self::new(Op::Extend, keys, None, token, ttl_ms, primary)
-    }
-
-    pub(crate) fn release(keys: Keys, token: Token) -> Self {
-        let primary = RELEASE.evalsha(&keys, &[token.as_str().as_bytes()]);
-        Self::new(Op::Release, keys, None, token, 0, primary)
-    }
-
-    /// A release that also publishes the deleted keys on `channel` (wake-on-release).
-    /// The release id is the token's fingerprint (8 hex digits; the token itself is never
-    /// published).
-    pub(crate) fn release_notify(keys: Keys, token: Token, channel: Keys) -> Self {
-        let id = token.fingerprint().to_string();
-        let primary = RELEASE.evalsha(&keys, &[token.as_str().as_bytes(), &channel[0], id.as_bytes()]);
-        Self::new(Op::Release, keys, Some(channel), token, 0, primary)
+        Self::new(Op::Release, &RELEASE, lock, keys, args)
     }
 
     /// The release that undoes this request on a node (same lock keys, same token).
     pub(crate) fn undo(&self) -> Self {
-        Self::release(self.keys.clone(), self.token.clone())
+        let lock = LockRef {
+            keys: self.lock_keys.clone(),
+            tomb: self.tomb.clone(),
+            token: self.token.clone(),
+            ttl_ms: self.ttl_ms,
+        };
+        Self::release(&lock, None)
     }
 
     pub(crate) fn primary(&self) -> &Cmd {
         &self.primary
     }
 
-    /// The `EVAL` form of a script request, for nodes that answered `NOSCRIPT`.
-    pub(crate) fn fallback(&self) -> Option<Cmd> {
-        let number = self.number.to_string();
-        let token = self.token.as_str().as_bytes();
-        Some(match self.op {
-            Op::Acquire => return None,
-            Op::AcquireMany => ACQUIRE_MANY.eval(&self.keys, &[token, number.as_bytes()]),
-            Op::AcquireFenced => {
-                let fence_keys = self.fence_keys.as_deref().unwrap_or_default();
-                let all: Vec<Box<[u8]>> = self.keys.iter().chain(fence_keys).cloned().collect();
-                ACQUIRE_FENCED.eval(&all, &[token, number.as_bytes()])
-            }
-            Op::FenceRaise => FENCE_RAISE.eval(&self.keys, &[number.as_bytes()]),
-            Op::Extend => EXTEND.eval(&self.keys, &[token, number.as_bytes()]),
-            Op::Release => match &self.fence_keys {
-                // For a notifying release, `fence_keys` carries the channel instead.
-                Some(channel) => {
-                    let id = self.token.fingerprint().to_string();
-                    RELEASE.eval(&self.keys, &[token, &channel[0], id.as_bytes()])
-                }
-                None => RELEASE.eval(&self.keys, &[token]),
-            },
-        })
+    /// The `EVAL` form, for nodes that answered `NOSCRIPT`.
+    pub(crate) fn fallback(&self) -> Cmd {
+        let args: Vec<&[u8]> = self.args.iter().map(|a| &**a).collect();
+        self.script.eval(&self.script_keys, &args)
     }
 }
 
@@ -148,10 +181,10 @@ pub(crate) fn fence_of(op: Op, value: &Value) -> Option<u64> {
 /// Reads a reply to `op`.
 pub(crate) fn classify_value(op: Op, value: &Value) -> NodeOutcome {
     match (op, value) {
-        (Op::Acquire, Value::Okay) => NodeOutcome::Granted,
-        (Op::Acquire, Value::Nil) => NodeOutcome::Refused,
-        (Op::AcquireMany | Op::Extend | Op::Release | Op::FenceRaise, Value::Int(1)) => NodeOutcome::Granted,
-        (Op::AcquireMany | Op::Extend | Op::Release | Op::AcquireFenced, Value::Int(0)) => {
+        (Op::Acquire | Op::AcquireMany | Op::Extend | Op::Release | Op::FenceRaise, Value::Int(1)) => {
+            NodeOutcome::Granted
+        }
+        (Op::Acquire | Op::AcquireMany | Op::Extend | Op::Release | Op::AcquireFenced, Value::Int(0)) => {
             NodeOutcome::Refused
         }
         (Op::AcquireFenced, Value::Int(f)) if *f > 0 => NodeOutcome::Granted,
@@ -237,15 +270,17 @@ mod tests {
         use NodeOutcome::*;
         type Case = (Op, Value, fn(&NodeOutcome) -> bool);
         let cases: Vec<Case> = vec![
-            (Op::Acquire, Value::Okay, |o| *o == Granted),
-            (Op::Acquire, Value::Nil, |o| *o == Refused),
+            (Op::Acquire, Value::Int(1), |o| *o == Granted),
+            (Op::Acquire, Value::Int(0), |o| *o == Refused),
+            (Op::Acquire, Value::Okay, |o| matches!(o, Protocol(_))),
+            (Op::Acquire, Value::Nil, |o| matches!(o, Protocol(_))),
             (Op::Acquire, Value::BulkString(b"OK".to_vec()), |o| {
                 matches!(o, Protocol(_))
             }),
             (Op::Acquire, Value::SimpleString("QUEUED".into()), |o| {
                 matches!(o, Protocol(_))
             }),
-            (Op::Acquire, Value::Int(1), |o| matches!(o, Protocol(_))),
+            (Op::Acquire, Value::Int(2), |o| matches!(o, Protocol(_))),
             (Op::Acquire, Value::Array(vec![Value::Okay]), |o| {
                 matches!(o, Protocol(_))
             }),

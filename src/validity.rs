@@ -12,6 +12,30 @@ pub(crate) const DRIFT_FLOOR: Duration = Duration::from_millis(2);
 /// outliving it is a bug in the caller, not a use case.
 pub(crate) const MAX_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// The least validity a TTL must be able to leave (before any time is spent) to be accepted:
+/// one millisecond, the resolution of Redis expiry. A TTL below [`min_ttl`] could never give a
+/// lock, so it is refused at the call instead of failing every attempt with "validity
+/// exhausted" until the retries run out.
+pub(crate) const MIN_VALIDITY: Duration = Duration::from_millis(1);
+
+/// The smallest whole-millisecond TTL that leaves [`MIN_VALIDITY`] after the drift allowance
+/// for `factor` (in `[0, 1)`).
+pub(crate) fn min_ttl(factor: f64) -> Duration {
+    let leaves = |ms: u64| {
+        let ttl = Duration::from_millis(ms);
+        ttl.checked_sub(drift(ttl, factor))
+            .is_some_and(|v| v >= MIN_VALIDITY)
+    };
+    // t - (t * factor + 2 ms) >= 1 ms  <=>  t >= 3 ms / (1 - factor); start just below the
+    // estimate and step up, so float rounding cannot put us off by one.
+    let estimate = (3.0 / (1.0 - factor.clamp(0.0, 0.999_999))).floor() as u64;
+    let mut ms = estimate.saturating_sub(2).max(1);
+    while !leaves(ms) && ms < u64::from(u32::MAX) {
+        ms += 1;
+    }
+    Duration::from_millis(ms)
+}
+
 /// The clock-drift allowance for a lock of `ttl` (rounded up to whole nanoseconds).
 ///
 /// `factor` must be finite and in `[0, 1)`; the builder rejects anything else. For robustness a
@@ -53,6 +77,23 @@ mod tests {
             validity(Duration::from_secs(10), Duration::from_millis(8), d),
             Some(Duration::from_millis(9890))
         );
+    }
+
+    #[test]
+    fn min_ttl_is_the_first_that_leaves_validity() {
+        assert_eq!(min_ttl(0.0), Duration::from_millis(3));
+        assert_eq!(min_ttl(0.01), Duration::from_millis(4));
+        assert_eq!(min_ttl(0.5), Duration::from_millis(6));
+    }
+
+    proptest! {
+        #[test]
+        fn min_ttl_leaves_validity_and_one_less_does_not(factor in 0.0f64..0.99) {
+            let min = min_ttl(factor);
+            prop_assert!(min.checked_sub(drift(min, factor)).is_some_and(|v| v >= MIN_VALIDITY));
+            let below = min - Duration::from_millis(1);
+            prop_assert!(below.checked_sub(drift(below, factor)).is_none_or(|v| v < MIN_VALIDITY));
+        }
     }
 
     #[test]

@@ -6,11 +6,15 @@
 //! stays the fallback: a lost notice (a subscriber reconnecting, a node down) costs latency,
 //! never correctness.
 //!
+//! When: a waiter is woken once a **majority** of nodes reported the release (its notices carry
+//! a release id, counted per id), because before that a majority may still hold the key and
+//! the woken waiter would only be refused and sleep a whole retry delay. A release made by this
+//! client that reached a majority wakes the next local waiter at once, without waiting for its
+//! own notices to come back.
+//!
 //! Fairness and herds: each release wakes **one** local waiter per key, the one that has waited
 //! longest (tokio's `Notify::notify_one` is FIFO, and passes the wake-up on if its waiter is
-//! gone), not all of them: the others would only be refused again. A release reaches every node,
-//! so its notices are deduplicated by release id. A release made by this client wakes the next
-//! local waiter at once, without waiting for its own notice to come back. And a fresh `acquire`
+//! gone), not all of them: the others would only be refused again. And a fresh `acquire`
 //! of a key that local waiters already wait for queues behind them instead of barging in, so a
 //! task that releases and re-acquires in a loop cannot starve the others.
 //!
@@ -29,7 +33,7 @@ use crate::client::Inner;
 const ID_LEN: usize = 8;
 /// Release ids remembered per key: a release's notices from N nodes may interleave with the
 /// next release's.
-const RECENT_IDS: usize = 4;
+const RECENT_IDS: usize = 8;
 
 #[derive(Default)]
 pub(crate) struct WakeHub {
@@ -38,21 +42,52 @@ pub(crate) struct WakeHub {
 }
 
 /// The local waiters of one key.
-#[derive(Default)]
 pub(crate) struct KeyWake {
     pub(crate) notify: Notify,
-    recent: Mutex<[Option<[u8; ID_LEN]>; RECENT_IDS]>,
+    /// Reports a release id needs before it wakes anyone: the quorum.
+    quorum: usize,
+    recent: Mutex<[Release; RECENT_IDS]>,
+}
+
+/// What is known of one recent release of the key.
+#[derive(Clone, Copy, Default)]
+struct Release {
+    id: Option<[u8; ID_LEN]>,
+    reports: usize,
+    woken: bool,
 }
 
 impl KeyWake {
-    /// Wakes the longest waiter, once per release id.
-    fn released(&self, id: [u8; ID_LEN]) {
+    fn new(quorum: usize) -> Self {
+        Self {
+            notify: Notify::new(),
+            quorum,
+            recent: Mutex::default(),
+        }
+    }
+
+    /// Records what is known of release `id` and wakes the longest waiter once: when `reports`
+    /// more nodes reported it and a quorum has now done so, or at once when `local` (this client
+    /// released it on a majority).
+    fn released(&self, id: [u8; ID_LEN], reports: usize, local: bool) {
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        if recent.contains(&Some(id)) {
+        let slot = match recent.iter().position(|r| r.id == Some(id)) {
+            Some(i) => i,
+            None => {
+                recent.rotate_right(1);
+                recent[0] = Release {
+                    id: Some(id),
+                    ..Release::default()
+                };
+                0
+            }
+        };
+        let r = &mut recent[slot];
+        r.reports += reports;
+        if r.woken || !(local || r.reports >= self.quorum) {
             return;
         }
-        recent.rotate_right(1);
-        recent[0] = Some(id);
+        r.woken = true;
         drop(recent);
         self.notify.notify_one();
     }
@@ -102,7 +137,7 @@ pub(crate) fn waiter(inner: &Arc<Inner>, key: &[u8]) -> Waiter {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .entry(key.into())
-        .or_default()
+        .or_insert_with(|| Arc::new(KeyWake::new(inner.quorum())))
         .clone();
     Waiter {
         inner: inner.clone(),
@@ -120,7 +155,7 @@ pub(crate) fn released_locally(inner: &Inner, keys: &[Box<[u8]>], id: &str) {
     let map = inner.wake.keys.lock().unwrap_or_else(|p| p.into_inner());
     for key in keys {
         if let Some(w) = map.get(key) {
-            w.released(id);
+            w.released(id, 0, true);
         }
     }
 }
@@ -135,7 +170,7 @@ fn parse_notice(payload: &[u8]) -> Option<([u8; ID_LEN], &[u8])> {
 async fn subscribe(inner: Weak<Inner>, i: usize) {
     loop {
         let Some(strong) = inner.upgrade() else { return };
-        let (client, channel) = (strong.nodes[i].client().clone(), channel(&strong.prefix));
+        let (client, channel) = (strong.nodes.node(i).client().clone(), channel(&strong.prefix));
         drop(strong);
         let connected = async {
             let mut pubsub = client.get_async_pubsub().await?;
@@ -156,7 +191,7 @@ async fn subscribe(inner: Weak<Inner>, i: usize) {
                             };
                             let map = strong.wake.keys.lock().unwrap_or_else(|p| p.into_inner());
                             if let Some(w) = map.get(key) {
-                                w.released(id);
+                                w.released(id, 1, false);
                             }
                         }
                         Ok(None) => break, // connection closed: reconnect
@@ -184,28 +219,42 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn one_wake_per_release_however_many_nodes_report_it() {
-        let k = KeyWake::default();
+    async fn one_wake_per_release_once_a_majority_reported_it() {
+        let k = KeyWake::new(3);
         let first = k.notify.notified();
         let second = k.notify.notified();
         tokio::pin!(first, second);
         first.as_mut().enable();
         second.as_mut().enable();
-        for _ in 0..5 {
-            k.released(*b"aaaaaaaa");
-        }
+        k.released(*b"aaaaaaaa", 1, false);
+        k.released(*b"aaaaaaaa", 1, false);
+        assert!(
+            futures::poll!(first.as_mut()).is_pending(),
+            "two of five nodes reported: a majority may still hold the key"
+        );
+        k.released(*b"aaaaaaaa", 1, false);
         assert!(
             futures::poll!(first.as_mut()).is_ready(),
-            "the longest waiter is woken"
+            "a majority reported: the longest waiter is woken"
         );
+        k.released(*b"aaaaaaaa", 1, false);
+        k.released(*b"aaaaaaaa", 1, false);
         assert!(
             futures::poll!(second.as_mut()).is_pending(),
             "one release, one wake-up"
         );
-        k.released(*b"bbbbbbbb");
+        k.released(*b"bbbbbbbb", 0, true);
         assert!(
             futures::poll!(second.as_mut()).is_ready(),
-            "the next release wakes the next"
+            "a release made by this client wakes the next at once"
         );
+        // Its notices that come back later wake nobody.
+        let third = k.notify.notified();
+        tokio::pin!(third);
+        third.as_mut().enable();
+        for _ in 0..5 {
+            k.released(*b"bbbbbbbb", 1, false);
+        }
+        assert!(futures::poll!(third.as_mut()).is_pending());
     }
 }

@@ -1,13 +1,18 @@
 -- quorumlock fenced acquire: lock keys and fence counters, atomically on this node.
 -- KEYS[1..n]     the lock keys (one per resource, sorted)
 -- KEYS[n+1..2n]  the resources' fence counter keys, in the same order
+-- KEYS[2n+1]     the token's tombstone key (see acquire.lua)
 -- ARGV[1]        the lock's token
 -- ARGV[2]        time to live, in milliseconds (a positive integer)
--- Returns 0 (and changes nothing) if any lock key exists. Otherwise sets every lock key to
--- ARGV[1] with TTL ARGV[2], computes fence = max(counter + 1 for every counter, server time in
--- microseconds), stores it in every counter, and returns it (a positive integer).
+-- Returns 0 (and changes nothing) if any lock key exists or the token has a tombstone.
+-- Otherwise sets every lock key to ARGV[1] with TTL ARGV[2], computes fence = max(counter + 1
+-- for every counter, server time in microseconds), stores it in every counter, and returns it
+-- (a positive integer).
 -- Microseconds since 1970 stay far below 2^53, so Lua's doubles hold them exactly.
-local n = #KEYS / 2
+local n = (#KEYS - 1) / 2
+if redis.call('EXISTS', KEYS[2 * n + 1]) == 1 then
+  return 0
+end
 for i = 1, n do
   if redis.call('GET', KEYS[i]) then
     return 0

@@ -1,15 +1,20 @@
 -- quorumlock acquire of several resources: all keys or none, atomically on this node.
 -- KEYS[1..n]  the keys of the resources, sorted and without duplicates
+-- KEYS[n+1]   the token's tombstone key (see acquire.lua)
 -- ARGV[1]     the lock's token
 -- ARGV[2]     time to live, in milliseconds (a positive integer)
 -- Returns 1 if no key existed and all are now set to ARGV[1] with TTL ARGV[2]; 0 (and changes
--- nothing) if any key existed.
-for _, key in ipairs(KEYS) do
-  if redis.call('GET', key) then
+-- nothing) if any key existed or the token has a tombstone (it was released here already).
+local n = #KEYS - 1
+if redis.call('EXISTS', KEYS[n + 1]) == 1 then
+  return 0
+end
+for i = 1, n do
+  if redis.call('GET', KEYS[i]) then
     return 0
   end
 end
-for _, key in ipairs(KEYS) do
-  redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+for i = 1, n do
+  redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
 end
 return 1

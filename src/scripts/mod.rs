@@ -51,6 +51,9 @@ impl Script {
     }
 }
 
+/// `SET NX PX` of one key unless the token has a tombstone: 1 set, 0 not.
+pub(crate) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("acquire.lua")));
+
 /// All-or-nothing `SET NX PX` of several keys: 1 all set, 0 none (some key existed).
 pub(crate) static ACQUIRE_MANY: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("acquire_many.lua")));
@@ -63,7 +66,7 @@ pub(crate) static ACQUIRE_FENCED: LazyLock<Script> =
 pub(crate) static FENCE_RAISE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("fence_raise.lua")));
 
-/// Compare-and-delete: 1 deleted, 0 not ours.
+/// Compare-and-delete: 1 deleted, 0 not ours (a tombstone for the token is then left).
 pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("release.lua")));
 
 /// Compare-and-PEXPIRE: 1 extended, 0 not ours. Never creates a key.

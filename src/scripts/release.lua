@@ -1,22 +1,30 @@
--- quorumlock release: compare-and-delete, for one or more keys.
+-- quorumlock release: compare-and-delete, for one or more keys, leaving a tombstone when there
+-- was nothing to delete.
 -- KEYS[1..n]  the lock's keys (one per resource)
+-- KEYS[n+1]   the token's tombstone key
 -- ARGV[1]     the lock's token
--- ARGV[2]     optional: a channel on which each deleted key is published (wake-on-release)
--- ARGV[3]     with ARGV[2]: an 8-byte release id, sent before the key so that subscribers
---             wake once per release, not once per node
--- Returns 1 if at least one key held ARGV[1] (every such key is deleted); 0 if none did.
--- Never touches a key that holds another token (G2).
+-- ARGV[2]     the tombstone's time to live, in milliseconds: the lock's TTL
+-- ARGV[3]     optional: a channel on which each deleted key is published (wake-on-release)
+-- ARGV[4]     with ARGV[3]: an 8-byte release id, sent before the key so that subscribers
+--             count one release once per node, not once per key
+-- Returns 1 if at least one key held ARGV[1] (every such key is deleted); 0 if none did. Never
+-- touches a key that holds another token (G2).
+-- When no key held the token, the acquire request of this token may still be on its way (held
+-- up on a connection the client has since replaced): the tombstone makes every acquire script
+-- refuse this token for one TTL, so that request can no longer leave a key (DESIGN rule (d)).
+local n = #KEYS - 1
 local deleted = 0
-for _, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[1] then
-    redis.call('DEL', key)
+for i = 1, n do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then
+    redis.call('DEL', KEYS[i])
     deleted = deleted + 1
-    if ARGV[2] then
-      redis.call('PUBLISH', ARGV[2], ARGV[3] .. key)
+    if ARGV[3] then
+      redis.call('PUBLISH', ARGV[3], ARGV[4] .. KEYS[i])
     end
   end
 end
 if deleted > 0 then
   return 1
 end
+redis.call('SET', KEYS[n + 1], '1', 'PX', ARGV[2])
 return 0

@@ -117,9 +117,12 @@ async fn each_missing_permission_is_a_named_denial() {
     // (rule taken away, what needs it)
     let cases = [
         ("+ping", "acquire"),
+        ("+info", "acquire"),
         ("+set", "acquire"),
-        ("+evalsha", "release"),
-        ("+eval", "release"),
+        ("+exists", "acquire"),
+        // Every request is a script: EVALSHA, and EVAL on a fresh server's empty script cache.
+        ("+evalsha", "acquire"),
+        ("+eval", "acquire"),
         ("+get", "release"),
         ("+del", "release"),
         ("+pexpire", "extend"),

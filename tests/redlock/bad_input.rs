@@ -14,7 +14,10 @@ async fn bad_call_arguments_are_typed_errors_and_touch_no_node() {
         ("", Duration::from_secs(1), "empty"),
         ("r", Duration::ZERO, "below 1 ms"),
         ("r", Duration::from_micros(999), "below 1 ms"),
-        ("r", Duration::from_millis(2), "no validity"),
+        ("r", Duration::from_millis(2), "below the minimum of 4ms"),
+        // Just above the drift allowance (2.03 ms), yet less than 1 ms of validity: refused
+        // at the call, naming the minimum, instead of failing every attempt.
+        ("r", Duration::from_millis(3), "below the minimum of 4ms"),
         ("r", Duration::from_secs(31 * 24 * 3600), "maximum"),
         ("r", Duration::MAX, "maximum"),
     ];

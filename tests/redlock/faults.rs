@@ -241,8 +241,10 @@ async fn tls_to_a_plain_server_is_a_typed_failure() {
 #[tokio::test]
 async fn write_refusals_are_failures_with_reasons_never_contention() {
     let replica_of = cluster(1);
-    let cluster = cluster(3);
-    for i in 0..3 {
+    // Five nodes, two of them healthy: quorum stays possible until all three refusals are in,
+    // so every refusal is read before the decision.
+    let cluster = cluster(5);
+    for i in 0..5 {
         let _: () = on_node(
             &cluster,
             i,
@@ -255,7 +257,7 @@ async fn write_refusals_are_failures_with_reasons_never_contention() {
                 .arg("+@all"),
         );
     }
-    let urls: Vec<String> = (0..3)
+    let urls: Vec<String> = (0..5)
         .map(|i| format!("redis://locker:pw@127.0.0.1:{}", cluster.port(i)))
         .collect();
     let redlock = quorumlock::Redlock::builder()
@@ -293,17 +295,16 @@ async fn write_refusals_are_failures_with_reasons_never_contention() {
     assert!(err.is_quorum_unreachable(), "{err}");
     let outcomes: Vec<&NodeOutcome> = err.nodes().iter().map(|(_, o)| o).collect();
     assert!(
-        matches!(outcomes[0], NodeOutcome::Denied(t) if t.contains("NOPERM")),
+        // SET runs inside the acquire script, where Redis words the ACL refusal differently.
+        matches!(outcomes[0], NodeOutcome::Denied(t) if t.contains("NOPERM") || t.contains("can't run this command")),
         "{err}"
     );
     assert!(
-        matches!(outcomes[1], NodeOutcome::Redis(t) if t.starts_with("NOREPLICAS"))
-            || *outcomes[1] == NodeOutcome::Pending,
+        matches!(outcomes[1], NodeOutcome::Redis(t) if t.starts_with("NOREPLICAS")),
         "{err}"
     );
     assert!(
-        matches!(outcomes[2], NodeOutcome::Redis(t) if t.starts_with("READONLY"))
-            || *outcomes[2] == NodeOutcome::Pending,
+        matches!(outcomes[2], NodeOutcome::Redis(t) if t.starts_with("READONLY")),
         "{err}"
     );
     let _: () = on_node(&cluster, 2, redis::cmd("REPLICAOF").arg("NO").arg("ONE"));

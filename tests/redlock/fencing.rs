@@ -184,10 +184,12 @@ async fn amnesia_with_clock_offset_breaks_order_unless_restart_is_delayed() {
         let first = redlock.acquire("sf3", Duration::from_secs(5)).await.unwrap();
         let f = first.fencing_token().unwrap();
         first.release().await.unwrap();
+        // Up again (empty: it never saw F) before the shutdown, which would otherwise wait out
+        // the release obligation towards it for the whole TTL.
+        cluster.restart(c).unwrap();
         redlock.shutdown().await;
         drop(redlock);
-        cluster.restart(c).unwrap(); // empty: never saw F
-                                     // b forgets everything; a (which has F) is cut off.
+        // b forgets everything; a (which has F) is cut off.
         cluster.kill(b).unwrap();
         if delayed {
             std::thread::sleep(Duration::from_micros(offset_us) + Duration::from_millis(200));

@@ -6,6 +6,7 @@ mod support;
 mod acl;
 mod bad_input;
 mod basics;
+mod construction;
 mod faults;
 mod fencing;
 mod guards;

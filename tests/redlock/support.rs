@@ -8,7 +8,7 @@ pub use quorumlock_testkit::{ClusterOptions, LocalCluster, Persistence};
 
 /// The least-privilege ACL of a lock user, exactly as docs/operations.md gives it (checked by
 /// `acl::docs_give_the_tested_rules`).
-pub const LOCK_USER_RULES: &str = "resetkeys ~quorumlock:* resetchannels &quorumlock:released -@all +ping +set +eval +evalsha +get +del +pexpire +pttl +time +publish +subscribe";
+pub const LOCK_USER_RULES: &str = "resetkeys ~quorumlock:* resetchannels &quorumlock:released -@all +ping +info +set +exists +eval +evalsha +get +del +pexpire +pttl +time +publish +subscribe";
 
 /// `n` nodes whose clients (every URL from `cluster.urls()`) connect as a user with only
 /// [`LOCK_USER_RULES`]: the tests built on this run with the documented least privilege. The

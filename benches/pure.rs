@@ -30,11 +30,14 @@ fn decision(c: &mut Criterion) {
 }
 
 fn replies_and_commands(c: &mut Criterion) {
-    let ok = redis::Value::Okay;
-    let bulk = redis::Value::BulkString(b"OK".to_vec());
-    c.bench_function("classify +OK", |b| b.iter(|| q::grants_acquire(black_box(&ok))));
-    c.bench_function("classify bulk \"OK\"", |b| {
-        b.iter(|| q::grants_acquire(black_box(&bulk)))
+    const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+    let granted = redis::Value::BulkString(TOKEN.as_bytes().to_vec());
+    let stray = redis::Value::Int(1);
+    c.bench_function("classify a granting reply (its token)", |b| {
+        b.iter(|| q::grants_acquire(TOKEN, black_box(&granted)))
+    });
+    c.bench_function("classify a stray :1", |b| {
+        b.iter(|| q::grants_acquire(TOKEN, black_box(&stray)))
     });
     c.bench_function("draw a token (getrandom)", |b| b.iter(q::token));
     c.bench_function("build SET NX PX (with its token)", |b| {

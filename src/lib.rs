@@ -98,9 +98,9 @@ pub mod bench_internals {
         crate::validity::validity(ttl, elapsed, crate::validity::drift(ttl, factor))
     }
 
-    /// Whether `value` grants a single-resource acquisition.
-    pub fn grants_acquire(value: &redis::Value) -> bool {
-        crate::reply::classify_value(crate::reply::Op::Acquire, value) == crate::NodeOutcome::Granted
+    /// Whether `value` grants a single-resource acquisition of `token`.
+    pub fn grants_acquire(token: &str, value: &redis::Value) -> bool {
+        crate::reply::classify_value(crate::reply::Op::Acquire, token, value) == crate::NodeOutcome::Granted
     }
 
     /// Draws a lock token (one getrandom call).

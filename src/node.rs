@@ -163,13 +163,13 @@ impl Node {
         match reply {
             Ok(value) => {
                 self.timeouts_in_a_row.store(0, Ordering::Relaxed);
-                let outcome = classify_value(req.op, &value);
+                let outcome = classify_value(req.op, req.token.as_str(), &value);
                 if matches!(outcome, NodeOutcome::Protocol(_)) {
                     // The stream may be out of step with our requests: never trust it again.
                     self.reset(Some(generation));
                 }
                 Answer {
-                    fence: fence_of(req.op, &value),
+                    fence: fence_of(req.op, req.token.as_str(), &value),
                     outcome,
                 }
             }

@@ -1,9 +1,9 @@
 //! The per-node requests and how their replies are read: pure, no I/O.
 //!
-//! Only an exact answer counts: `:1` grants an acquire or confirms an extend or release, `:0`
-//! refuses (a fenced acquire grants with its fence, a positive integer). Anything else (`+OK`, a
-//! bulk "1", `:2`, a nested array, a push) is a failure vote, so a confused or hostile peer can
-//! never manufacture a grant.
+//! Only an exact answer counts: an acquire is granted by its own token (a fenced acquire by
+//! `[token, fence]` with a positive fence), `:1` confirms an extend or release, `:0` refuses.
+//! Anything else (`+OK`, `:1` to an acquire, another token, a nested array, a push) is a failure
+//! vote, so neither a confused or hostile peer nor a duplicated reply can manufacture a grant.
 
 use std::sync::Arc;
 
@@ -170,24 +170,33 @@ impl Request {
     }
 }
 
-/// The fence a node answered to a fenced acquire: a positive integer.
-pub(crate) fn fence_of(op: Op, value: &Value) -> Option<u64> {
+/// The fence a node answered to a granted fenced acquire of `token`: a positive integer.
+pub(crate) fn fence_of(op: Op, token: &str, value: &Value) -> Option<u64> {
     match (op, value) {
-        (Op::AcquireFenced, Value::Int(f)) if *f > 0 => u64::try_from(*f).ok(),
+        (Op::AcquireFenced, Value::Array(items)) => match items.as_slice() {
+            [Value::BulkString(t), Value::Int(f)] if t == token.as_bytes() && *f > 0 => {
+                u64::try_from(*f).ok()
+            }
+            _ => None,
+        },
         _ => None,
     }
 }
 
-/// Reads a reply to `op`.
-pub(crate) fn classify_value(op: Op, value: &Value) -> NodeOutcome {
+/// Reads a reply to `op` for the request carrying `token`.
+///
+/// An acquisition is granted only by a reply that names its own token, so a stray or duplicated
+/// reply (a `:1` meant for another request) can never read as a grant.
+pub(crate) fn classify_value(op: Op, token: &str, value: &Value) -> NodeOutcome {
     match (op, value) {
-        (Op::Acquire | Op::AcquireMany | Op::Extend | Op::Release | Op::FenceRaise, Value::Int(1)) => {
+        (Op::Acquire | Op::AcquireMany, Value::BulkString(t)) if t == token.as_bytes() => {
             NodeOutcome::Granted
         }
+        (Op::AcquireFenced, _) if fence_of(op, token, value).is_some() => NodeOutcome::Granted,
+        (Op::Extend | Op::Release | Op::FenceRaise, Value::Int(1)) => NodeOutcome::Granted,
         (Op::Acquire | Op::AcquireMany | Op::Extend | Op::Release | Op::AcquireFenced, Value::Int(0)) => {
             NodeOutcome::Refused
         }
-        (Op::AcquireFenced, Value::Int(f)) if *f > 0 => NodeOutcome::Granted,
         (_, Value::ServerError(e)) => classify_server_reply(e),
         (_, other) => NodeOutcome::Protocol(describe(other).into()),
     }
@@ -268,20 +277,24 @@ mod tests {
     #[test]
     fn only_exact_replies_count() {
         use NodeOutcome::*;
+        const T: &str = "0123456789abcdef0123456789abcdef";
+        let tok = || Value::BulkString(T.as_bytes().to_vec());
+        let other = || Value::BulkString(b"fedcba9876543210fedcba9876543210".to_vec());
         type Case = (Op, Value, fn(&NodeOutcome) -> bool);
         let cases: Vec<Case> = vec![
-            (Op::Acquire, Value::Int(1), |o| *o == Granted),
+            (Op::Acquire, tok(), |o| *o == Granted),
             (Op::Acquire, Value::Int(0), |o| *o == Refused),
+            (Op::Acquire, other(), |o| matches!(o, Protocol(_))),
+            (Op::Acquire, Value::Int(1), |o| matches!(o, Protocol(_))),
             (Op::Acquire, Value::Okay, |o| matches!(o, Protocol(_))),
             (Op::Acquire, Value::Nil, |o| matches!(o, Protocol(_))),
-            (Op::Acquire, Value::BulkString(b"OK".to_vec()), |o| {
+            (Op::Acquire, Value::SimpleString(T.into()), |o| {
                 matches!(o, Protocol(_))
             }),
             (Op::Acquire, Value::SimpleString("QUEUED".into()), |o| {
                 matches!(o, Protocol(_))
             }),
-            (Op::Acquire, Value::Int(2), |o| matches!(o, Protocol(_))),
-            (Op::Acquire, Value::Array(vec![Value::Okay]), |o| {
+            (Op::Acquire, Value::Array(vec![tok()]), |o| {
                 matches!(o, Protocol(_))
             }),
             (Op::Release, Value::Int(1), |o| *o == Granted),
@@ -291,32 +304,50 @@ mod tests {
             (Op::Release, Value::BulkString(b"1".to_vec()), |o| {
                 matches!(o, Protocol(_))
             }),
+            (Op::Release, tok(), |o| matches!(o, Protocol(_))),
             (Op::Extend, Value::Double(1.0), |o| matches!(o, Protocol(_))),
             (Op::Extend, Value::Boolean(true), |o| matches!(o, Protocol(_))),
             (Op::Extend, Value::Okay, |o| matches!(o, Protocol(_))),
             (Op::Extend, Value::Nil, |o| matches!(o, Protocol(_))),
-            (Op::AcquireMany, Value::Int(1), |o| *o == Granted),
+            (Op::AcquireMany, tok(), |o| *o == Granted),
+            (Op::AcquireMany, Value::Int(1), |o| matches!(o, Protocol(_))),
             (Op::AcquireMany, Value::Int(0), |o| *o == Refused),
             (Op::AcquireMany, Value::Okay, |o| matches!(o, Protocol(_))),
-            (Op::AcquireFenced, Value::Int(1_700_000_000_000_000), |o| {
-                *o == Granted
-            }),
+            (
+                Op::AcquireFenced,
+                Value::Array(vec![tok(), Value::Int(1_700_000_000_000_000)]),
+                |o| *o == Granted,
+            ),
+            (
+                Op::AcquireFenced,
+                Value::Array(vec![other(), Value::Int(7)]),
+                |o| matches!(o, Protocol(_)),
+            ),
+            (
+                Op::AcquireFenced,
+                Value::Array(vec![tok(), Value::Int(-5)]),
+                |o| matches!(o, Protocol(_)),
+            ),
+            (Op::AcquireFenced, Value::Int(1), |o| matches!(o, Protocol(_))),
             (Op::AcquireFenced, Value::Int(0), |o| *o == Refused),
-            (Op::AcquireFenced, Value::Int(-5), |o| matches!(o, Protocol(_))),
             (Op::AcquireFenced, Value::Okay, |o| matches!(o, Protocol(_))),
             (Op::FenceRaise, Value::Int(1), |o| *o == Granted),
             (Op::FenceRaise, Value::Int(0), |o| matches!(o, Protocol(_))),
         ];
         for (op, v, ok) in cases {
-            let got = classify_value(op, &v);
+            let got = classify_value(op, T, &v);
             assert!(ok(&got), "{op:?} {v:?} -> {got:?}");
         }
+        assert_eq!(
+            fence_of(Op::AcquireFenced, T, &Value::Array(vec![tok(), Value::Int(42)])),
+            Some(42)
+        );
     }
 
     #[test]
     fn huge_replies_are_described_briefly() {
         let v = Value::BulkString(vec![b'x'; 1 << 20]);
-        match classify_value(Op::Acquire, &v) {
+        match classify_value(Op::Acquire, "t", &v) {
             NodeOutcome::Protocol(s) => assert!(s.len() <= 120),
             o => panic!("{o:?}"),
         }

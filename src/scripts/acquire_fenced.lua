@@ -6,8 +6,8 @@
 -- ARGV[2]        time to live, in milliseconds (a positive integer)
 -- Returns 0 (and changes nothing) if any lock key exists or the token has a tombstone.
 -- Otherwise sets every lock key to ARGV[1] with TTL ARGV[2], computes fence = max(counter + 1
--- for every counter, server time in microseconds), stores it in every counter, and returns it
--- (a positive integer).
+-- for every counter, server time in microseconds), stores it in every counter, and returns
+-- {ARGV[1], fence}: the token (see acquire.lua) and the fence, a positive integer.
 -- Microseconds since 1970 stay far below 2^53, so Lua's doubles hold them exactly.
 local n = (#KEYS - 1) / 2
 if redis.call('EXISTS', KEYS[2 * n + 1]) == 1 then
@@ -33,4 +33,4 @@ end
 for i = n + 1, 2 * n do
   redis.call('SET', KEYS[i], text)
 end
-return fence
+return {ARGV[1], fence}

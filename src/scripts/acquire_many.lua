@@ -3,8 +3,9 @@
 -- KEYS[n+1]   the token's tombstone key (see acquire.lua)
 -- ARGV[1]     the lock's token
 -- ARGV[2]     time to live, in milliseconds (a positive integer)
--- Returns 1 if no key existed and all are now set to ARGV[1] with TTL ARGV[2]; 0 (and changes
--- nothing) if any key existed or the token has a tombstone (it was released here already).
+-- Returns ARGV[1] (the token, see acquire.lua) if no key existed and all are now set to ARGV[1]
+-- with TTL ARGV[2]; 0 (and changes nothing) if any key existed or the token has a tombstone (it
+-- was released here already).
 local n = #KEYS - 1
 if redis.call('EXISTS', KEYS[n + 1]) == 1 then
   return 0
@@ -17,4 +18,4 @@ end
 for i = 1, n do
   redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
 end
-return 1
+return ARGV[1]

@@ -19,13 +19,21 @@ use crate::watchdog::{self, Control, Schedule, Status, STOP_FORGET, STOP_RELEASE
 /// held for the configured maximum ([`RedlockBuilder::max_hold`](crate::RedlockBuilder::max_hold)).
 ///
 /// The watchdog extends the lock once a third of its TTL has passed, and retries failed
-/// extensions while one can still finish before the validity ends. When none can, the guard is
+/// extensions while one can still finish before the validity ends. When none can, when a
+/// majority no longer holds its token, or when the maximum hold is reached, the guard is
 /// **lost**: [`lost`](Self::lost) resolves (before the validity ends, never after another client
 /// could hold the lock), [`is_valid`](Self::is_valid) turns false, and
 /// [`lost_reason`](Self::lost_reason) tells why, with each node's outcome.
 ///
+/// A lost guard is **not released by the watchdog**. It stops extending and keeps the keys that
+/// may still hold its token until the owner releases or drops the guard, so that no other client
+/// can take the lock while the owner is still stopping the work it protects. An owner that never
+/// does cannot starve others: without extensions the keys expire by their TTL, at the latest at
+/// [`valid_until`](Self::valid_until) plus the drift allowance.
+///
 /// # Releasing
-/// [`release`](Self::release) stops the watchdog, releases, and reports each node's outcome.
+/// [`release`](Self::release) stops the watchdog, releases, and reports each node's outcome;
+/// call it (or drop the guard) once the protected work has stopped, including after a loss.
 /// Dropping the guard stops the watchdog at once and releases in the background without blocking
 /// (tracked by [`Redlock::shutdown`]); with no tokio runtime left nothing is sent and the keys
 /// expire by their TTL. [`forget`](Self::forget) stops the watchdog and keeps the keys until
@@ -112,7 +120,10 @@ impl LockGuard {
         self.fence
     }
 
-    /// When the current validity ends; moves forward with each extension.
+    /// When the current validity ends; moves forward with each extension. Once the guard is
+    /// lost it stays at the end of the last validity claim (cut to the moment of the answer when
+    /// a majority no longer held the token): no other client can hold the lock before then, so
+    /// an owner stopping its work can use it as a deadline.
     pub fn valid_until(&self) -> Instant {
         self.status.borrow().valid_until
     }
@@ -148,7 +159,8 @@ impl LockGuard {
     /// or the validity ended without an extension. Never resolves while the lock is held.
     ///
     /// Use it to stop work that must not outlive the lock:
-    /// `tokio::select! { r = job => ..., e = guard.lost() => ... }`.
+    /// `tokio::select! { r = job => ..., e = guard.lost() => ... }`. The lock is not released
+    /// when this resolves: release or drop the guard once the work has stopped.
     ///
     /// # Cancel safety
     /// Cancel safe; any number of callers may wait at once.
@@ -181,9 +193,13 @@ impl LockGuard {
 
     /// Stops the watchdog and releases the lock; reports each node's outcome.
     ///
+    /// A lost lock is released too (compare-and-delete, so keys another client took since are
+    /// left alone), and this returns once the nodes have answered.
+    ///
     /// # Errors
-    /// [`ErrorKind::Lost`] if the lock was already lost (it was then released in the
-    /// background); otherwise as [`Lock::release`].
+    /// [`ErrorKind::Lost`] with the loss's reason if the guard was lost before this call, whatever
+    /// the release itself did (its outcome is logged at debug level); otherwise as
+    /// [`Lock::release`].
     ///
     /// # Cancel safety
     /// Cancel safe: if the future is dropped, the release still happens in the background.
@@ -193,7 +209,17 @@ impl LockGuard {
             return Err(validity_ended(&self.resources));
         };
         match watchdog.await {
-            Ok(Some(lock)) => lock.release().await,
+            Ok(Some(lock)) => {
+                let lost = self.status.borrow().lost.clone();
+                let released = lock.release().await;
+                match lost {
+                    None => released,
+                    Some(lost) => {
+                        tracing::debug!(resource = %self.resources[0], outcome = ?released.map(|r| r.deleted()), "lost guard released");
+                        Err(lost)
+                    }
+                }
+            }
             Ok(None) => Err(self
                 .lost_reason()
                 .unwrap_or_else(|| validity_ended(&self.resources))),

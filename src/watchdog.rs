@@ -1,9 +1,11 @@
 //! The task that keeps a [`LockGuard`](crate::LockGuard)'s lock alive, and its schedule.
 //!
 //! The schedule is pure (instants in, decisions out) and property-tested; the task is a loop of
-//! "sleep until the next renewal, extend, publish the new validity". The one rule that matters
-//! for safety: the guard is declared lost *before* its validity ends, because the last
-//! extension attempt is only started if it can finish `margin` before `valid_until`.
+//! "sleep until the next renewal, extend, publish the new validity". Two rules matter for
+//! safety: the guard is declared lost *before* its validity ends, because the last extension
+//! attempt is only started if it can finish `margin` before `valid_until`; and a lost lock is
+//! not released by the watchdog but handed back to the guard's owner, who may still be stopping
+//! work that runs under it (see [`hold_lost`]).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -91,8 +93,34 @@ fn lost(message: String) -> Error {
     Error::new(ErrorKind::Lost, Operation::Extend).with_message(message)
 }
 
-/// Keeps `lock` alive until told to stop or until it is lost. Returns the lock when stopped in
-/// release mode (the caller releases it); `None` when it was lost, capped or forgotten.
+/// Publishes the loss of `lock`, then keeps it, unextended, until the guard stops the task.
+///
+/// Releasing here would free the resource while the owner may still be running the work the
+/// lock protects: it learns of the loss through `lost()` and needs time to stop (a process
+/// group that has to be signalled and reaped). The owner releases when it is done, by
+/// `release()` or by dropping the guard. An owner that never finishes cannot starve others:
+/// nothing extends the keys any more, so they expire by their TTL.
+async fn hold_lost(
+    lock: Lock,
+    status: &watch::Sender<Status>,
+    control: &Control,
+    err: Error,
+) -> Option<Lock> {
+    tracing::debug!(resource = %lock.resource(), error = %err, "guard lost");
+    // The last validity claim stays published: it is still the bound before which no other
+    // client can hold the lock, which an owner stopping its work needs. A majority that no
+    // longer holds our token has already cut it to the moment of that answer.
+    status.send_replace(Status {
+        valid_until: lock.valid_until(),
+        lost: Some(err),
+    });
+    control.stop.cancelled().await;
+    stopped(lock, control)
+}
+
+/// Keeps `lock` alive until told to stop; if it is lost first, holds it unextended until then
+/// ([`hold_lost`]). Returns the lock when stopped in release mode (the caller releases it),
+/// `None` when forgotten.
 pub(crate) async fn run(
     mut lock: Lock,
     schedule: Schedule,
@@ -103,24 +131,13 @@ pub(crate) async fn run(
     let mut last_ttl = schedule.ttl;
     // The last failed extension: its per-node outcomes explain a loss declared later.
     let mut last_failure: Option<Error> = None;
-    let end = |lock: Lock, status: &watch::Sender<Status>, err: Error| {
-        tracing::debug!(resource = %lock.resource(), error = %err, "guard lost");
-        let valid_until = Instant::now().min(lock.valid_until());
-        status.send_replace(Status {
-            valid_until,
-            lost: Some(err),
-        });
-        // Dropping releases in the background: nodes that still hold our token free up at once.
-        drop(lock);
-        None
-    };
     'hold: loop {
         let until = lock.valid_until();
         let renew = schedule.renew_at(until, last_ttl);
         let capped = schedule.next_ttl(started, renew.max(Instant::now())).is_none();
         let wake = match (capped, schedule.max_hold) {
-            // Capped: no more extensions. Let go at the cap, or `margin` before the validity
-            // ends if that comes first.
+            // Capped: no more extensions. Declare the loss at the cap, or `margin` before the
+            // validity ends if that comes first.
             (true, Some(max)) => (started + max).min(until.checked_sub(schedule.margin()).unwrap_or(until)),
             _ => renew,
         };
@@ -131,11 +148,8 @@ pub(crate) async fn run(
         }
         if capped {
             let max = schedule.max_hold.unwrap_or_default();
-            return end(
-                lock,
-                &status,
-                lost(format!("held for the maximum of {max:?} (max_hold)")),
-            );
+            let err = lost(format!("held for the maximum of {max:?} (max_hold)"));
+            return hold_lost(lock, &status, &control, err).await;
         }
         // Extend, retrying transient failures while an attempt can still end before the margin.
         loop {
@@ -154,7 +168,7 @@ pub(crate) async fn run(
                         lost(why.to_owned()).with_resource(&lock.resources().collect::<Vec<_>>().join(", "))
                     }
                 };
-                return end(lock, &status, err);
+                return hold_lost(lock, &status, &control, err).await;
             }
             let Some(ttl) = schedule.next_ttl(started, now) else {
                 continue 'hold; // the cap arrived while retrying
@@ -174,7 +188,7 @@ pub(crate) async fn run(
                     });
                     continue 'hold;
                 }
-                Err(e) if e.is_lost() => return end(lock, &status, e),
+                Err(e) if e.is_lost() => return hold_lost(lock, &status, &control, e).await,
                 Err(e) => {
                     tracing::debug!(resource = %lock.resource(), error = %e, "extension failed, retrying");
                     last_failure = Some(e);

@@ -281,6 +281,79 @@ async fn max_hold_ends_the_hold_at_the_cap() {
     assert_no_lock_keys(&cluster, "after the cap");
 }
 
+/// A guard lost at its cap keeps its keys, unextended, until the owner releases or drops it:
+/// the owner may still be stopping the work the lock protects, and no one else may start
+/// meanwhile.
+#[tokio::test]
+async fn lost_guard_keeps_its_keys_until_released_or_dropped() {
+    let cluster = cluster(3);
+    // A TTL far beyond the cap: the keys outlive the loss unless something deletes them.
+    let ttl = Duration::from_secs(10);
+    let redlock = builder(&cluster, Duration::from_millis(100))
+        .max_hold(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let other = client(&cluster);
+    for end in ["release", "drop"] {
+        let resource = format!("kept-{end}");
+        let guard = redlock.acquire_guard(&resource, ttl).await.unwrap();
+        let token = guard.token().to_owned();
+        let err = tokio::time::timeout(ttl, guard.lost())
+            .await
+            .expect("the cap never ended the hold");
+        assert!(err.to_string().contains("max_hold"), "{err}");
+        assert!(!guard.is_valid());
+        // Anything the loss set off in the background has finished once shutdown returns.
+        redlock.shutdown().await;
+        for v in values(&cluster, &resource) {
+            assert_eq!(v.unwrap(), Some(token.clone()), "{end}: released at the loss");
+        }
+        let refused = other.try_acquire(&resource, ttl).await.unwrap_err();
+        assert!(refused.is_contended(), "{end}: {refused}");
+        // The published validity is the lock's claim, still ahead: a deadline for the owner.
+        assert!(guard.valid_until() > Instant::now(), "{end}");
+        if end == "release" {
+            let err = guard.release().await.unwrap_err();
+            assert!(err.is_lost() && err.to_string().contains("max_hold"), "{err}");
+        } else {
+            drop(guard);
+            redlock.shutdown().await;
+        }
+        assert_no_lock_keys(&cluster, end);
+        let lock = other.try_acquire(&resource, ttl).await.unwrap();
+        lock.release().await.unwrap();
+    }
+    other.shutdown().await;
+}
+
+/// Lost because a majority no longer holds the token: the node that still does keeps the key
+/// until the owner releases, and the release then removes it.
+#[tokio::test]
+async fn guard_lost_to_a_majority_keeps_the_minority_key_until_released() {
+    let cluster = cluster(3);
+    let redlock = builder(&cluster, Duration::from_millis(100)).build().unwrap();
+    warm_up(&redlock).await;
+    let ttl = Duration::from_secs(3);
+    let guard = redlock.acquire_guard("minority", ttl).await.unwrap();
+    let token = guard.token().to_owned();
+    for i in [0, 1] {
+        let _: i64 = on_node(&cluster, i, redis::cmd("DEL").arg(lock_key("minority")));
+    }
+    // The next extension (a third of the TTL in) finds the key gone on a majority.
+    let err = tokio::time::timeout(ttl, guard.lost())
+        .await
+        .expect("lost() never fired");
+    assert!(err.is_lost(), "{err}");
+    redlock.shutdown().await;
+    assert_eq!(
+        values(&cluster, "minority"),
+        vec![Ok(None), Ok(None), Ok(Some(token))],
+        "node 2 still holds our token until the owner releases"
+    );
+    assert!(guard.release().await.unwrap_err().is_lost());
+    assert_no_lock_keys(&cluster, "after the release of the lost guard");
+}
+
 #[tokio::test]
 async fn guard_ttl_too_short_for_the_node_timeout_is_rejected() {
     let cluster = cluster(3);

@@ -18,10 +18,12 @@ Examples:
   quorumlock status ledger
   quorumlock --json status ledger | jq .holder
 
+The lock is held until the command and every process left in its process group have exited.
+
 Exit codes (run): the command's own code, or 128+N if it died from signal N; 64 bad arguments;
-69 nodes unreachable (no majority answered); 75 not acquired (held elsewhere); 76 lock lost while
-the command ran (the command was stopped); 77 permission denied by the nodes; 78 bad
-configuration; 126 command not executable; 127 command not found.";
+69 nodes unreachable (no majority answered); 75 not acquired (held elsewhere); 76 the command's
+group was stopped because the lock could not be renewed or --max-hold was reached; 77 permission
+denied by the nodes; 78 bad configuration; 126 command not executable; 127 command not found.";
 
 /// A distributed lock held by a majority of independent Redis nodes (Redlock): flock(1) across
 /// machines.
@@ -100,12 +102,17 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     pub(crate) fencing: bool,
 
-    /// After a lost lock, how long the command has between SIGTERM and SIGKILL.
-    #[arg(long, value_parser = duration, default_value = "5s")]
-    pub(crate) grace: Duration,
+    /// How long the command has between SIGTERM and SIGKILL when it must stop (the lock cannot
+    /// be renewed, or --max-hold). SIGKILL goes out a kill margin (TTL/10, within 100ms..2s)
+    /// before the lock's validity ends, so grace plus that margin must be at most half the TTL,
+    /// and the grace shorter than --max-hold [default: 5s, or the most the TTL allows, at most
+    /// half of --max-hold].
+    #[arg(long, value_parser = duration)]
+    pub(crate) grace: Option<Duration>,
 
-    /// Give up the lock after this long even if the command still runs (it is then stopped as
-    /// for a lost lock) [default: no limit].
+    /// Stop the command after this long even if the lock could still be renewed: SIGTERM at
+    /// max-hold minus grace, SIGKILL at max-hold at the latest; the lock is released once the
+    /// command's process group is gone [default: no limit].
     #[arg(long, value_parser = duration)]
     pub(crate) max_hold: Option<Duration>,
 

@@ -11,6 +11,7 @@ mod args;
 mod exit;
 mod run;
 mod status;
+mod stop;
 mod worker;
 
 use clap::Parser;

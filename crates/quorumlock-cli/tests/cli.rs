@@ -94,7 +94,7 @@ fn concurrent_runs_never_overlap() {
 
 #[test]
 fn lost_lock_stops_the_command() {
-    for (ignores_term, grace) in [(false, "5s"), (true, "300ms")] {
+    for (ignores_term, grace) in [(false, "400ms"), (true, "300ms")] {
         let mut cluster = LocalCluster::start(3).expect("redis-server");
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_owned();

@@ -1,15 +1,25 @@
 //! A job that runs longer than its lock's TTL, kept safe by a guard's watchdog, and stopped the
 //! moment the lock is lost.
 //!
-//! With `QUORUMLOCK_NODES` unset it starts five local `redis-server` processes, runs the job
-//! once normally, then again while killing three nodes under it.
+//! It runs the job once normally, then, on local nodes, again while killing three nodes under it.
 //!
-//! Run: `cargo run --example auto_extend`
+//! Run it:
+//!
+//! ```sh
+//! cargo run --example auto_extend    # starts local redis-server nodes (apt-get install redis-server)
+//! # with your own lock nodes (then it skips killing and restarting nodes):
+//! QUORUMLOCK_NODES=redis://10.0.0.1:6379,redis://10.0.0.2:6379,redis://10.0.0.3:6379,redis://10.0.0.4:6379,redis://10.0.0.5:6379 \
+//!   cargo run --example auto_extend
+//! ```
+//!
+//! Only `support::nodes` (examples/support/mod.rs) starts local servers; the rest is plain
+//! quorumlock and tokio code that you can copy.
 
 use std::time::{Duration, Instant};
 
 use quorumlock::{LockGuard, Redlock};
-use quorumlock_testkit::nodes_from_env_or_local;
+
+mod support;
 
 /// The long job: ten steps of 300 ms. It must not take a step once the lock is gone.
 async fn job(guard: &LockGuard) -> u32 {
@@ -45,7 +55,7 @@ async fn run(redlock: &Redlock, label: &str) -> Result<(), quorumlock::Error> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (urls, local) = nodes_from_env_or_local("QUORUMLOCK_NODES", 5)?;
+    let (urls, local) = support::nodes("QUORUMLOCK_NODES", 5)?;
     let redlock = Redlock::builder()
         .nodes(&urls)
         .node_timeout(Duration::from_millis(50))

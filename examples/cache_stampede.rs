@@ -8,14 +8,25 @@
 //! The lock nodes come from `QUORUMLOCK_NODES` and the cache from `QUORUMLOCK_STORE`; each
 //! unset one is started locally. Exits non-zero if the value was computed more than once.
 //!
-//! Run: `cargo run --example cache_stampede`
+//! Run it:
+//!
+//! ```sh
+//! cargo run --example cache_stampede    # starts local redis-server nodes (apt-get install redis-server)
+//! # with your own lock nodes and store (it overwrites the store's key `cache:daily-report`):
+//! QUORUMLOCK_NODES=redis://10.0.0.1:6379,redis://10.0.0.2:6379,redis://10.0.0.3:6379 \
+//!   QUORUMLOCK_STORE=redis://10.0.0.9:6379 cargo run --example cache_stampede
+//! ```
+//!
+//! Only `support::nodes` (examples/support/mod.rs) starts local servers; the rest is plain
+//! quorumlock and tokio code that you can copy.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quorumlock::Redlock;
-use quorumlock_testkit::nodes_from_env_or_local;
+
+mod support;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -68,8 +79,8 @@ async fn serve(redlock: &Redlock, store: &redis::Client, computed: &AtomicU32) -
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let (nodes, _lock_nodes) = nodes_from_env_or_local("QUORUMLOCK_NODES", 3)?;
-    let (store_url, _store) = nodes_from_env_or_local("QUORUMLOCK_STORE", 1)?;
+    let (nodes, _lock_nodes) = support::nodes("QUORUMLOCK_NODES", 3)?;
+    let (store_url, _store) = support::nodes("QUORUMLOCK_STORE", 1)?;
     let store = redis::Client::open(store_url[0].as_str())?;
     let mut db = store.get_multiplexed_async_connection().await?;
     let _: () = redis::cmd("DEL").arg(KEY).query_async(&mut db).await?;

@@ -6,7 +6,17 @@
 //! other worker runs that period's job even after the winner finished. The parent then checks
 //! that every period ran exactly once.
 //!
-//! Run: `cargo run --example cron_leader`
+//! Run it:
+//!
+//! ```sh
+//! cargo run --example cron_leader    # starts local redis-server nodes (apt-get install redis-server)
+//! # with your own lock nodes:
+//! QUORUMLOCK_NODES=redis://10.0.0.1:6379,redis://10.0.0.2:6379,redis://10.0.0.3:6379,redis://10.0.0.4:6379,redis://10.0.0.5:6379 \
+//!   cargo run --example cron_leader
+//! ```
+//!
+//! Only `support::nodes` (examples/support/mod.rs) starts local servers; the rest is plain
+//! quorumlock and tokio code that you can copy.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -14,7 +24,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use quorumlock::{Redlock, Retry};
-use quorumlock_testkit::nodes_from_env_or_local;
+
+mod support;
 
 const PERIOD: Duration = Duration::from_millis(500);
 const PERIODS: u64 = 8;
@@ -63,7 +74,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
 
-    let (urls, _local) = nodes_from_env_or_local("QUORUMLOCK_NODES", 5)?;
+    let (urls, _local) = support::nodes("QUORUMLOCK_NODES", 5)?;
     let urls = urls.join(",");
     let first = period_now() + 2;
     println!("3 workers, {PERIODS} periods of {PERIOD:?}; each period's job must run exactly once\n");

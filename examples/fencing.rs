@@ -2,16 +2,27 @@
 //!
 //! A holds the lock and writes with its fence; A then "pauses" (a GC pause) past its TTL; B
 //! acquires with a larger fence and writes; A wakes up and writes with its old fence: the store
-//! refuses it. With `QUORUMLOCK_NODES` unset it starts three local `redis-server` processes.
+//! refuses it.
 //!
-//! Run: `cargo run --example fencing`
+//! Run it:
+//!
+//! ```sh
+//! cargo run --example fencing    # starts local redis-server nodes (apt-get install redis-server)
+//! # with your own lock nodes:
+//! QUORUMLOCK_NODES=redis://10.0.0.1:6379,redis://10.0.0.2:6379,redis://10.0.0.3:6379 \
+//!   cargo run --example fencing
+//! ```
+//!
+//! Only `support::nodes` (examples/support/mod.rs) starts local servers; the rest is plain
+//! quorumlock and tokio code that you can copy.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use quorumlock::Redlock;
-use quorumlock_testkit::nodes_from_env_or_local;
+
+mod support;
 
 /// A store that refuses writes with a fence below the largest it has accepted for the key.
 #[derive(Default)]
@@ -34,7 +45,7 @@ impl FencedStore {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (urls, _local) = nodes_from_env_or_local("QUORUMLOCK_NODES", 3)?;
+    let (urls, _local) = support::nodes("QUORUMLOCK_NODES", 3)?;
     let redlock = Redlock::builder().nodes(&urls).fencing(true).build()?;
     let store = FencedStore::default();
 

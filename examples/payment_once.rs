@@ -9,12 +9,23 @@
 //! URL); each unset one is started locally. Exits non-zero if the order is not charged exactly
 //! once.
 //!
-//! Run: `cargo run --example payment_once`
+//! Run it:
+//!
+//! ```sh
+//! cargo run --example payment_once    # starts local redis-server nodes (apt-get install redis-server)
+//! # with your own lock nodes and store (it overwrites the store's key `order:42`):
+//! QUORUMLOCK_NODES=redis://10.0.0.1:6379,redis://10.0.0.2:6379,redis://10.0.0.3:6379 \
+//!   QUORUMLOCK_STORE=redis://10.0.0.9:6379 cargo run --example payment_once
+//! ```
+//!
+//! Only `support::nodes` (examples/support/mod.rs) starts local servers; the rest is plain
+//! quorumlock and tokio code that you can copy.
 
 use std::time::Duration;
 
 use quorumlock::{Redlock, Retry};
-use quorumlock_testkit::nodes_from_env_or_local;
+
+mod support;
 
 /// Records the charge if the order is unpaid and the fence is not stale, atomically in the
 /// store. Returns 1 charged, 0 already paid, -1 stale fence.
@@ -80,8 +91,8 @@ async fn worker(
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let (nodes, _lock_nodes) = nodes_from_env_or_local("QUORUMLOCK_NODES", 3)?;
-    let (store_url, _store) = nodes_from_env_or_local("QUORUMLOCK_STORE", 1)?;
+    let (nodes, _lock_nodes) = support::nodes("QUORUMLOCK_NODES", 3)?;
+    let (store_url, _store) = support::nodes("QUORUMLOCK_STORE", 1)?;
     let store = redis::Client::open(store_url[0].as_str())?;
     let mut db = store.get_multiplexed_async_connection().await?;
     let _: () = redis::cmd("DEL").arg("order:42").query_async(&mut db).await?;

@@ -1,16 +1,22 @@
 //! A tour of quorumlock on five real Redis nodes.
 //!
-//! With `QUORUMLOCK_NODES` unset it starts five local `redis-server` processes itself (it needs
-//! the `redis-server` binary: `apt-get install -y redis-server`). With
-//! `QUORUMLOCK_NODES=redis://127.0.0.1:7001,redis://127.0.0.1:7002,...` it uses those nodes
-//! (for example the ones from docker-compose.redlock.yml) and skips the node-killing part.
+//! Run it:
 //!
-//! Run: `cargo run --example quickstart`
+//! ```sh
+//! cargo run --example quickstart    # starts local redis-server nodes (apt-get install redis-server)
+//! # with your own lock nodes (then it skips killing and restarting nodes):
+//! QUORUMLOCK_NODES=redis://10.0.0.1:6379,redis://10.0.0.2:6379,redis://10.0.0.3:6379,redis://10.0.0.4:6379,redis://10.0.0.5:6379 \
+//!   cargo run --example quickstart
+//! ```
+//!
+//! Only `support::nodes` (examples/support/mod.rs) starts local servers; the rest is plain
+//! quorumlock and tokio code that you can copy.
 
 use std::time::{Duration, Instant};
 
 use quorumlock::{Redlock, Retry};
-use quorumlock_testkit::nodes_from_env_or_local;
+
+mod support;
 
 fn step(title: &str) {
     use std::io::IsTerminal;
@@ -29,7 +35,7 @@ fn show_nodes(err: &quorumlock::Error) {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (urls, mut local) = nodes_from_env_or_local("QUORUMLOCK_NODES", 5)?;
+    let (urls, mut local) = support::nodes("QUORUMLOCK_NODES", 5)?;
     step(&format!(
         "A lock service of {} independent Redis nodes",
         urls.len()

@@ -10,13 +10,24 @@
 //! The lock nodes come from `QUORUMLOCK_NODES` and the store from `QUORUMLOCK_STORE`; each
 //! unset one is started locally. Exits non-zero if any window admitted more than the limit.
 //!
-//! Run: `cargo run --example rate_limit`
+//! Run it:
+//!
+//! ```sh
+//! cargo run --example rate_limit    # starts local redis-server nodes (apt-get install redis-server)
+//! # with your own lock nodes and store (it overwrites the store's key `window:partner-api`):
+//! QUORUMLOCK_NODES=redis://10.0.0.1:6379,redis://10.0.0.2:6379,redis://10.0.0.3:6379 \
+//!   QUORUMLOCK_STORE=redis://10.0.0.9:6379 cargo run --example rate_limit
+//! ```
+//!
+//! Only `support::nodes` (examples/support/mod.rs) starts local servers; the rest is plain
+//! quorumlock and tokio code that you can copy.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use quorumlock::{Redlock, Retry};
-use quorumlock_testkit::nodes_from_env_or_local;
+
+mod support;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -89,8 +100,8 @@ async fn instance(nodes: Vec<String>, store: redis::Client, run_for: Duration) -
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let (nodes, _lock_nodes) = nodes_from_env_or_local("QUORUMLOCK_NODES", 3)?;
-    let (store_url, _store) = nodes_from_env_or_local("QUORUMLOCK_STORE", 1)?;
+    let (nodes, _lock_nodes) = support::nodes("QUORUMLOCK_NODES", 3)?;
+    let (store_url, _store) = support::nodes("QUORUMLOCK_STORE", 1)?;
     let store = redis::Client::open(store_url[0].as_str())?;
     let mut db = store.get_multiplexed_async_connection().await?;
     let _: () = redis::cmd("DEL")

@@ -37,6 +37,11 @@ pub enum ErrorKind {
     Lost,
     /// The operating system's random number generator failed, so no token could be drawn.
     Entropy,
+    /// No tokio runtime is running on this thread. quorumlock needs one, with its time and I/O
+    /// drivers enabled (`#[tokio::main]`, or `tokio::runtime::Builder::enable_all`): its
+    /// connections, timeouts and background releases are tokio's. Under another executor
+    /// (`futures::executor::block_on`, async-std, smol) run the call inside a tokio runtime.
+    NoRuntime,
 }
 
 /// Which operation failed.
@@ -96,8 +101,13 @@ impl fmt::Display for NodeId {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NodeOutcome {
-    /// The node did what was asked: set the key (acquire), prolonged it (extend), deleted it
-    /// (release).
+    /// The node did what was asked. What that was depends on the operation:
+    ///
+    /// - acquire: the node set the key to our token;
+    /// - extend: the node prolonged our key;
+    /// - release: the node **deleted** our key, so in a
+    ///   [`ReleaseReport`](crate::ReleaseReport) `Granted` means "deleted here". A release that
+    ///   finds the key absent or another owner's is [`Refused`](Self::Refused).
     Granted,
     /// The key is not ours on this node: held by another owner (acquire), or absent or another
     /// owner's (extend, release).
@@ -192,6 +202,32 @@ impl Error {
         Self::new(ErrorKind::InvalidInput, op).with_message(message)
     }
 
+    // Until src/client.rs calls `require_runtime` (handed over with issue 12 §2.3), only the
+    // tests use these two.
+    /// The error for a call made outside a tokio runtime: a clear message instead of tokio's
+    /// "there is no reactor running" panic (issue 12 §2.3).
+    #[allow(dead_code, reason = "wired into the client's entry points separately")]
+    pub(crate) fn no_runtime(op: Operation) -> Self {
+        Self::new(ErrorKind::NoRuntime, op).with_message(
+            "quorumlock runs on tokio: call it inside a tokio runtime with the time and I/O \
+             drivers enabled (#[tokio::main] or runtime::Builder::enable_all())",
+        )
+    }
+
+    /// `Ok` when a tokio runtime is running on this thread, [`Error::no_runtime`] otherwise.
+    ///
+    /// Call it at the start of every public async operation before anything touches tokio (a
+    /// timer, a connection, a spawn). Whether that runtime has its time and I/O drivers enabled
+    /// tokio does not tell without panicking, so a runtime built without `enable_all()` still
+    /// panics with tokio's own message ("timers are disabled" / "IO is disabled"), which names
+    /// the fix.
+    #[allow(dead_code, reason = "wired into the client's entry points separately")]
+    pub(crate) fn require_runtime(op: Operation) -> Result<(), Self> {
+        tokio::runtime::Handle::try_current()
+            .map(drop)
+            .map_err(|_| Self::no_runtime(op))
+    }
+
     fn edit(mut self, f: impl FnOnce(&mut Inner)) -> Self {
         // Errors are built before they are shared, so this never clones in practice.
         f(Arc::make_mut(&mut self.inner));
@@ -267,6 +303,17 @@ impl Error {
         self.inner.kind == ErrorKind::DeadlineExceeded
     }
 
+    /// Too few nodes accepted our credentials or permissions (`WRONGPASS`, `NOAUTH`, `NOPERM`):
+    /// an operator has to fix the password or the ACL; retrying cannot help.
+    pub fn is_unauthorized(&self) -> bool {
+        self.is(ErrorKind::Unauthorized)
+    }
+
+    /// The call was made outside a tokio runtime ([`ErrorKind::NoRuntime`]).
+    pub fn is_no_runtime(&self) -> bool {
+        self.inner.kind == ErrorKind::NoRuntime
+    }
+
     /// The lock is no longer held.
     pub fn is_lost(&self) -> bool {
         self.inner.kind == ErrorKind::Lost
@@ -319,6 +366,7 @@ fn kind_text(kind: ErrorKind, op: Operation) -> &'static str {
         (ErrorKind::DeadlineExceeded, _) => "deadline passed",
         (ErrorKind::Lost, _) => "lock lost",
         (ErrorKind::Entropy, _) => "no randomness from the operating system",
+        (ErrorKind::NoRuntime, _) => "no tokio runtime running",
     }
 }
 
@@ -414,6 +462,32 @@ mod tests {
         assert!(e.is_quorum_unreachable());
         assert!(!e.is_contended());
         assert_eq!(e.attempts(), 4);
+    }
+
+    #[test]
+    fn unauthorized_is_told_apart() {
+        let e = Error::new(ErrorKind::Unauthorized, Operation::Acquire).with_nodes(vec![(
+            NodeId::new(0, "redis://127.0.0.1:7001".into()),
+            NodeOutcome::Denied("WRONGPASS invalid username-password pair".into()),
+        )]);
+        assert!(e.is_unauthorized());
+        assert!(!e.is_contended() && !e.is_quorum_unreachable() && !e.is_invalid());
+        assert!(!Error::new(ErrorKind::Contended, Operation::Acquire).is_unauthorized());
+        assert!(!Error::new(ErrorKind::QuorumUnreachable, Operation::Extend).is_unauthorized());
+    }
+
+    #[test]
+    fn no_runtime_says_what_to_do() {
+        // A plain #[test] runs on no runtime.
+        let e = Error::require_runtime(Operation::Acquire).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NoRuntime);
+        assert!(e.is_no_runtime() && !e.is_timeout() && !e.is_retryable());
+        let text = e.to_string();
+        assert!(text.starts_with("acquire: no tokio runtime running: "), "{text}");
+        assert!(text.contains("#[tokio::main]") && !text.contains('\n'), "{text}");
+
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async { Error::require_runtime(Operation::Release).unwrap() });
     }
 
     #[test]

@@ -1,16 +1,23 @@
 //! # quorumlock
 //!
-//! Redlock for async Rust: a distributed lock held by a majority of N independent Redis (or
-//! Valkey) nodes, so it survives the loss of any minority of them.
+//! Redlock for async Rust: a distributed lock held by a majority of N independent Redis nodes,
+//! so it survives the loss of any minority of them. CI tests against Redis 7.0; Valkey passes
+//! the basic-lock test (`tests/valkey.rs`, run by hand against Valkey 9.1).
+//!
+//! **It runs on [tokio](https://tokio.rs)** and needs a tokio runtime with its time and I/O
+//! drivers enabled (`#[tokio::main]`, or `tokio::runtime::Builder` with `enable_all()`): its
+//! connections, timeouts and background releases are tokio's. It does not run under other
+//! executors (async-std, smol, `futures::executor::block_on`).
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use quorumlock::Redlock;
+//! use quorumlock::{Redlock, Retry};
 //!
 //! # async fn demo() -> Result<(), quorumlock::Error> {
 //! let redlock = Redlock::builder()
 //!     .nodes(["redis://10.0.0.1:6379", "redis://10.0.0.2:6379", "redis://10.0.0.3:6379",
 //!             "redis://10.0.0.4:6379", "redis://10.0.0.5:6379"])
+//!     .retry(Retry::wait(Duration::from_secs(10))) // keep trying for up to 10 s
 //!     .build()?;
 //!
 //! match redlock.acquire("payments:order-42", Duration::from_secs(10)).await {
@@ -21,20 +28,41 @@
 //!     Err(e) if e.is_contended() => println!("someone else is processing it"),
 //!     Err(e) => return Err(e),
 //! }
+//! // Waits for background releases (of dropped locks, failed attempts) before the runtime
+//! // stops; without it, a lock dropped just before exit stays held until its TTL ends.
+//! redlock.shutdown().await;
 //! # Ok(()) }
 //! ```
+//!
+//! [`Redlock::acquire`] waits deadline-first: it retries until its [`Retry`] policy's deadline
+//! (5 s by default, [`Retry::wait`] to choose), with no cap on the number of attempts unless
+//! you set one; [`Redlock::try_acquire`] makes one attempt.
 //!
 //! Beyond one lock: [`Redlock::acquire_guard`] keeps a lock alive with a watchdog and tells you
 //! the moment it is lost ([`LockGuard::lost`]); [`Redlock::with_lock`] runs work under a guard;
 //! [`Redlock::acquire_many`] takes several resources at once; `.fencing(true)` gives every
 //! acquisition a fencing token ([`Lock::fencing_token`]) that orders holders over the quorum.
 //!
-//! What is guaranteed, and under which assumptions, is in `docs/design.md`: mutual exclusion
+//! What is guaranteed, and under which assumptions, is in [docs/design.md]: mutual exclusion
 //! within the validity window (G1), ownership checks on release and extend (G2), expiry of a
 //! crashed holder's lock (G3), tolerance of a minority of failed nodes with errors that name
 //! every node (G4), no keys left behind by failed or cancelled acquisitions (G5), ordered
-//! fencing tokens (G6, `docs/fencing.md`), typed errors for bad input (G7), and no secrets in
-//! output (G8). `docs/chaos.md` shows how each is tested under faults.
+//! fencing tokens (G6, [docs/fencing.md]), typed errors for bad input (G7), and no secrets in
+//! output (G8). [docs/chaos.md] shows how each is tested under faults.
+//!
+//! More guides: [docs/guards.md] (guards, watchdogs, `with_lock`), [docs/operations.md]
+//! (choosing N, TTL and timeouts; TLS; ACLs; monitoring), [docs/cli.md] (the `quorumlock`
+//! command line), [docs/benchmarks.md], and the [README] with runnable [examples].
+//!
+//! [docs/design.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/design.md
+//! [docs/fencing.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/fencing.md
+//! [docs/chaos.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/chaos.md
+//! [docs/guards.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/guards.md
+//! [docs/operations.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/operations.md
+//! [docs/cli.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/cli.md
+//! [docs/benchmarks.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/benchmarks.md
+//! [README]: https://github.com/quorumlock/quorumlock/blob/main/README.md
+//! [examples]: https://github.com/quorumlock/quorumlock/tree/main/examples
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![forbid(unsafe_code)]
 

@@ -5,7 +5,6 @@
 //! parent's next token and the two could release each other's lock (TESTPLAN 7.4).
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 /// A lock value: 32 lowercase hex digits. Cloning shares one allocation.
@@ -32,10 +31,23 @@ impl Token {
 
 /// The fingerprint of a stored lock value (what [`Token::fingerprint`] gives for its token), so
 /// that `status` output and logs name holders the same way.
+///
+/// It is 32-bit FNV-1a over the value's UTF-8 bytes, printed as 8 lowercase hex digits; the
+/// definition is fixed and documented (docs/design.md, "Token fingerprints") so that a service
+/// in another language, or built with another compiler, names a holder the same way.
+/// std's `DefaultHasher` was used before, and its algorithm may change between Rust releases
+/// (issue 12 §2.6). FNV-1a is written out here rather than taken from a crate: it is five
+/// lines, the `fnv` crate has only the 64-bit variant behind `Hasher` (whose `str` hashing adds
+/// a terminator byte), and the 32-bit variant is what other languages ship (Go's
+/// `hash/fnv.New32a`). Not a cryptographic hash, and it needs not be: a token is 128 random
+/// bits, so 32 bits of any hash of it leave about 2^96 candidates.
 pub(crate) fn fingerprint_of(value: &str) -> Fingerprint {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    value.hash(&mut h);
-    Fingerprint(h.finish() as u32)
+    const OFFSET_BASIS: u32 = 0x811c_9dc5;
+    const PRIME: u32 = 0x0100_0193;
+    let hash = value
+        .bytes()
+        .fold(OFFSET_BASIS, |h, b| (h ^ u32::from(b)).wrapping_mul(PRIME));
+    Fingerprint(hash)
 }
 
 impl fmt::Debug for Token {
@@ -123,6 +135,24 @@ mod tests {
             // Binomial(4000, 0.5): mean 2000, sd ~32; 1700..2300 is more than 9 sd wide.
             assert!((1700..2300).contains(n), "bit {i} set {n} times of {draws}");
         }
+    }
+
+    /// The fingerprint is FNV-1a 32 as documented in docs/design.md: the first three are the
+    /// FNV specification's own test vectors, the token-shaped ones were computed with an
+    /// independent implementation (a few lines of Python) and are also given in the docs.
+    #[test]
+    fn fingerprint_is_fnv1a_32_with_pinned_vectors() {
+        for (value, expected) in [
+            ("", "811c9dc5"),
+            ("a", "e40c292c"),
+            ("foobar", "bf9cf968"),
+            ("0123456789abcdef0123456789abcdef", "86d04db5"),
+            ("5f0c1e0b7a2d4c3e9f8a6b5c4d3e2f1a", "92fde7a6"),
+        ] {
+            assert_eq!(fingerprint_of(value).to_string(), expected, "{value:?}");
+        }
+        let t = Token("0123456789abcdef0123456789abcdef".into());
+        assert_eq!(t.fingerprint().to_string(), "86d04db5");
     }
 
     #[test]

@@ -27,7 +27,7 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// let redlock = Redlock::builder()
 ///     .nodes(["redis://127.0.0.1:7001", "redis://127.0.0.1:7002", "redis://127.0.0.1:7003"])
 ///     .node_timeout(Duration::from_millis(50))
-///     .retry(Retry::new().attempts(20))
+///     .retry(Retry::wait(Duration::from_secs(10)))
 ///     .build()?; // no node needs to be up: connections are made on first use
 /// assert_eq!(redlock.quorum(), 2);
 /// # Ok::<(), quorumlock::Error>(())
@@ -144,16 +144,18 @@ impl RedlockBuilder {
         self
     }
 
-    /// The retry policy of [`Redlock::acquire`]. Default: [`Retry::new`] (10 attempts, 50-250 ms
-    /// apart, 5 s deadline).
+    /// The retry policy of [`Redlock::acquire`]. Default: [`Retry::new`]: retry until a 5 s
+    /// deadline, 50-250 ms apart, no cap on the number of attempts (the same as
+    /// `Retry::wait(Duration::from_secs(5))`).
     pub fn retry(mut self, retry: Retry) -> Self {
         self.retry = retry;
         self
     }
 
     /// The longest a [`LockGuard`](crate::LockGuard) keeps its lock by extending it. At the cap
-    /// the guard reports itself lost (reason: max hold) and releases, so a holder that is stuck
-    /// but alive cannot starve everyone (the Redlock spec asks to limit re-acquisition).
+    /// the guard stops extending and reports itself lost (reason: max hold); the lock is
+    /// released when the guard is released or dropped, or expires by its TTL, so a holder that is
+    /// stuck but alive cannot starve everyone (the Redlock spec asks to limit re-acquisition).
     /// Default: no cap.
     pub fn max_hold(mut self, max: Duration) -> Self {
         self.max_hold = Some(max);

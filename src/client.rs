@@ -167,7 +167,7 @@ pub(crate) fn failure_kind(tally: &Tally, denied: usize, n: usize, refused_kind:
 
 /// Checks resource names and puts them in key order without duplicates: two clients locking the
 /// same set in different orders must build the same keys.
-pub(crate) fn resource_set<I, S>(resources: I) -> Result<Box<[Box<str>]>, Error>
+pub(crate) fn resource_set<I, S>(resources: I, op: Operation) -> Result<Box<[Box<str>]>, Error>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
@@ -176,14 +176,11 @@ where
     for r in resources {
         let r = r.as_ref();
         if r.is_empty() {
-            return Err(Error::invalid_input(
-                Operation::Acquire,
-                "the resource name is empty",
-            ));
+            return Err(Error::invalid_input(op, "the resource name is empty"));
         }
         if r.len() > MAX_RESOURCE_LEN {
             return Err(Error::invalid_input(
-                Operation::Acquire,
+                op,
                 format!(
                     "the resource name is {} bytes, above the maximum of {MAX_RESOURCE_LEN}",
                     r.len()
@@ -193,7 +190,7 @@ where
         set.push(r.into());
     }
     if set.is_empty() {
-        return Err(Error::invalid_input(Operation::Acquire, "no resources given"));
+        return Err(Error::invalid_input(op, "no resources given"));
     }
     set.sort_unstable();
     set.dedup();
@@ -231,8 +228,12 @@ impl Redlock {
     /// released in the background (tracked by [`Redlock::shutdown`]); with no runtime left they
     /// expire by their TTL.
     pub async fn acquire(&self, resource: &str, ttl: Duration) -> Result<Lock, Error> {
-        self.acquire_with(resource_set([resource])?, ttl, &self.inner.retry)
-            .await
+        self.acquire_with(
+            resource_set([resource], Operation::Acquire)?,
+            ttl,
+            &self.inner.retry,
+        )
+        .await
     }
 
     /// Makes exactly one acquisition attempt: never waits for a holder to let go.
@@ -243,7 +244,7 @@ impl Redlock {
     /// # Cancel safety
     /// As [`acquire`](Self::acquire).
     pub async fn try_acquire(&self, resource: &str, ttl: Duration) -> Result<Lock, Error> {
-        self.acquire_with(resource_set([resource])?, ttl, &Retry::none())
+        self.acquire_with(resource_set([resource], Operation::Acquire)?, ttl, &Retry::none())
             .await
     }
 
@@ -263,8 +264,12 @@ impl Redlock {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.acquire_with(resource_set(resources)?, ttl, &self.inner.retry)
-            .await
+        self.acquire_with(
+            resource_set(resources, Operation::Acquire)?,
+            ttl,
+            &self.inner.retry,
+        )
+        .await
     }
 
     /// One attempt of [`acquire_many`](Self::acquire_many).
@@ -279,7 +284,7 @@ impl Redlock {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.acquire_with(resource_set(resources)?, ttl, &Retry::none())
+        self.acquire_with(resource_set(resources, Operation::Acquire)?, ttl, &Retry::none())
             .await
     }
 
@@ -289,6 +294,8 @@ impl Redlock {
         ttl: Duration,
         retry: &Retry,
     ) -> Result<Lock, Error> {
+        // Before anything touches tokio (a timer, a connection, the wake-up's spawn).
+        Error::require_runtime(Operation::Acquire)?;
         let ttl = self.inner.check_ttl(ttl, Operation::Acquire)?;
         if let Some(e) = self.inner.misconfigured(Operation::Acquire) {
             return Err(e);

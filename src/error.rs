@@ -56,6 +56,8 @@ pub enum Operation {
     Extend,
     /// `Lock::release`.
     Release,
+    /// `Redlock::inspect`.
+    Inspect,
 }
 
 /// One lock node, as shown in errors and logs: its address without credentials.
@@ -202,11 +204,8 @@ impl Error {
         Self::new(ErrorKind::InvalidInput, op).with_message(message)
     }
 
-    // Until src/client.rs calls `require_runtime` (handed over with issue 12 §2.3), only the
-    // tests use these two.
     /// The error for a call made outside a tokio runtime: a clear message instead of tokio's
     /// "there is no reactor running" panic (issue 12 §2.3).
-    #[allow(dead_code, reason = "wired into the client's entry points separately")]
     pub(crate) fn no_runtime(op: Operation) -> Self {
         Self::new(ErrorKind::NoRuntime, op).with_message(
             "quorumlock runs on tokio: call it inside a tokio runtime with the time and I/O \
@@ -221,7 +220,6 @@ impl Error {
     /// tokio does not tell without panicking, so a runtime built without `enable_all()` still
     /// panics with tokio's own message ("timers are disabled" / "IO is disabled"), which names
     /// the fix.
-    #[allow(dead_code, reason = "wired into the client's entry points separately")]
     pub(crate) fn require_runtime(op: Operation) -> Result<(), Self> {
         tokio::runtime::Handle::try_current()
             .map(drop)
@@ -376,6 +374,7 @@ fn op_text(op: Operation) -> &'static str {
         Operation::Acquire => "acquire",
         Operation::Extend => "extend",
         Operation::Release => "release",
+        Operation::Inspect => "inspect",
     }
 }
 

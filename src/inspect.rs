@@ -7,7 +7,7 @@ use futures::future::join_all;
 use redis::Value;
 
 use crate::client::Redlock;
-use crate::error::{Error, NodeId, NodeOutcome};
+use crate::error::{Error, NodeId, NodeOutcome, Operation};
 use crate::key::{fence_key, lock_key};
 use crate::scripts::INSPECT;
 use crate::token::fingerprint_of;
@@ -127,7 +127,8 @@ impl Redlock {
     /// # Cancel safety
     /// Cancel-safe: it only reads.
     pub async fn inspect(&self, resource: &str) -> Result<Inspection, Error> {
-        crate::client::resource_set([resource])?;
+        Error::require_runtime(Operation::Inspect)?;
+        crate::client::resource_set([resource], Operation::Inspect)?;
         let keys: Vec<Box<[u8]>> = vec![
             lock_key(&self.inner.prefix, resource).into(),
             fence_key(&self.inner.prefix, resource).into(),

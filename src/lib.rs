@@ -7,7 +7,8 @@
 //! **It runs on [tokio](https://tokio.rs)** and needs a tokio runtime with its time and I/O
 //! drivers enabled (`#[tokio::main]`, or `tokio::runtime::Builder` with `enable_all()`): its
 //! connections, timeouts and background releases are tokio's. It does not run under other
-//! executors (async-std, smol, `futures::executor::block_on`).
+//! executors (async-std, smol, `futures::executor::block_on`). Outside a tokio runtime, calls
+//! fail with [`ErrorKind::NoRuntime`] instead of panicking.
 //!
 //! ```no_run
 //! use std::time::Duration;

@@ -75,8 +75,11 @@ pub struct ReleaseReport {
 }
 
 impl ReleaseReport {
-    /// Each node's outcome: `Granted` deleted our key, `Refused` had nothing of ours (expired, or
-    /// never set there), `Pending` had not answered when a majority had.
+    /// Each node's outcome. For a release, [`NodeOutcome::Granted`] means **this node deleted our
+    /// key**; `Refused` means the key was absent or another owner's (expired, or never set there;
+    /// a tombstone was left); `Pending` means it had not answered when a majority had (its
+    /// release goes on in the background). [`deleted`](Self::deleted) counts the `Granted`
+    /// entries.
     pub fn nodes(&self) -> &[(NodeId, NodeOutcome)] {
         &self.nodes
     }
@@ -190,6 +193,7 @@ impl Lock {
     /// Cancel safe: a cancelled extension leaves `valid_until` unchanged or shorter, never longer
     /// than what the nodes hold. Requests already sent still complete in the background.
     pub async fn extend(&mut self, ttl: Duration) -> Result<(), Error> {
+        Error::require_runtime(Operation::Extend)?;
         let inner = self.client.inner.clone();
         let ttl = inner.check_ttl(ttl, Operation::Extend)?;
         let t0 = Instant::now();
@@ -252,6 +256,9 @@ impl Lock {
     /// # Cancel safety
     /// Cancel safe: the release requests are sent even if the future is dropped.
     pub async fn release(mut self) -> Result<ReleaseReport, Error> {
+        // Without a runtime nothing can be sent: the lock is dropped (nothing is released) and
+        // its keys expire by TTL.
+        Error::require_runtime(Operation::Release)?;
         let inner = self.client.inner.clone();
         let mut fan = self.start_release();
         let t0 = Instant::now();

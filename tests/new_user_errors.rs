@@ -38,10 +38,8 @@ async fn wrong_password_is_unauthorized() {
 }
 
 /// Outside tokio the call fails with [`ErrorKind::NoRuntime`] instead of tokio's "no reactor
-/// running" panic (today it panics in `src/node.rs`: un-ignore once the client's entry points
-/// call `Error::require_runtime`).
+/// running" panic.
 #[test]
-#[ignore = "needs Error::require_runtime called at the client's entry points (issue 12 §2.3)"]
 fn outside_tokio_is_a_clear_error() {
     let cluster = LocalCluster::start(3).unwrap();
     let redlock = Redlock::builder().nodes(cluster.urls()).build().unwrap();

@@ -190,9 +190,15 @@ async fn no_extension_leaves_after_release() {
         .await
         .unwrap();
     let extended_elsewhere = proxies[1].count_requests(extend_sha.clone());
-    // Node 0: the connection breaks and the next one's handshake is held.
+    // Node 0: the connection breaks (a call notices and drops it), and the next connection's
+    // handshake is held, so the watchdog's extension waits for a connection being made.
     proxies[0].set(Direction::Requests, Fault::Hold);
     proxies[0].reset_connections();
+    let seen = redlock.inspect("ext").await.unwrap();
+    assert!(
+        matches!(seen.nodes()[0].state, quorumlock::NodeState::Failed(_)),
+        "node 0's broken connection was not noticed: {seen:?}"
+    );
     // The watchdog renews once a third of the TTL has passed (about 1 s).
     let start = std::time::Instant::now();
     while extended_elsewhere.get() == 0 {

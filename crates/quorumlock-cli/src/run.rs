@@ -42,7 +42,7 @@ pub(crate) async fn main(global: &Global, args: &RunArgs) -> i32 {
     let retry = if args.no_wait || args.wait.is_zero() {
         Retry::none()
     } else {
-        Retry::new().attempts(u32::MAX).deadline(args.wait)
+        Retry::wait(args.wait)
     };
     let redlock = match client(global, |b| {
         let b = b.fencing(args.fencing).retry(retry);

@@ -44,6 +44,7 @@ pub struct RedlockBuilder {
     wake_on_release: bool,
     key_prefix: String,
     tls: TlsOptions,
+    release_obligations: bool,
 }
 
 /// TLS settings shared by every `rediss://` node (a node's URL may override the files).
@@ -68,6 +69,7 @@ impl fmt::Debug for RedlockBuilder {
             .field("tls_ca", &self.tls.ca_pem.is_some())
             .field("tls_client_cert", &self.tls.client.is_some())
             .field("danger_accept_invalid_tls_certs", &self.tls.accept_invalid)
+            .field("release_obligations", &self.release_obligations)
             .finish()
     }
 }
@@ -107,6 +109,7 @@ impl RedlockBuilder {
             wake_on_release: false,
             key_prefix: DEFAULT_PREFIX.to_owned(),
             tls: TlsOptions::default(),
+            release_obligations: true,
         }
     }
 
@@ -218,6 +221,17 @@ impl RedlockBuilder {
         self
     }
 
+    /// **Negative control for tests only; never in production.** With `false`, a release (or the
+    /// clean-up of a failed acquisition) that gets no definite answer on its first try is given
+    /// up instead of being re-sent until a definite answer or the key's expiry (G5 is then
+    /// broken on purpose). The chaos run and `tests/redlock/construction.rs` use it to show that
+    /// their leak checks can fail. Default: `true`.
+    #[doc(hidden)]
+    pub fn negative_control_release_obligations(mut self, enabled: bool) -> Self {
+        self.release_obligations = enabled;
+        self
+    }
+
     /// Checks the configuration and makes the client. Contacts no node: connections are made on
     /// first use and re-made after failures, so a service can start while nodes are down.
     ///
@@ -284,7 +298,7 @@ impl RedlockBuilder {
             .collect();
         Ok(Redlock {
             inner: Arc::new(Inner {
-                nodes: Arc::new(NodeSet::new(nodes, identities)),
+                nodes: Arc::new(NodeSet::new(nodes, identities, self.release_obligations)),
                 node_timeout: self.node_timeout,
                 drift_factor: self.drift_factor,
                 retry: self.retry,

@@ -62,6 +62,42 @@ async fn release_survives_resets_and_reconnect_backoff() {
     }
 }
 
+/// Negative control for the test above: with the obligations switched off, the same faults leave
+/// the key, so the check there can fail.
+#[tokio::test]
+async fn negative_control_without_obligations_the_key_is_left() {
+    let cluster = cluster(3);
+    let proxies = proxies(&cluster);
+    let redlock = Redlock::builder()
+        .nodes(proxies.iter().map(Proxy::url))
+        .node_timeout(Duration::from_millis(500))
+        .retry(Retry::none())
+        .negative_control_release_obligations(false)
+        .build()
+        .unwrap();
+    warm_up(&redlock).await;
+    let lock = redlock
+        .acquire("obligation", Duration::from_secs(20))
+        .await
+        .unwrap();
+    proxies[0].set(Direction::Requests, Fault::Hold);
+    let release = tokio::spawn(lock.release());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    proxies[0].reset_connections();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    proxies[0].reset_connections();
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    proxies[0].heal();
+    release.await.unwrap().unwrap();
+    redlock.shutdown().await;
+    let left = all_lock_keys(&cluster);
+    assert!(
+        left.iter().any(|(node, _, _)| *node == 0),
+        "the leak check must see the key a lost release leaves: {left:?}"
+    );
+    let _: () = on_node(&cluster, 0, &mut redis::cmd("FLUSHALL"));
+}
+
 /// Rule (e) at `build()`: the same host and port count as one server, whatever the database
 /// or the spelling of the loopback host.
 #[test]

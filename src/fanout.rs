@@ -52,6 +52,8 @@ pub(crate) struct Fanout {
     expires: Instant,
     pending: FuturesUnordered<NodeCall>,
     outcomes: Vec<Option<NodeOutcome>>,
+    /// Per node, whether its request was handed to a connection (see [`Answer::sent`]).
+    sent: Vec<bool>,
     /// The highest fence among the grants recorded so far (fenced acquire only).
     max_fence: Option<u64>,
     tally: Tally,
@@ -87,20 +89,28 @@ fn call(
     .boxed()
 }
 
-/// Which nodes an undo must release at once, given the outcomes seen when the attempt failed:
-/// every node that granted, or whose answer says nothing about the key (a timeout, an error, an
-/// unexpected reply: the request may have been applied). A node that refused holds nothing of
-/// ours; a node that has not answered is handled when it does. Returns (granted, unsure).
-pub(crate) fn undo_targets(outcomes: &[Option<NodeOutcome>]) -> (Vec<usize>, Vec<usize>) {
+/// Which nodes an undo must release at once, given the outcomes seen when the attempt failed
+/// and whether each request was handed to a connection: every node that granted, or whose
+/// answer says nothing about the key although the request went out (a timeout, an error, an
+/// unexpected reply: it may have been applied). A node that refused holds nothing of ours; a
+/// request that never left (no connection) changed nothing; a node that has not answered is
+/// handled when it does. Returns (granted, unsure).
+pub(crate) fn undo_targets(outcomes: &[Option<NodeOutcome>], sent: &[bool]) -> (Vec<usize>, Vec<usize>) {
     let (mut granted, mut unsure) = (Vec::new(), Vec::new());
-    for (i, o) in outcomes.iter().enumerate() {
+    for (i, (o, sent)) in outcomes.iter().zip(sent).enumerate() {
         match o {
             Some(NodeOutcome::Granted) => granted.push(i),
             Some(NodeOutcome::Refused) | None => {}
-            Some(_) => unsure.push(i),
+            Some(_) if *sent => unsure.push(i),
+            Some(_) => {}
         }
     }
     (granted, unsure)
+}
+
+/// Whether a request's late answer (after the decision) needs an undo.
+fn needs_undo(answer: &Answer) -> bool {
+    answer.outcome != NodeOutcome::Refused && answer.sent
 }
 
 impl Fanout {
@@ -123,6 +133,7 @@ impl Fanout {
             expires,
             pending,
             outcomes: vec![None; n],
+            sent: vec![false; n],
             max_fence: None,
             tally: Tally::new(n),
             on_drop,
@@ -135,6 +146,7 @@ impl Fanout {
             self.max_fence = self.max_fence.max(answer.fence);
         }
         self.outcomes[index] = Some(answer.outcome);
+        self.sent[index] = answer.sent;
     }
 
     /// The highest fence granted so far (fenced acquire only).
@@ -232,7 +244,7 @@ impl Fanout {
         let undo = Arc::new(self.req.undo());
         let (nodes, timeout, expires) = (self.nodes.clone(), self.timeout, self.expires);
         let pending = mem::take(&mut self.pending);
-        let (granted, unsure) = undo_targets(&self.outcomes);
+        let (granted, unsure) = undo_targets(&self.outcomes, &self.sent);
         async move {
             let release = |i| call(&nodes, i, undo.clone(), timeout, expires);
             let first = join_all(granted.into_iter().map(release)).map(|_| {
@@ -241,10 +253,10 @@ impl Fanout {
                 }
             });
             let rest = join_all(unsure.into_iter().map(release));
-            let late = pending.for_each_concurrent(None, |(i, Answer { outcome, .. })| {
+            let late = pending.for_each_concurrent(None, |(i, answer)| {
                 let (nodes, undo) = (nodes.clone(), undo.clone());
                 async move {
-                    if outcome != NodeOutcome::Refused {
+                    if needs_undo(&answer) {
                         call(&nodes, i, undo, timeout, expires).await;
                     }
                 }
@@ -291,5 +303,44 @@ impl fmt::Display for ReportFmt<'_> {
             write!(f, "{node}={outcome}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn undo_releases_grants_and_sent_unknowns_only() {
+        use NodeOutcome::*;
+        let outcomes = [
+            Some(Granted),
+            Some(Refused),
+            Some(Timeout),
+            Some(Timeout),
+            Some(Io("reset".into())),
+            None,
+            Some(Protocol("?".into())),
+            Some(Granted),
+        ];
+        let sent = [true, true, true, false, false, false, true, true];
+        let (granted, unsure) = undo_targets(&outcomes, &sent);
+        assert_eq!(granted, [0, 7]);
+        // A timeout or error after the request left may have been applied; one before it left
+        // (no connection) cannot; a refusal holds nothing of ours; no answer yet waits.
+        assert_eq!(unsure, [2, 6]);
+    }
+
+    #[test]
+    fn a_late_answer_is_undone_unless_refused_or_never_sent() {
+        let answer = |outcome, sent| Answer {
+            outcome,
+            fence: None,
+            sent,
+        };
+        assert!(needs_undo(&answer(NodeOutcome::Granted, true)));
+        assert!(needs_undo(&answer(NodeOutcome::Timeout, true)));
+        assert!(!needs_undo(&answer(NodeOutcome::Refused, true)));
+        assert!(!needs_undo(&answer(NodeOutcome::Io("refused".into()), false)));
     }
 }

@@ -10,7 +10,7 @@
 //! keeps a release from overtaking the SET it undoes). The only lock is a short critical
 //! section that clones the connection handle.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -30,12 +30,20 @@ pub(crate) struct Answer {
     pub(crate) outcome: NodeOutcome,
     /// The fence, for a fenced acquire that was granted.
     pub(crate) fence: Option<u64>,
+    /// Whether the request was handed to a connection. One that never was (no connection could
+    /// be had: refused, backing off, timed out while connecting) cannot have changed anything
+    /// on the node, so an acquisition's clean-up skips that node.
+    pub(crate) sent: bool,
 }
 
 impl Answer {
     /// An answer that carries no reply: a timeout, a broken or refused connection.
-    fn failure(outcome: NodeOutcome) -> Self {
-        Self { outcome, fence: None }
+    fn failure(outcome: NodeOutcome, sent: bool) -> Self {
+        Self {
+            outcome,
+            fence: None,
+            sent,
+        }
     }
 }
 
@@ -132,31 +140,35 @@ impl Node {
     /// Cancel safety: dropping the future after the command was handed to the connection does
     /// not un-send it; callers that drop it must still release (they do: see `fanout`).
     pub(crate) async fn execute(self: &Arc<Self>, req: &Request, timeout: Duration) -> Answer {
-        match tokio::time::timeout(timeout, self.execute_unbounded(req)).await {
+        // Set once the request is handed to a connection; read after a timeout, which drops the
+        // call wherever it was.
+        let sent = AtomicBool::new(false);
+        match tokio::time::timeout(timeout, self.execute_unbounded(req, &sent)).await {
             Ok(answer) => answer,
             Err(_) => {
                 let n = self.timeouts_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
                 if n >= TIMEOUTS_BEFORE_RECONNECT {
                     self.reset(None);
                 }
-                Answer::failure(NodeOutcome::Timeout)
+                Answer::failure(NodeOutcome::Timeout, sent.load(Ordering::Relaxed))
             }
         }
     }
 
-    async fn execute_unbounded(self: &Arc<Self>, req: &Request) -> Answer {
+    async fn execute_unbounded(self: &Arc<Self>, req: &Request, sent: &AtomicBool) -> Answer {
         let Conn {
             mut conn,
             generation,
             closed,
         } = match self.connection().await {
             Ok(c) => c,
-            Err(outcome) => return Answer::failure(outcome),
+            Err(outcome) => return Answer::failure(outcome, false),
         };
+        sent.store(true, Ordering::Relaxed);
         let reply = tokio::select! {
             biased;
             () = closed.cancelled() => {
-                return Answer::failure(NodeOutcome::Io("connection closed by the client after a fault".into()));
+                return Answer::failure(NodeOutcome::Io("connection closed by the client after a fault".into()), true);
             }
             reply = send(&mut conn, req.primary(), || Some(req.fallback())) => reply,
         };
@@ -171,6 +183,7 @@ impl Node {
                 Answer {
                     fence: fence_of(req.op, req.token.as_str(), &value),
                     outcome,
+                    sent: true,
                 }
             }
             Err(e) => {
@@ -180,7 +193,7 @@ impl Node {
                     // An error reply is still a live, in-step connection.
                     self.timeouts_in_a_row.store(0, Ordering::Relaxed);
                 }
-                Answer::failure(classify_error(&e))
+                Answer::failure(classify_error(&e), true)
             }
         }
     }

@@ -257,3 +257,87 @@ async fn no_extension_leaves_after_release() {
     );
     assert_no_lock_keys(&cluster, "after release");
 }
+
+/// Wake-on-release wakes a refused waiter when a **majority** of nodes reported the release: a
+/// notice from one node of three wakes nobody (that node's key may be gone while the others
+/// still hold theirs, and a woken waiter would only be refused and sleep a whole retry delay);
+/// the same release reported by a second node does. The waiter's attempts are counted at its
+/// proxies; its retry delay (3 s) is far longer than this test's waits, so a second attempt
+/// within them can only come from a wake-up.
+#[tokio::test]
+async fn wake_on_release_waits_for_a_majority_of_reports() {
+    let cluster = cluster(3);
+    let proxies = proxies(&cluster);
+    let waiter = Redlock::builder()
+        .nodes(proxies.iter().map(Proxy::url))
+        .node_timeout(Duration::from_millis(300))
+        .wake_on_release(true)
+        .retry(
+            Retry::new()
+                .delay(Duration::from_secs(3), Duration::ZERO)
+                .deadline(Duration::from_secs(20)),
+        )
+        .build()
+        .unwrap();
+    warm_up(&waiter).await;
+    for i in 0..3 {
+        hold_elsewhere(&cluster, i, "wake", 30_000);
+    }
+    let acquire_sha = script_sha(include_str!("../../src/scripts/acquire.lua"));
+    let attempts = proxies[0].count_requests(acquire_sha);
+    let task = tokio::spawn({
+        let waiter = waiter.clone();
+        async move { waiter.acquire("wake", Duration::from_secs(5)).await }
+    });
+    let subscribed = |i| -> i64 {
+        let v: Vec<redis::Value> = on_node(
+            &cluster,
+            i,
+            redis::cmd("PUBSUB").arg("NUMSUB").arg("quorumlock:released"),
+        );
+        match v.get(1) {
+            Some(redis::Value::Int(n)) => *n,
+            _ => 0,
+        }
+    };
+    let start = std::time::Instant::now();
+    while attempts.get() < 1 || subscribed(0) < 1 || subscribed(1) < 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "waiter not refused and subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(attempts.get(), 1);
+    let notice = b"r3l3as3squorumlock:lock:wake".to_vec();
+    // The holder's release reached node 0 only so far.
+    let _: () = on_node(&cluster, 0, redis::cmd("DEL").arg(lock_key("wake")));
+    let _: i64 = on_node(
+        &cluster,
+        0,
+        redis::cmd("PUBLISH").arg("quorumlock:released").arg(&notice),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        attempts.get(),
+        1,
+        "woken by one node's report of three: a majority may still hold the key"
+    );
+    // Now a majority reported the same release.
+    for i in 1..3 {
+        let _: () = on_node(&cluster, i, redis::cmd("DEL").arg(lock_key("wake")));
+    }
+    let _: i64 = on_node(
+        &cluster,
+        1,
+        redis::cmd("PUBLISH").arg("quorumlock:released").arg(&notice),
+    );
+    let lock = tokio::time::timeout(Duration::from_secs(2), task)
+        .await
+        .expect("a majority of reports must wake the waiter before its 3 s retry delay")
+        .unwrap()
+        .unwrap();
+    assert_eq!(attempts.get(), 2);
+    lock.release().await.unwrap();
+    assert_clean(&cluster, &[&waiter], "after the wake-up").await;
+}

@@ -95,6 +95,8 @@ pub struct Report {
     pub crashed_holder_keys: u64,
     /// Holder crashes (C13) injected.
     pub holder_crashes: u64,
+    /// The last fault injected before the heal, for reading a leak.
+    pub last_fault: String,
     /// From the heal to the end of the key scan (the workers' shutdown is in between).
     pub scan_after_heal: Duration,
     /// The lock TTL, to tell whether the scan came soon enough to see keys from before the heal.
@@ -186,6 +188,7 @@ impl Report {
                 )
             }
         );
+        let _ = writeln!(s, "| last fault before the heal | {} |", self.last_fault);
         let _ = writeln!(
             s,
             "| lock keys of crashed holders (C13, left until their TTL by design; not leaks) | {} (of {} crashes) |",
@@ -477,6 +480,8 @@ pub fn run(cfg: Config) -> Report {
     let mut faults: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut client_pauses = 0;
     let mut holder_crashes = 0;
+    // The last fault and when its step ended (a window's heal, or the injection itself).
+    let mut last_fault: Option<(String, Instant)> = None;
     let minority = (cfg.nodes - 1) / 2;
     let node_cmd = |cluster: &LocalCluster, i: usize, args: &[&str]| {
         if let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{}", cluster.port(i))) {
@@ -500,6 +505,7 @@ pub fn run(cfg: Config) -> Report {
         let mut nodes: Vec<usize> = (0..cfg.nodes).collect();
         nodes.sort_by_key(|_| rng.random::<u32>());
         let some: Vec<usize> = nodes[..rng.random_range(1..=minority)].to_vec();
+        let before = faults.clone();
         match pick {
             0 => {
                 // C1 kill a minority; C3 restart without persistence after ttl + margin.
@@ -631,6 +637,15 @@ pub fn run(cfg: Config) -> Report {
                 let _ = senders[w].send(WorkerCmd::PauseInCriticalSection(cfg.ttl * 3 / 2));
             }
         }
+        let injected: Vec<&str> = faults
+            .iter()
+            .filter(|(k, v)| before.get(*k) != Some(*v))
+            .map(|(k, _)| *k)
+            .collect();
+        last_fault = Some((
+            format!("{} (nodes {some:?})", injected.join(" + ")),
+            Instant::now(),
+        ));
     }
     // Heal everything (every node runs and is resumed at this point; a CLIENT PAUSE may still
     // be on), stop the workers, and scan for lock keys as soon as every client's shutdown() has
@@ -641,6 +656,10 @@ pub fn run(cfg: Config) -> Report {
         node_cmd(&cluster, i, &["CLIENT", "UNPAUSE"]);
     }
     let healed = Instant::now();
+    let last_fault = last_fault.map_or_else(
+        || "none".to_owned(),
+        |(what, at)| format!("{what}, step ended {:.0?} before the heal", healed - at),
+    );
     shared.stop.store(true, Ordering::SeqCst);
     for t in threads {
         t.join().expect("worker panicked");
@@ -696,6 +715,7 @@ pub fn run(cfg: Config) -> Report {
         leaked_keys: leaked,
         crashed_holder_keys,
         holder_crashes,
+        last_fault,
         scan_after_heal,
         ttl: cfg.ttl,
         latency_p50: pct(0.5),

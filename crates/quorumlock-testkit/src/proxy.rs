@@ -546,11 +546,12 @@ async fn accept_loop(listener: TcpListener, upstream: u16, shared: Arc<Shared>) 
         };
         shared.connections.fetch_add(1, Ordering::SeqCst);
         let conn = Arc::new(Conn::new());
-        shared
-            .open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Arc::downgrade(&conn));
+        {
+            let mut open = shared.open.lock().unwrap_or_else(|p| p.into_inner());
+            // A dead entry still pins its allocation: prune here, or a long soak grows.
+            open.retain(|w| w.strong_count() > 0);
+            open.push(Arc::downgrade(&conn));
+        }
         tokio::spawn(serve(client, upstream, shared.clone(), conn));
     }
 }

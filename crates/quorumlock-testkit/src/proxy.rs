@@ -381,14 +381,28 @@ impl Proxy {
             .sum()
     }
 
+    /// Connections held by [`hold_requests`](Self::hold_requests) whose client has gone: the
+    /// proxy has read its close or reset (held behind its bytes). A client's close reaches the
+    /// proxy a moment after the client made it: poll this before
+    /// [`deliver_held`](Self::deliver_held) when the test needs that close passed on after the
+    /// held bytes (and `deliver_held` to wait for the server to run them).
+    pub fn held_abandoned(&self) -> usize {
+        self.shared
+            .open_connections()
+            .iter()
+            .filter(|c| c.holding() && c.client_left_held.load(Ordering::SeqCst))
+            .count()
+    }
+
     /// Lets the requests held by [`hold_requests`](Self::hold_requests) go to the server, each
     /// on the upstream connection it came in on, in their original order, followed by the
     /// client's close if the client has gone; then those connections pass traffic as usual.
     ///
     /// Blocks (at most 5 s) until every held byte was written to the server and, for each
-    /// connection whose client had gone, until the server closed that connection, which it
-    /// does after running every command it read: when this returns, those late commands have
-    /// run. For a connection whose client is still open, only the write is awaited: poll for
+    /// connection whose client had gone (see [`held_abandoned`](Self::held_abandoned)), until
+    /// the server closed that connection, which it does after running every command it read:
+    /// when this returns, those late commands have run. For a connection whose client is still
+    /// open, or whose close has not reached the proxy yet, only the write is awaited: poll for
     /// the effect (the reply reaches the client). Direction faults still apply: call it with
     /// requests passing.
     ///

@@ -104,6 +104,7 @@ fn held_requests_of_a_closed_connection_arrive_after_a_newer_connection() {
     old.write_all(&set_v1).unwrap();
     poll("the held SET", || proxy.held_bytes() == set_v1.len());
     drop(old); // the client gives up on the connection
+    poll("the proxy to read the close", || proxy.held_abandoned() == 1);
 
     let mut new = connect(proxy.port());
     assert_eq!(command(&mut new, &["SET", "k", "v2"]), "+OK\r\n");
@@ -128,6 +129,7 @@ fn held_requests_survive_a_reset_of_their_client() {
     poll("the held SET", || proxy.held_bytes() > 0);
     proxy.reset_connections();
     expect_reset(&mut old);
+    assert_eq!(proxy.held_abandoned(), 1);
 
     let mut new = connect(proxy.port());
     assert_eq!(command(&mut new, &["SET", "k", "v2"]), "+OK\r\n");
@@ -146,6 +148,7 @@ fn held_requests_of_an_open_connection_get_their_reply_late() {
 
     let mut new = connect(proxy.port());
     assert_eq!(command(&mut new, &["SET", "k", "v2"]), "+OK\r\n");
+    assert_eq!(proxy.held_abandoned(), 0);
     let delivered = proxy.deliver_held().unwrap();
     assert_eq!((delivered.connections, delivered.closed_by_server), (1, 0));
     // The reply is the proof the SET ran; then the connection works as before.

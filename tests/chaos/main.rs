@@ -1,5 +1,6 @@
 //! C31, the PR tier: the random fault mix for a few minutes, seeded; the seed is printed so a
-//! failing run can be replayed with `QUORUMLOCK_CHAOS_SEED=<seed>`.
+//! failing run can be replayed with `QUORUMLOCK_CHAOS_SEED=<seed>`. Plus the negative control
+//! of its leak column.
 
 use std::time::Duration;
 
@@ -24,4 +25,31 @@ fn random_fault_mix_keeps_every_safety_property() {
         report.markdown()
     );
     assert!(report.grants > 0, "no grant at all (seed {seed})");
+}
+
+/// Negative control of the leak column (P8): one worker never releases and does not say so, as
+/// if its release path were broken. The scan after the heal must find its keys and the run must
+/// not pass. Without faults, so that the worker is certainly granted locks in the last TTL
+/// before the scan.
+#[test]
+fn leak_column_catches_locks_that_are_never_released() {
+    let mut cfg = runner::Config::pr(Duration::from_secs(3), 1);
+    cfg.faults = false;
+    cfg.unreleased_workers = 1;
+    let report = runner::run(cfg);
+    eprintln!("{}", report.markdown());
+    assert!(
+        !report.leaked_keys.is_empty(),
+        "the leak column missed keys that were never released:\n{}",
+        report.markdown()
+    );
+    assert!(
+        report
+            .leaked_keys
+            .iter()
+            .all(|k| k.contains("quorumlock:lock:chaos-unreleased-w0-")),
+        "keys leaked by the workers that do release: {:?}",
+        report.leaked_keys
+    );
+    assert!(!report.safe());
 }

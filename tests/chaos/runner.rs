@@ -8,10 +8,19 @@
 //! A *client* pause (C10) is emulated by blocking the worker's own runtime thread inside its
 //! critical section, after its last validity check and before its writes: the same as a GC
 //! pause or SIGSTOP of that client, for everything the client can observe.
+//!
+//! A *holder crash* (C13) is emulated by a worker that `forget()`s a lock it was just granted:
+//! nothing is released and the keys stay until their TTL, as after a SIGKILL of a holder
+//! process. Its token is recorded, so the final key scan can tell those keys (left on purpose)
+//! from leaks.
+//!
+//! The leak column (P8) scans every node right after the heal, once every client's
+//! `shutdown()` has returned, and counts every lock key still there except those of crashed
+//! holders. Scanning after the TTL instead would find nothing whatever the client did.
 
 #![allow(dead_code, reason = "each user of this file takes the parts it needs")]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -32,6 +41,13 @@ pub struct Config {
     pub duration: Duration,
     pub seed: u64,
     pub hold_max: Duration,
+    /// Inject faults (the random mix). Off only for calibration runs.
+    pub faults: bool,
+    /// Negative control of the leak column: this many workers (ids 0..n) never release their
+    /// locks and do not report them as crashed, as if their release path were broken. They lock
+    /// a fresh resource each time, so that a grant never waits for their own previous keys.
+    /// 0 in every real run.
+    pub unreleased_workers: usize,
 }
 
 impl Config {
@@ -45,6 +61,8 @@ impl Config {
             duration,
             seed,
             hold_max: Duration::from_millis(5),
+            faults: true,
+            unreleased_workers: 0,
         }
     }
 }
@@ -69,7 +87,20 @@ pub struct Report {
     pub fenced_rejected: u64,
     pub keys_without_ttl: u64,
     pub auditor_samples: u64,
+    /// Lock keys found by the scan after the heal that no crashed holder left: "node i: key
+    /// (token fingerprint)".
     pub leaked_keys: Vec<String>,
+    /// Lock keys found by that scan whose token is a crashed (C13) holder's: they stay until
+    /// their TTL by design.
+    pub crashed_holder_keys: u64,
+    /// Holder crashes (C13) injected.
+    pub holder_crashes: u64,
+    /// The last fault injected before the heal, for reading a leak.
+    pub last_fault: String,
+    /// From the heal to the end of the key scan (the workers' shutdown is in between).
+    pub scan_after_heal: Duration,
+    /// The lock TTL, to tell whether the scan came soon enough to see keys from before the heal.
+    pub ttl: Duration,
     pub latency_p50: Duration,
     pub latency_p99: Duration,
     pub latency_max: Duration,
@@ -137,10 +168,31 @@ impl Report {
             "| **P9 lock keys without TTL** | {} (in {} auditor samples) |",
             self.keys_without_ttl, self.auditor_samples
         );
+        let blind = if self.scan_after_heal >= self.ttl {
+            " (the scan came after the TTL: keys from before the heal had expired)"
+        } else {
+            ""
+        };
         let _ = writeln!(
             s,
-            "| **P8 leaked keys after heal + TTL** | {} |",
-            self.leaked_keys.len()
+            "| **P8 leaked lock keys, scanned {:.0?} after the heal, once every client's shutdown() returned** | {}{blind}{} |",
+            self.scan_after_heal,
+            self.leaked_keys.len(),
+            if self.leaked_keys.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ": {}{}",
+                    self.leaked_keys.iter().take(8).cloned().collect::<Vec<_>>().join(", "),
+                    if self.leaked_keys.len() > 8 { ", ..." } else { "" }
+                )
+            }
+        );
+        let _ = writeln!(s, "| last fault before the heal | {} |", self.last_fault);
+        let _ = writeln!(
+            s,
+            "| lock keys of crashed holders (C13, left until their TTL by design; not leaks) | {} (of {} crashes) |",
+            self.crashed_holder_keys, self.holder_crashes
         );
         let _ = writeln!(
             s,
@@ -167,10 +219,36 @@ struct Shared {
     pause_lost: AtomicU64,
     fenced_accepted: AtomicU64,
     fenced_rejected: AtomicU64,
+    /// Tokens of the locks crashed holders left behind (C13).
+    crashed_tokens: Mutex<HashSet<String>>,
 }
 
 enum WorkerCmd {
     PauseInCriticalSection(Duration),
+    /// Crash at the next grant: keep the lock's keys until their TTL (C13).
+    CrashHolding,
+}
+
+/// The token's fingerprint as the library names it in logs and `Redlock::inspect` (the same
+/// hash), so a leaked key can be matched to a trace without printing the token.
+fn fingerprint(token: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    token.hash(&mut h);
+    format!("{:08x}", h.finish() as u32)
+}
+
+/// Blocks the thread for `d`, as a GC pause does, but no longer than until the run stops: the
+/// leak scan must not wait out a pause (it would then come after the TTL).
+fn pause_thread(d: Duration, stop: &AtomicBool) {
+    let end = Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(10)));
+    }
 }
 
 fn witness_conn(port: u16) -> redis::Connection {
@@ -202,9 +280,16 @@ fn worker(
         .unwrap();
     let mut rng = StdRng::seed_from_u64(cfg.seed ^ ((id as u64 + 1) * 0x9e37_79b9));
     let mut w = witness_conn(witness);
+    let unreleased = id < cfg.unreleased_workers;
+    let mut fresh = 0u64;
     rt.block_on(async {
         while !shared.stop.load(Ordering::Relaxed) {
-            let resource = format!("chaos-{}", rng.random_range(0..cfg.resources));
+            let resource = if unreleased {
+                fresh += 1;
+                format!("chaos-unreleased-w{id}-{fresh}")
+            } else {
+                format!("chaos-{}", rng.random_range(0..cfg.resources))
+            };
             let invoked = Instant::now();
             shared.attempts.fetch_add(1, Ordering::Relaxed);
             match redlock.try_acquire(&resource, cfg.ttl).await {
@@ -220,6 +305,23 @@ fn worker(
                         released: None,
                         fence: lock.fencing_token(),
                     });
+                    if unreleased {
+                        // The negative control: the keys stay, and nobody is told.
+                        lock.forget();
+                        continue;
+                    }
+                    let cmd = cmds.try_recv().ok();
+                    if let Some(WorkerCmd::CrashHolding) = cmd {
+                        // The holder dies here: its window ends at `until` (no release is
+                        // recorded), its keys stay until their TTL.
+                        shared
+                            .crashed_tokens
+                            .lock()
+                            .unwrap()
+                            .insert(lock.token().to_owned());
+                        lock.forget();
+                        continue;
+                    }
                     // Critical section: read-modify-write on the unfenced register, a fenced
                     // write, each only while the lock is believed valid.
                     let key = format!("witness:{resource}");
@@ -230,10 +332,10 @@ fn worker(
                         .unwrap_or(0);
                     let hold = Duration::from_micros(rng.random_range(0..=cfg.hold_max.as_micros() as u64));
                     tokio::time::sleep(hold).await;
-                    let paused = match cmds.try_recv() {
-                        Ok(WorkerCmd::PauseInCriticalSection(d)) if lock.is_valid() => {
+                    let paused = match cmd {
+                        Some(WorkerCmd::PauseInCriticalSection(d)) if lock.is_valid() => {
                             // The whole client stops, as in a GC pause, after its check.
-                            std::thread::sleep(d);
+                            pause_thread(d, &shared.stop);
                             true
                         }
                         _ => false,
@@ -308,6 +410,7 @@ pub fn run(cfg: Config) -> Report {
         pause_lost: AtomicU64::new(0),
         fenced_accepted: AtomicU64::new(0),
         fenced_rejected: AtomicU64::new(0),
+        crashed_tokens: Mutex::default(),
     });
     // Per worker, one proxy per node.
     let proxies: Vec<Vec<Proxy>> = (0..cfg.workers)
@@ -376,6 +479,9 @@ pub fn run(cfg: Config) -> Report {
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let mut faults: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut client_pauses = 0;
+    let mut holder_crashes = 0;
+    // The last fault and when its step ended (a window's heal, or the injection itself).
+    let mut last_fault: Option<(String, Instant)> = None;
     let minority = (cfg.nodes - 1) / 2;
     let node_cmd = |cluster: &LocalCluster, i: usize, args: &[&str]| {
         if let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{}", cluster.port(i))) {
@@ -389,12 +495,17 @@ pub fn run(cfg: Config) -> Report {
         }
     };
     while start.elapsed() < cfg.duration {
+        if !cfg.faults {
+            std::thread::sleep(cfg.duration.saturating_sub(start.elapsed()));
+            break;
+        }
         std::thread::sleep(Duration::from_millis(rng.random_range(300..1200)));
-        let pick = rng.random_range(0..11);
+        let pick = rng.random_range(0..12);
         let window = Duration::from_millis(rng.random_range(300..1500));
         let mut nodes: Vec<usize> = (0..cfg.nodes).collect();
         nodes.sort_by_key(|_| rng.random::<u32>());
         let some: Vec<usize> = nodes[..rng.random_range(1..=minority)].to_vec();
+        let before = faults.clone();
         match pick {
             0 => {
                 // C1 kill a minority; C3 restart without persistence after ttl + margin.
@@ -510,6 +621,13 @@ pub fn run(cfg: Config) -> Report {
                 let ms = (cfg.node_timeout * 4).as_millis().to_string();
                 node_cmd(&cluster, some[0], &["CLIENT", "PAUSE", &ms, "WRITE"]);
             }
+            10 => {
+                // C13: a holder crashes with its lock (emulated by forget(), see the top).
+                *faults.entry("C13 holder crash").or_default() += 1;
+                holder_crashes += 1;
+                let w = rng.random_range(0..cfg.workers);
+                let _ = senders[w].send(WorkerCmd::CrashHolding);
+            }
             _ => {
                 // C10 (fenced): a client pauses inside its critical section for longer than the
                 // TTL.
@@ -519,21 +637,53 @@ pub fn run(cfg: Config) -> Report {
                 let _ = senders[w].send(WorkerCmd::PauseInCriticalSection(cfg.ttl * 3 / 2));
             }
         }
+        let injected: Vec<&str> = faults
+            .iter()
+            .filter(|(k, v)| before.get(*k) != Some(*v))
+            .map(|(k, _)| *k)
+            .collect();
+        last_fault = Some((
+            format!("{} (nodes {some:?})", injected.join(" + ")),
+            Instant::now(),
+        ));
     }
-    // Heal everything, stop the workers, wait out the TTL, and audit.
+    // Heal everything (every node runs and is resumed at this point; a CLIENT PAUSE may still
+    // be on), stop the workers, and scan for lock keys as soon as every client's shutdown() has
+    // returned: a key still there now was left by a release or clean-up that did not happen.
+    // Waiting out the TTL first would hide every such key.
     proxies.iter().flatten().for_each(Proxy::heal);
+    for i in 0..cfg.nodes {
+        node_cmd(&cluster, i, &["CLIENT", "UNPAUSE"]);
+    }
+    let healed = Instant::now();
+    let last_fault = last_fault.map_or_else(
+        || "none".to_owned(),
+        |(what, at)| format!("{what}, step ended {:.0?} before the heal", healed - at),
+    );
     shared.stop.store(true, Ordering::SeqCst);
     for t in threads {
         t.join().expect("worker panicked");
     }
     auditor.join().expect("auditor panicked");
-    std::thread::sleep(cfg.ttl + Duration::from_millis(500));
+    let crashed = shared.crashed_tokens.lock().unwrap().clone();
     let mut leaked = Vec::new();
+    let mut crashed_holder_keys = 0;
     for i in 0..cfg.nodes {
         let mut c = witness_conn(cluster.port(i));
         let keys: Vec<String> = redis::cmd("KEYS").arg("quorumlock:lock:*").query(&mut c).unwrap();
-        leaked.extend(keys.into_iter().map(|k| format!("node {i}: {k}")));
+        for k in keys {
+            // Gone meanwhile (expired) means not there.
+            let Some(token): Option<String> = redis::cmd("GET").arg(&k).query(&mut c).unwrap() else {
+                continue;
+            };
+            if crashed.contains(&token) {
+                crashed_holder_keys += 1;
+            } else {
+                leaked.push(format!("node {i}: {k} (token {})", fingerprint(&token)));
+            }
+        }
     }
+    let scan_after_heal = healed.elapsed();
     let mut lat = shared.latencies.lock().unwrap().clone();
     lat.sort();
     let pct = |p: f64| {
@@ -563,6 +713,11 @@ pub fn run(cfg: Config) -> Report {
         keys_without_ttl: no_ttl.load(Ordering::SeqCst),
         auditor_samples: samples.load(Ordering::SeqCst),
         leaked_keys: leaked,
+        crashed_holder_keys,
+        holder_crashes,
+        last_fault,
+        scan_after_heal,
+        ttl: cfg.ttl,
         latency_p50: pct(0.5),
         latency_p99: pct(0.99),
         latency_max: lat.last().copied().unwrap_or_default(),

@@ -6,8 +6,11 @@
 //! (`PR_SET_PDEATHSIG`) and when the cluster is dropped.
 //!
 //! [`Proxy`] sits in front of one node and injects network faults per direction: latency,
-//! hold (pause), drop (blackhole), connection resets, and dropping requests that contain a
-//! pattern; it also counts requests by pattern.
+//! hold (pause), drop (blackhole), connection resets (real RSTs), and dropping requests that
+//! contain a pattern; it also counts requests by pattern. It passes a close on only after the
+//! bytes sent before it, as TCP does, and it can hold the requests of the connections open now
+//! and deliver them later, after newer connections' traffic ([`Proxy::hold_requests`],
+//! [`Proxy::deliver_held`]): late bytes, as from a retransmission.
 //!
 //! This crate does not depend on `quorumlock`, so it can test any lock client.
 //!
@@ -29,5 +32,5 @@ mod tls;
 
 pub use cluster::{nodes_from_env_or_local, ClusterOptions, Error, LocalCluster, Persistence};
 pub use history::{Grant, GrantId, History, Violation, FENCED_WRITE};
-pub use proxy::{Counter, Direction, Fault, Proxy};
+pub use proxy::{Counter, Delivered, Direction, Fault, Proxy};
 pub use tls::{ServerTls, TestPki};

@@ -2,6 +2,9 @@
 //!
 //! Run: `cargo run --release --example chaos -- --minutes 30 [--seed N]`
 //! (needs `redis-server`; starts its own nodes on loopback).
+//!
+//! `--no-obligations` is the negative control of the leak column: releases are given up after
+//! one try, as before release obligations existed, and the leak column must then show keys.
 
 use std::time::Duration;
 
@@ -18,8 +21,17 @@ fn main() {
     };
     let minutes = value("--minutes").unwrap_or(1);
     let seed = value("--seed").unwrap_or_else(rand::random::<u64>);
-    eprintln!("chaos soak: {minutes} min, seed {seed}");
-    let report = runner::run(runner::Config::pr(Duration::from_secs(minutes * 60), seed));
+    let mut cfg = runner::Config::pr(Duration::from_secs(minutes * 60), seed);
+    cfg.obligations = !args.iter().any(|a| a == "--no-obligations");
+    eprintln!(
+        "chaos soak: {minutes} min, seed {seed}{}",
+        if cfg.obligations {
+            ""
+        } else {
+            ", release obligations OFF (negative control)"
+        }
+    );
+    let report = runner::run(cfg);
     println!("{}", report.markdown());
     if !report.safe() {
         eprintln!("A SAFETY PROPERTY FAILED (seed {seed})");

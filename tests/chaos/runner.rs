@@ -48,6 +48,9 @@ pub struct Config {
     /// a fresh resource each time, so that a grant never waits for their own previous keys.
     /// 0 in every real run.
     pub unreleased_workers: usize,
+    /// Release obligations (DESIGN rule (c)). `false` only for the negative control that shows
+    /// the leak column failing when releases are given up after one try.
+    pub obligations: bool,
 }
 
 impl Config {
@@ -63,6 +66,7 @@ impl Config {
             hold_max: Duration::from_millis(5),
             faults: true,
             unreleased_workers: 0,
+            obligations: true,
         }
     }
 }
@@ -276,6 +280,7 @@ fn worker(
         .node_timeout(cfg.node_timeout)
         .fencing(true)
         .retry(Retry::none())
+        .negative_control_release_obligations(cfg.obligations)
         .build()
         .unwrap();
     let mut rng = StdRng::seed_from_u64(cfg.seed ^ ((id as u64 + 1) * 0x9e37_79b9));
@@ -695,8 +700,14 @@ pub fn run(cfg: Config) -> Report {
     let failures = shared.failures.lock().unwrap().clone();
     Report {
         config: format!(
-            "N={}, workers={}, resources={}, ttl={:?}, node_timeout={:?}, drift 0.01, retry none, fencing on, persistence none (restarts delayed > ttl), redis-server 7.0, seed={}",
-            cfg.nodes, cfg.workers, cfg.resources, cfg.ttl, cfg.node_timeout, cfg.seed
+            "N={}, workers={}, resources={}, ttl={:?}, node_timeout={:?}, drift 0.01, retry none, fencing on, persistence none (restarts delayed > ttl), redis-server 7.0, seed={}{}",
+            cfg.nodes,
+            cfg.workers,
+            cfg.resources,
+            cfg.ttl,
+            cfg.node_timeout,
+            cfg.seed,
+            if cfg.obligations { "" } else { ", release obligations OFF (negative control)" }
         ),
         wall: start.elapsed(),
         attempts: shared.attempts.load(Ordering::SeqCst),

@@ -341,3 +341,54 @@ async fn wake_on_release_waits_for_a_majority_of_reports() {
     lock.release().await.unwrap();
     assert_clean(&cluster, &[&waiter], "after the wake-up").await;
 }
+
+/// Rule (d), late bytes: node 0's acquisition request is held on its connection (as a lost and
+/// retransmitted segment would be), the client gives that connection up and releases on a new
+/// one, and only then do the held bytes reach the server. The release left a tombstone, so the
+/// late request sets nothing. With the tombstone check taken out of the acquire script (or with
+/// the plain `SET NX` used before), the key stays until its TTL.
+#[tokio::test]
+async fn a_request_arriving_after_its_release_leaves_no_key() {
+    let cluster = cluster(3);
+    let proxies = proxies(&cluster);
+    let redlock = through(&proxies, Duration::from_millis(300));
+    warm_up(&redlock).await;
+    for round in 0..3 {
+        let resource = format!("late-{round}");
+        assert_eq!(proxies[0].hold_requests(), 1, "round {round}: one connection held");
+        let lock = redlock
+            .acquire(&resource, Duration::from_secs(30))
+            .await
+            .expect("nodes 1 and 2 grant");
+        // The client gives the held connection up (a reset it sees; the held bytes stay).
+        let start = std::time::Instant::now();
+        while proxies[0].held_bytes() == 0 {
+            assert!(start.elapsed() < Duration::from_secs(5), "request never held");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        proxies[0].reset_connections();
+        while proxies[0].held_abandoned() < 1 {
+            assert!(start.elapsed() < Duration::from_secs(5), "reset never seen");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The release reaches node 0 on a new connection, before the held request.
+        lock.release().await.unwrap();
+        redlock.shutdown().await;
+        assert_eq!(
+            values(&cluster, &resource)[0],
+            Ok(None),
+            "round {round}: node 0 has no key before the late bytes"
+        );
+        let delivered = proxies[0].deliver_held().unwrap();
+        assert_eq!(
+            delivered.closed_by_server, 1,
+            "round {round}: the late request ran on node 0"
+        );
+        assert_eq!(
+            values(&cluster, &resource)[0],
+            Ok(None),
+            "round {round}: the request that arrived after its release left a key"
+        );
+    }
+    assert_no_lock_keys(&cluster, "after the late bytes");
+}

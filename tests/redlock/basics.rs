@@ -332,6 +332,23 @@ async fn release_wakes_refused_waiters() {
             }
         });
         tokio::time::sleep(Duration::from_millis(300)).await; // the waiter was refused and waits
+        if wake {
+            // The waiter's subscriptions are made in the background; a notice published before
+            // they exist is lost (polling is the fallback), which is not what this test is
+            // about. Flaky before: "woken 2.0s after the release" on a loaded machine.
+            let start = Instant::now();
+            while (0..3).any(|i| {
+                let v: Vec<redis::Value> = on_node(
+                    &cluster,
+                    i,
+                    redis::cmd("PUBSUB").arg("NUMSUB").arg("quorumlock:released"),
+                );
+                !matches!(v.get(1), Some(redis::Value::Int(n)) if *n >= 1)
+            }) {
+                assert!(start.elapsed() < Duration::from_secs(10), "never subscribed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         let released = Instant::now();
         lock.release().await.unwrap();
         let granted = wait.await.unwrap();

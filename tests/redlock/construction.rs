@@ -355,7 +355,11 @@ async fn a_request_arriving_after_its_release_leaves_no_key() {
     warm_up(&redlock).await;
     for round in 0..3 {
         let resource = format!("late-{round}");
-        assert_eq!(proxies[0].hold_requests(), 1, "round {round}: one connection held");
+        assert_eq!(
+            proxies[0].hold_requests(),
+            1,
+            "round {round}: one connection held"
+        );
         let lock = redlock
             .acquire(&resource, Duration::from_secs(30))
             .await

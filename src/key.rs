@@ -56,7 +56,7 @@ mod tests {
             prop_assert_ne!(lock_key(DEFAULT_PREFIX, &a), lock_key(DEFAULT_PREFIX, &b));
         }
 
-        /// Counters never collide with lock keys, whatever the names (TESTPLAN 7.5: `x:fence`
+        /// Counters never collide with lock keys, whatever the names (docs/testing.md, "Key construction": `x:fence`
         /// must not meet the counter of `x`).
         #[test]
         fn fence_keys_never_collide_with_lock_keys(a in any::<String>(), b in any::<String>()) {

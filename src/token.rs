@@ -2,7 +2,7 @@
 //!
 //! `getrandom` asks the kernel every time. A user-space generator such as `ThreadRng` would be
 //! faster, but rand 0.9 no longer reseeds it after `fork()`, so a forked child could repeat its
-//! parent's next token and the two could release each other's lock (TESTPLAN 7.4).
+//! parent's next token and the two could release each other's lock (docs/testing.md, "Tokens").
 
 use std::fmt;
 use std::sync::Arc;
@@ -83,7 +83,7 @@ mod tests {
 
     #[test]
     fn tokens_are_128_bit_hex_and_unique() {
-        // TESTPLAN 7.4: 10^6 draws, no duplicate.
+        // docs/testing.md, "Tokens": 10^6 draws, no duplicate.
         let mut seen = HashSet::with_capacity(1_000_000);
         for _ in 0..1_000_000 {
             let t = Token::generate().unwrap();

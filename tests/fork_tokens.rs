@@ -1,4 +1,4 @@
-//! TESTPLAN 7.4: a forked child never repeats its parent's next token. A user-space generator
+//! docs/testing.md, "Tokens": a forked child never repeats its parent's next token. A user-space generator
 //! (rand 0.9's ThreadRng) copied by fork() would hand both processes the same next value; the
 //! two could then release or extend each other's lock. Tokens come from the kernel each time.
 //!

@@ -1,4 +1,4 @@
-//! TESTPLAN 7.5 flooding: a peer that answers with a 64 MiB reply. redis-rs buffers a bulk
+//! docs/testing.md, "Hostile replies", flooding: a peer that answers with a 64 MiB reply. redis-rs buffers a bulk
 //! string as it arrives (it caps nesting, not length), so the bound is ours: the reply is a
 //! failed node, the connection is dropped, and the memory goes back. Its own test binary, so
 //! that no other test's allocations move the process's RSS.

@@ -1,4 +1,4 @@
-//! The random fault mix (TESTPLAN C31): workers contend for a few resources through their own
+//! The random fault mix (C31, docs/testing.md): workers contend for a few resources through their own
 //! fault proxies while a seeded scheduler injects faults; a history checker, a key auditor and
 //! a witness store check the safety properties; a report gives every figure.
 //!

@@ -1,4 +1,4 @@
-//! TESTPLAN 7.1: the least-privilege lock user. Every test built on `support::cluster` already
+//! docs/testing.md, "Least privilege": the least-privilege lock user. Every test built on `support::cluster` already
 //! runs as that user; these tests cover each feature under it, and drop each permission in turn:
 //! the failure must be a permission error naming the node, never "contended" or "lost".
 

@@ -312,7 +312,7 @@ async fn write_refusals_are_failures_with_reasons_never_contention() {
     assert_no_lock_keys(&cluster, "after refusals");
 }
 
-/// TESTPLAN 7.5: the node timeout, not redis-rs' 500 ms default response timeout, bounds each
+/// docs/testing.md, "Hostile replies": the node timeout, not redis-rs' 500 ms default response timeout, bounds each
 /// call, on both sides of 500 ms. A node answering after 700 ms is a grant with a 1.5 s node
 /// timeout and a timeout with a 300 ms one.
 #[tokio::test]

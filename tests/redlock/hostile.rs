@@ -1,4 +1,4 @@
-//! Hostile and broken replies (TESTPLAN 7.5, P15): the test kit's proxy rewrites real replies
+//! Hostile and broken replies (docs/testing.md, "Hostile replies", P15): the test kit's proxy rewrites real replies
 //! from real servers. Only the request's own token grants an acquisition and only an exact `:1`
 //! confirms an extension; anything else is a failed node, nothing panics, the connection is dropped after
 //! a protocol error, and the client recovers once the replies are sane again.

@@ -1,4 +1,4 @@
-//! Scripted faults through the test kit's proxy (TESTPLAN 'Deterministic scenario tests' and
+//! Scripted faults through the test kit's proxy (the S and B codes of docs/testing.md, and
 //! 'Breaks by design'). Every scenario asserts exact outcomes; the breaks must be *detected* by
 //! the history checker, and their mitigations must remove them.
 

@@ -1,4 +1,4 @@
-//! TLS (TESTPLAN 7.2): `rediss://` nodes with certificates made at test time. A good CA and host
+//! TLS (docs/testing.md, "TLS"): `rediss://` nodes with certificates made at test time. A good CA and host
 //! name work; an unknown CA, a wrong host name and a missing client certificate fail (as
 //! unreachable nodes, never as contention); `#insecure` is refused unless explicitly allowed.
 

@@ -5,7 +5,7 @@
 //! `docs/cli.md`.
 //!
 //! The hidden `__worker` mode is a lock client driven line by line over stdin/stdout, so that
-//! tests can SIGSTOP a client while it holds a lock (TESTPLAN C10 / S3).
+//! tests can SIGSTOP a client while it holds a lock (C10 / S3 in docs/testing.md).
 
 mod args;
 mod exit;

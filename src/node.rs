@@ -370,7 +370,20 @@ async fn handshake(conn: &mut MultiplexedConnection, timeout: Duration) -> Resul
                     .into(),
                 ))
             }
-            Err(e) => return Err(classify_error(&e)),
+            Err(e) => {
+                return Err(match classify_error(&e) {
+                    // A peer whose first bytes are not RESP at all (an HTTP server, SSH, a
+                    // database on the wrong port): say so, not the parser's multi-line noise.
+                    NodeOutcome::Protocol(text) => NodeOutcome::Protocol(
+                        format!(
+                            "not a Redis server: PING was answered with something that is not RESP ({})",
+                            crate::reply::one_line(&text)
+                        )
+                        .into(),
+                    ),
+                    other => other,
+                });
+            }
         }
         match conn.send_packed_command(redis::cmd("INFO").arg("server")).await {
             Ok(redis::Value::ServerError(e)) => Err(identity_denied(classify_server_reply(&e))),

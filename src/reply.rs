@@ -202,6 +202,24 @@ pub(crate) fn classify_value(op: Op, token: &str, value: &Value) -> NodeOutcome 
     }
 }
 
+/// `text` on one line and at most 120 bytes: it ends up in errors, logs and `quorumlock status`
+/// tables.
+pub(crate) fn one_line(text: &str) -> String {
+    let mut s: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if s.len() > 120 {
+        let mut cut = 117;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
+}
+
 pub(crate) fn describe(v: &Value) -> String {
     // Bounded: a hostile reply may be huge, and this text ends up in errors and logs.
     let mut s = format!("{v:?}");

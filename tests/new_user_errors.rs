@@ -48,3 +48,42 @@ fn outside_tokio_is_a_clear_error() {
     assert_eq!(err.kind(), ErrorKind::NoRuntime);
     assert!(err.to_string().contains("tokio"), "{err}");
 }
+
+/// A node URL that points at something that is not Redis (here a peer that answers like an HTTP
+/// server) is a failed node that says "not a Redis server", on one line, instead of the RESP
+/// parser's multi-line noise.
+#[tokio::test]
+async fn a_port_that_is_not_redis_says_so_on_one_line() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        // Bounded: at most a few connections, each answered once.
+        for _ in 0..8 {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = [0u8; 256];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let redlock = Redlock::builder()
+        .node(format!("redis://127.0.0.1:{port}"))
+        .node_timeout(Duration::from_millis(500))
+        .retry(Retry::none())
+        .build()
+        .unwrap();
+    let e = redlock
+        .acquire("not-redis", Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    let (_, outcome) = &e.nodes()[0];
+    let text = outcome.to_string();
+    assert!(text.contains("not a Redis server"), "{text}");
+    assert!(!text.contains('\n') && !text.contains('\r'), "{text:?}");
+    assert!(!e.to_string().contains('\n'), "{e}");
+    server.abort();
+}

@@ -57,7 +57,7 @@ pub(crate) async fn main(global: &Global, args: &RunArgs) -> i32 {
     let guard = match redlock.acquire_guard(&args.resource, args.ttl).await {
         Ok(g) => g,
         Err(e) => {
-            redlock.shutdown().await;
+            finish(&redlock).await;
             return report.failed(&e, "not acquired");
         }
     };
@@ -73,9 +73,21 @@ pub(crate) async fn main(global: &Global, args: &RunArgs) -> i32 {
             eprintln!("quorumlock: warning: release failed, the lock expires within its TTL: {e}");
         }
     }
-    redlock.shutdown().await;
+    finish(&redlock).await;
     report.finished(code, &released, started.elapsed());
     code.code
+}
+
+/// Longest wait at exit for releases still being re-sent to a node that does not answer.
+const EXIT_WAIT: Duration = Duration::from_secs(2);
+
+/// Waits for the background releases (a failed attempt's clean-up, the slower nodes of the
+/// release), at most [`EXIT_WAIT`]: with a node down, the library re-sends a release until the
+/// key has certainly expired, and a command line must not hang for a whole TTL after its
+/// command ended. What is still pending then expires by its TTL.
+async fn finish(redlock: &quorumlock::Redlock) {
+    // Timing out is not an error: the pending releases' keys expire by their TTL.
+    let _ = tokio::time::timeout(EXIT_WAIT, redlock.shutdown()).await;
 }
 
 /// How the command ended.

@@ -4,7 +4,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::IntoConnectionInfo;
 
 use crate::client::{Inner, Redlock};
 use crate::error::{Error, NodeId};
@@ -13,6 +12,7 @@ use crate::key::DEFAULT_PREFIX;
 use crate::node::Node;
 use crate::nodes::NodeSet;
 use crate::retry::Retry;
+use crate::url::{parse_node, redact, TlsOptions};
 
 /// Connect timeout when no node timeout is configured (the node timeout is then derived from
 /// each call's TTL, but a connection outlives any one call).
@@ -47,14 +47,6 @@ pub struct RedlockBuilder {
     release_obligations: bool,
 }
 
-/// TLS settings shared by every `rediss://` node (a node's URL may override the files).
-#[derive(Clone, Default)]
-struct TlsOptions {
-    ca_pem: Option<Vec<u8>>,
-    client: Option<(Vec<u8>, Vec<u8>)>,
-    accept_invalid: bool,
-}
-
 impl fmt::Debug for RedlockBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedlockBuilder")
@@ -77,22 +69,6 @@ impl fmt::Debug for RedlockBuilder {
 impl Default for RedlockBuilder {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-/// A URL with user name and password replaced by `***`, for messages. Input that does not parse
-/// as a URL is not echoed at all: it could be a password pasted in the wrong place.
-pub(crate) fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if !u.username().is_empty() || u.password().is_some() {
-                let _ = u.set_username("***");
-                let _ = u.set_password(None);
-            }
-            u.set_fragment(None);
-            u.to_string()
-        }
-        Err(_) => "<unparseable URL>".to_owned(),
     }
 }
 
@@ -311,122 +287,5 @@ impl RedlockBuilder {
                 prefix: self.key_prefix.into(),
             }),
         })
-    }
-}
-
-/// Our own URL query parameters (TLS files); removed before redis-rs sees the URL.
-const TLS_PARAMS: [&str; 3] = ["tls_ca", "tls_cert", "tls_key"];
-
-/// Parses one node URL into its display address and a redis-rs client.
-fn parse_node(index: usize, raw: &str, tls: &TlsOptions) -> Result<(String, redis::Client), Error> {
-    let shown = redact(raw);
-    let fail = |what: String| Error::config(format!("node {index} ({shown}): {what}"));
-    let mut url =
-        url::Url::parse(raw).map_err(|e| Error::config(format!("node {index}: not a valid URL ({e})")))?;
-    let is_tls = match url.scheme() {
-        "redis" | "unix" | "redis+unix" => false,
-        "rediss" => true,
-        other => {
-            return Err(fail(format!(
-                "unsupported scheme {other:?}; use redis, rediss, unix or redis+unix"
-            )))
-        }
-    };
-    match url.fragment() {
-        None => {}
-        Some("insecure") if is_tls && tls.accept_invalid => {}
-        Some("insecure") if is_tls => {
-            return Err(fail(
-                "#insecure turns off TLS certificate checks; it is refused unless \
-                 danger_accept_invalid_tls_certs(true) is set"
-                    .into(),
-            ))
-        }
-        Some(_) => return Err(fail("URL fragments are refused".into())),
-    }
-    // Split off our TLS file parameters; the rest of the query goes to redis-rs unchanged.
-    let mut files: [Option<String>; 3] = Default::default();
-    let rest: Vec<(String, String)> = url
-        .query_pairs()
-        .filter_map(|(k, v)| match TLS_PARAMS.iter().position(|p| *p == k) {
-            Some(i) => {
-                files[i] = Some(v.into_owned());
-                None
-            }
-            None => Some((k.into_owned(), v.into_owned())),
-        })
-        .collect();
-    if files.iter().any(Option::is_some) {
-        if !is_tls {
-            return Err(fail("tls_ca, tls_cert and tls_key need a rediss:// URL".into()));
-        }
-        url.set_query(None);
-        if !rest.is_empty() {
-            url.query_pairs_mut().extend_pairs(rest);
-        }
-    }
-    let read = |path: &str| std::fs::read(path).map_err(|e| fail(format!("cannot read {path}: {e}")));
-    let [ca_file, cert_file, key_file] = files;
-    let ca = match ca_file {
-        Some(path) => Some(read(&path)?),
-        None => tls.ca_pem.clone(),
-    };
-    let client_cert = match (cert_file, key_file) {
-        (Some(c), Some(k)) => Some((read(&c)?, read(&k)?)),
-        (None, None) => tls.client.clone(),
-        _ => return Err(fail("tls_cert and tls_key go together".into())),
-    };
-    if is_tls {
-        // redis-rs builds rustls configs from the process-wide provider. Installing fails only if
-        // the application already installed one, which we then use.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-    let info = url
-        .as_str()
-        .into_connection_info()
-        .map_err(|e| fail(e.detail().unwrap_or("invalid Redis URL").to_owned()))?;
-    let db = info.redis_settings().db();
-    // CLIENT SETINFO costs a round trip per connection and an ACL permission the lock user
-    // does not otherwise need.
-    let settings = info.redis_settings().clone().set_skip_set_lib_name();
-    let mut addr = match info.addr() {
-        redis::ConnectionAddr::Tcp(host, port) => format!("redis://{host}:{port}"),
-        redis::ConnectionAddr::TcpTls { host, port, .. } => format!("rediss://{host}:{port}"),
-        redis::ConnectionAddr::Unix(path) => format!("unix:{}", path.display()),
-        _ => shown.clone(),
-    };
-    if db != 0 {
-        addr.push_str(&format!("/{db}"));
-    }
-    let info = info.set_redis_settings(settings);
-    let client = if is_tls && (ca.is_some() || client_cert.is_some()) {
-        let certs = redis::TlsCertificates {
-            client_tls: client_cert.map(|(client_cert, client_key)| redis::ClientTlsConfig {
-                client_cert,
-                client_key,
-            }),
-            root_cert: ca,
-        };
-        redis::Client::build_with_tls(info, certs)
-    } else {
-        redis::Client::open(info)
-    };
-    let client = client.map_err(|e| fail(e.detail().map_or_else(|| e.to_string(), str::to_owned)))?;
-    Ok((addr, client))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redact_hides_credentials() {
-        assert_eq!(
-            redact("redis://alice:s3cret@host:7000/2"),
-            "redis://***@host:7000/2"
-        );
-        assert_eq!(redact("redis://:s3cret@host:7000"), "redis://***@host:7000");
-        assert_eq!(redact("redis://host:7000"), "redis://host:7000");
-        assert_eq!(redact("not a url s3cret"), "<unparseable URL>");
     }
 }

@@ -83,6 +83,7 @@ mod reply;
 mod retry;
 mod scripts;
 mod token;
+mod url;
 mod validity;
 mod wake;
 mod watchdog;

@@ -46,7 +46,7 @@ pub mod configs {
         Config::base()
     }
 
-    /// [`core`] without loss, resets or early timeouts, and with the second client starting after
+    /// [`core()`] without loss, resets or early timeouts, and with the second client starting after
     /// the first returned: only delays, pauses and clock faults. The controls whose
     /// counterexample needs no network fault are searched here, where the shortest trace is
     /// within reach (it is then the shortest trace of this configuration).
@@ -60,7 +60,7 @@ pub mod configs {
         }
     }
 
-    /// [`core`] with one extension per holder, and two attempts per client.
+    /// [`core()`] with one extension per holder, and two attempts per client.
     pub fn extension() -> Config {
         Config {
             extend: true,
@@ -83,7 +83,7 @@ pub mod configs {
         }
     }
 
-    /// [`crash_fencing`] with AOF-always persistence: a node may come back at once.
+    /// [`crash_fencing()`] with AOF-always persistence: a node may come back at once.
     pub fn persistent() -> Config {
         Config {
             persistent: true,

@@ -650,10 +650,12 @@ impl Redlock {
         // G2 ghost: release and extend may only change keys that hold their own token.
         if matches!(m.body, Body::Release { .. } | Body::Extend { .. }) {
             let token = m.body.token();
-            for r in 0..RESOURCES {
-                if before[r] != node.keys[r] && before[r].is_some_and(|k| k.token != token) {
-                    s.foreign_touched = true;
-                }
+            let foreign_changed = before
+                .iter()
+                .zip(&node.keys)
+                .any(|(was, is)| was != is && was.is_some_and(|k| k.token != token));
+            if foreign_changed {
+                s.foreign_touched = true;
             }
         }
         reply

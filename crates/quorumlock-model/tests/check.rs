@@ -136,3 +136,34 @@ fn control_clock_step_breaks_g1() {
 fn control_obligation_bound_from_t0_breaks_g5() {
     caught(Bug::ObligationBoundFromT0, 9);
 }
+
+/// One server counted twice does not break exclusion in the model: the alias answers "held
+/// elsewhere" to our own second SET, and weighted majorities still intersect. What breaks is
+/// liveness (the control above). Bounded like the correct model.
+#[test]
+fn one_server_counted_twice_keeps_g1_and_g5() {
+    let cfg = configs::core().with_bug(Bug::DuplicateServer);
+    let o = check(cfg, DEPTH, 1, false);
+    let names: Vec<_> = o.violations.iter().map(|(p, _)| *p).collect();
+    assert!(names.is_empty(), "{names:?}");
+}
+
+/// The boundary of tombstones: they live one lock TTL, so they cover SET bytes delayed up to
+/// `ttl - drift - 1` ticks after the attempt began (the configurations above use exactly that).
+/// One tick more and a late SET lands after its tombstone expired, leaving a key behind.
+#[test]
+fn tombstones_cover_delays_below_ttl_minus_drift_only() {
+    // One client is enough for a leak of its own token, and keeps the search short.
+    let cfg = Config {
+        max_delay: 2,
+        clients: 1,
+        ..configs::core()
+    };
+    let o = check(cfg.clone(), 0, 1, true);
+    let (_, path) = o
+        .violations
+        .iter()
+        .find(|(p, _)| *p == quorumlock_model::G5)
+        .expect("a SET delayed ttl - drift ticks outlives its tombstone");
+    eprintln!("{}", format_trace(&cfg, path));
+}

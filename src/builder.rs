@@ -4,7 +4,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-
 use crate::client::{Inner, Redlock};
 use crate::error::{Error, NodeId};
 use crate::identity::{same_endpoint, Identities};

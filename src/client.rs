@@ -417,9 +417,12 @@ impl Redlock {
         // Step 1: the clock starts before anything is sent, so time spent paused before or
         // during the sends counts against validity.
         let t0 = Instant::now();
-        // Every key this attempt may set is certainly gone by then (the drift allowance covers
-        // a server clock that runs slow): the end of any release obligation for it.
-        let expires = t0 + ttl.effective + ttl.drift;
+        // The end of any release obligation for this attempt: a request sent at t0 may still be
+        // applied up to a node timeout later (later than that we stopped waiting for it), and
+        // its key then lives one TTL, plus the drift allowance for a server clock that runs
+        // slow. (The model checker found the bound without the node timeout too short:
+        // docs/model.md.)
+        let expires = t0 + ttl.node_timeout + ttl.effective + ttl.drift;
         let lock = LockRef {
             keys: keys.clone(),
             tomb: tomb_key(&inner.prefix, token.as_str()),

@@ -209,9 +209,12 @@ impl Lock {
         // here on the claim is at most what a shorter TTL leaves.
         let claim_if_applied = t0 + (ttl.effective - ttl.drift);
         let shortened = self.valid_until.min(claim_if_applied);
-        // Keys may now live until this extension's TTL runs out: the release obligations last
-        // that long.
-        self.expires = self.expires.max(t0 + ttl.effective + ttl.drift);
+        // Keys may now live until this extension's TTL runs out, counted from when it may still
+        // be applied (even if the extension fails, some nodes may have applied it): the release
+        // obligations last that long.
+        self.expires = self
+            .expires
+            .max(t0 + ttl.node_timeout + ttl.effective + ttl.drift);
         let req = Arc::new(Request::extend(&self.lock, ttl.ms));
         // Abandoned when dropped: an extension cancelled by the release (the watchdog's) must not
         // be sent after it, for instance once a connection being made comes up.

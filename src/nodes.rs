@@ -16,8 +16,9 @@
 //! obligation never ends because a reconnect was backing off.
 //!
 //! An obligation ends with a definite answer, or when its key has certainly expired: its
-//! `expires` instant (the last SET or PEXPIRE it may undo, plus the TTL and the drift
-//! allowance, on this client's monotonic clock). Ending that way is logged (`warn`). The
+//! `expires` instant (when the last SET or PEXPIRE it may undo was sent, plus the node timeout
+//! within which it may still be applied, the TTL and the drift allowance, on this client's
+//! monotonic clock). Ending that way is logged (`warn`). The
 //! workers are tracked, so [`NodeSet::shutdown`] waits for every obligation, bounded by the
 //! TTLs.
 

@@ -34,7 +34,11 @@ pub(crate) fn redact(url: &str) -> String {
 const TLS_PARAMS: [&str; 3] = ["tls_ca", "tls_cert", "tls_key"];
 
 /// Parses one node URL into its display address and a redis-rs client.
-pub(crate) fn parse_node(index: usize, raw: &str, tls: &TlsOptions) -> Result<(String, redis::Client), Error> {
+pub(crate) fn parse_node(
+    index: usize,
+    raw: &str,
+    tls: &TlsOptions,
+) -> Result<(String, redis::Client), Error> {
     let shown = redact(raw);
     let fail = |what: String| Error::config(format!("node {index} ({shown}): {what}"));
     let mut url =

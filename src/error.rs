@@ -6,41 +6,55 @@ use std::time::Duration;
 
 /// What went wrong, coarsely: the thing a caller branches on.
 ///
-/// Finer detail (which node said what) is in [`Error::nodes`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Finer detail (which node said what) is in [`Error::nodes`]. `Display` gives the short text
+/// used in [`Error`]'s own message ("held elsewhere", "too few nodes reachable", ...).
+// thiserror writes the Display impl from the texts below; it also makes ErrorKind a
+// std::error::Error, which costs nothing and lets a kind stand alone where an error is wanted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// An argument of a call was unusable: empty resource, zero or too large TTL, a TTL too short
     /// to leave any validity after the drift allowance. Retrying the same call cannot help.
+    #[error("invalid argument")]
     InvalidInput,
     /// The builder was given an unusable configuration: no nodes, duplicate or malformed URLs, an
     /// unknown scheme, a drift factor outside `[0, 1)`, zero attempts.
+    #[error("invalid configuration")]
     Config,
-    /// Quorum was impossible because enough nodes answered that another owner holds the
-    /// resource (or, for extend and release, that the key is not ours).
+    /// An acquisition found quorum impossible because enough nodes answered that another owner
+    /// holds the resource. (An extension that finds the key gone is [`ErrorKind::Lost`]; a
+    /// release of an expired lock succeeds, see [`ReleaseReport::was_held`](crate::ReleaseReport::was_held).)
+    #[error("held elsewhere")]
     Contended,
     /// Fewer than a majority of nodes gave a usable answer (timeouts, I/O errors, error
     /// replies), so quorum was impossible whatever the holder situation.
+    #[error("too few nodes reachable")]
     QuorumUnreachable,
     /// Fewer than a majority of nodes accepted our credentials or permissions (`WRONGPASS`,
     /// `NOAUTH`, `NOPERM`). Not retried: it needs an operator.
+    #[error("too few nodes accepted our credentials")]
     Unauthorized,
     /// A quorum answered, but too late: the time spent plus the drift allowance used up the TTL,
     /// so the lock would already be invalid. Use a longer TTL or a shorter node timeout.
+    #[error("quorum reached too late, no validity left")]
     ValidityExhausted,
     /// The retry policy's deadline passed before an attempt succeeded. The last attempt's cause
     /// is in [`Error::last_cause`], and the predicates such as [`Error::is_contended`] answer
     /// for it too.
+    #[error("deadline passed")]
     DeadlineExceeded,
     /// The lock is no longer held: its validity ran out, or a majority of nodes no longer hold
     /// its token.
+    #[error("lock lost")]
     Lost,
     /// The operating system's random number generator failed, so no token could be drawn.
+    #[error("no randomness from the operating system")]
     Entropy,
     /// No tokio runtime is running on this thread. quorumlock needs one, with its time and I/O
     /// drivers enabled (`#[tokio::main]`, or `tokio::runtime::Builder::enable_all`): its
     /// connections, timeouts and background releases are tokio's. Under another executor
     /// (`futures::executor::block_on`, async-std, smol) run the call inside a tokio runtime.
+    #[error("no tokio runtime running")]
     NoRuntime,
 }
 
@@ -352,22 +366,6 @@ impl Error {
     }
 }
 
-fn kind_text(kind: ErrorKind, op: Operation) -> &'static str {
-    match (kind, op) {
-        (ErrorKind::InvalidInput, _) => "invalid argument",
-        (ErrorKind::Config, _) => "invalid configuration",
-        (ErrorKind::Contended, Operation::Acquire) => "held elsewhere",
-        (ErrorKind::Contended, _) => "not held by this lock on a majority",
-        (ErrorKind::QuorumUnreachable, _) => "too few nodes reachable",
-        (ErrorKind::Unauthorized, _) => "too few nodes accepted our credentials",
-        (ErrorKind::ValidityExhausted, _) => "quorum reached too late, no validity left",
-        (ErrorKind::DeadlineExceeded, _) => "deadline passed",
-        (ErrorKind::Lost, _) => "lock lost",
-        (ErrorKind::Entropy, _) => "no randomness from the operating system",
-        (ErrorKind::NoRuntime, _) => "no tokio runtime running",
-    }
-}
-
 fn op_text(op: Operation) -> &'static str {
     match op {
         Operation::Build => "build",
@@ -385,9 +383,9 @@ impl fmt::Display for Error {
         if let Some(r) = &i.resource {
             write!(f, " {r:?}")?;
         }
-        write!(f, ": {}", kind_text(i.kind, i.op))?;
+        write!(f, ": {}", i.kind)?;
         if let Some(cause) = i.last_cause {
-            write!(f, " (last attempt: {})", kind_text(cause, i.op))?;
+            write!(f, " (last attempt: {cause})")?;
         }
         if let Some(m) = &i.message {
             write!(f, ": {m}")?;
@@ -440,6 +438,10 @@ impl fmt::Debug for Error {
     }
 }
 
+/// No `source()`: an error of this crate is one layer, with its evidence in [`Error::nodes`]
+/// (each node's outcome, as text) rather than a chain. A [`ErrorKind::DeadlineExceeded`] error
+/// describes its last attempt itself ([`Error::last_cause`] and that attempt's nodes), so a
+/// reporter that prints sources would print it twice.
 impl std::error::Error for Error {}
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ pub enum NodeState {
 
 /// One node's view of a resource.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct NodeView {
     /// The node.
     pub node: NodeId,

@@ -51,12 +51,6 @@ impl Answer {
 /// would otherwise collect one pending reply slot per request forever (P14).
 const TIMEOUTS_BEFORE_RECONNECT: u32 = 3;
 
-/// Reconnect back-off: 10 ms doubling to 500 ms. While it runs, calls fail at once with the last
-/// connect error instead of hammering a node that is down.
-fn backoff(failures: u32) -> Duration {
-    Duration::from_millis(10u64 << failures.saturating_sub(1).min(6)).min(Duration::from_millis(500))
-}
-
 type ConnectResult = Result<Conn, NodeOutcome>;
 
 enum Slot {
@@ -300,7 +294,7 @@ impl Node {
                 tracing::debug!(node = %this.id, error = %outcome, failures, "connect failed");
                 *slot = Slot::Idle {
                     failures,
-                    retry_at: Some(Instant::now() + backoff(failures)),
+                    retry_at: Some(Instant::now() + crate::retry::reconnect_backoff(failures)),
                     last_error: Some(outcome.clone()),
                 };
                 Err(outcome)
@@ -440,14 +434,5 @@ mod tests {
         assert_eq!(run_id(&info).as_deref(), Some("5e1a0c"));
         assert_eq!(run_id(&redis::Value::BulkString(b"# Server\r\n".to_vec())), None);
         assert_eq!(run_id(&redis::Value::Okay), None);
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert_eq!(backoff(0), Duration::from_millis(10));
-        assert_eq!(backoff(1), Duration::from_millis(10));
-        assert_eq!(backoff(2), Duration::from_millis(20));
-        assert_eq!(backoff(7), Duration::from_millis(500));
-        assert_eq!(backoff(u32::MAX), Duration::from_millis(500));
     }
 }

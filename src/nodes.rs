@@ -65,11 +65,6 @@ struct Queue {
 /// Most obligations sent to one node at once once it answers again.
 const BATCH: usize = 256;
 
-/// Pause between rounds while a node gives no definite answer: 10 ms doubling to 1 s.
-pub(crate) fn obligation_pause(rounds_without_progress: u32) -> Duration {
-    Duration::from_millis(10u64 << rounds_without_progress.min(7)).min(Duration::from_secs(1))
-}
-
 /// Whether a release's answer ends its obligation: the key is gone (deleted now, or not ours,
 /// which left a tombstone).
 pub(crate) fn is_definite(outcome: &NodeOutcome) -> bool {
@@ -276,7 +271,7 @@ impl NodeSet {
             };
             let earliest = pending.iter().map(|o| o.expires).min();
             lock(&self.queues[index]).items.append(&mut pending);
-            let mut pause = obligation_pause(idle_rounds);
+            let mut pause = crate::retry::obligation_pause(idle_rounds);
             if let Some(earliest) = earliest {
                 pause = pause.min(earliest.saturating_duration_since(Instant::now()));
             }
@@ -310,19 +305,6 @@ impl std::fmt::Debug for NodeSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        /// The pause between rounds grows, is capped at 1 s and is never zero, so a dead node
-        /// is neither hammered nor abandoned.
-        #[test]
-        fn obligation_pause_grows_within_bounds(a in 0u32..1000, b in 0u32..1000) {
-            let (lo, hi) = (a.min(b), a.max(b));
-            prop_assert!(obligation_pause(lo) <= obligation_pause(hi));
-            prop_assert!(obligation_pause(hi) <= Duration::from_secs(1));
-            prop_assert!(obligation_pause(lo) >= Duration::from_millis(10));
-        }
-    }
 
     #[test]
     fn only_deleted_or_not_ours_ends_an_obligation() {

@@ -62,11 +62,6 @@ impl Schedule {
         Ok(())
     }
 
-    /// Pause between attempts after a failed extension.
-    pub(crate) fn retry_delay(&self) -> Duration {
-        (self.ttl / 20).clamp(Duration::from_millis(10), Duration::from_secs(1))
-    }
-
     /// When to renew a lock valid until `until` that was last set for `ttl`: once a third of
     /// the TTL has passed (two thirds left), as Redisson's watchdog does.
     pub(crate) fn renew_at(&self, until: Instant, ttl: Duration) -> Instant {
@@ -200,7 +195,7 @@ pub(crate) async fn run(
                     tokio::select! {
                         biased;
                         () = control.stop.cancelled() => return stopped(lock, &control),
-                        () = tokio::time::sleep(schedule.retry_delay()) => {}
+                        () = tokio::time::sleep(crate::retry::extension_retry_delay(schedule.ttl)) => {}
                     }
                 }
             }

@@ -228,7 +228,7 @@ mod tests {
             }
             let d = extension_retry_delay(Duration::from_millis(ttl_ms));
             prop_assert!(d >= Duration::from_millis(10) && d <= Duration::from_secs(1));
-            if ttl_ms >= 200 && ttl_ms <= 20_000 {
+            if (200..=20_000).contains(&ttl_ms) {
                 prop_assert_eq!(d, Duration::from_millis(ttl_ms) / 20);
             }
         }

@@ -193,6 +193,12 @@ impl Lock {
     /// Cancel safe: a cancelled extension leaves `valid_until` unchanged or shorter, never longer
     /// than what the nodes hold. Requests already sent still complete in the background.
     pub async fn extend(&mut self, ttl: Duration) -> Result<(), Error> {
+        let result = self.extend_unmeasured(ttl).await;
+        crate::metrics::extended(crate::metrics::kind_of(&result));
+        result
+    }
+
+    async fn extend_unmeasured(&mut self, ttl: Duration) -> Result<(), Error> {
         Error::require_runtime(Operation::Extend)?;
         let inner = self.client.inner.clone();
         let ttl = inner.check_ttl(ttl, Operation::Extend)?;
@@ -255,7 +261,17 @@ impl Lock {
     ///
     /// # Cancel safety
     /// Cancel safe: the release requests are sent even if the future is dropped.
-    pub async fn release(mut self) -> Result<ReleaseReport, Error> {
+    pub async fn release(self) -> Result<ReleaseReport, Error> {
+        let result = self.release_unmeasured().await;
+        crate::metrics::released(match &result {
+            Ok(report) if report.was_held() => Ok(crate::metrics::RELEASED),
+            Ok(_) => Ok(crate::metrics::RELEASED_NOT_HELD),
+            Err(e) => Err(e.kind()),
+        });
+        result
+    }
+
+    async fn release_unmeasured(mut self) -> Result<ReleaseReport, Error> {
         // Without a runtime nothing can be sent: the lock is dropped (nothing is released) and
         // its keys expire by TTL.
         Error::require_runtime(Operation::Release)?;
@@ -318,6 +334,7 @@ impl Lock {
 impl Drop for Lock {
     fn drop(&mut self) {
         if self.armed {
+            crate::metrics::released(Ok(crate::metrics::RELEASED_ON_DROP));
             // Dropping the fan-out moves its requests to a background task (OnDrop::Finish).
             drop(self.start_release());
         }

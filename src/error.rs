@@ -352,7 +352,9 @@ impl Error {
     }
 }
 
-fn kind_text(kind: ErrorKind, op: Operation) -> &'static str {
+/// What `kind` means for `op`, in the words `Display` uses (also for messages that quote a
+/// cause, which must not show a `Debug` name such as `QuorumUnreachable`).
+pub(crate) fn kind_text(kind: ErrorKind, op: Operation) -> &'static str {
     match (kind, op) {
         (ErrorKind::InvalidInput, _) => "invalid argument",
         (ErrorKind::Config, _) => "invalid configuration",

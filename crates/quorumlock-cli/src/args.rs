@@ -85,7 +85,9 @@ pub(crate) struct RunArgs {
     pub(crate) resource: String,
 
     /// Lock time to live. The lock is renewed while the command runs; after a crash of this
-    /// process, others wait at most this long.
+    /// process, others wait at most this long. At most 30 days, and at least 215ms with the
+    /// default node timeout (the minimum follows --node-timeout; a shorter TTL is refused,
+    /// naming it).
     #[arg(long, value_parser = duration, default_value = "30s")]
     pub(crate) ttl: Duration,
 

@@ -35,6 +35,9 @@ pub(crate) async fn main(global: &Global, args: &RunArgs) -> i32 {
         json: global.json,
         resource: &args.resource,
     };
+    if let Err(message) = crate::ttl::check(args.ttl, global.node_timeout) {
+        return report.bad_arguments(&message);
+    }
     let plan = match StopPlan::new(args.ttl, args.grace, args.max_hold) {
         Ok(p) => p,
         Err(message) => return report.bad_arguments(&message),

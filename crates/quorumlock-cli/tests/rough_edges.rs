@@ -77,3 +77,66 @@ fn a_lost_lock_is_explained_in_words() {
     assert!(err.contains("too few nodes reachable"), "{err}");
     assert!(!has_debug_kind_name(&err), "{err}");
 }
+
+#[test]
+fn bad_ttls_are_usage_errors_that_state_the_limit() {
+    let cluster = LocalCluster::start(3).expect("redis-server");
+    let run = |args: &[&str]| {
+        let out = quorumlock(&cluster.urls())
+            .arg("run")
+            .args(["-r", "ttl", "--no-wait"])
+            .args(args)
+            .args(["--", "true"])
+            .output()
+            .unwrap();
+        (code(&out), stderr(&out))
+    };
+    for (args, says) in [
+        (
+            &["--ttl", "100ms"][..],
+            "--ttl 100ms is too short: the minimum is 215ms",
+        ),
+        (
+            &["--ttl", "214ms"],
+            "--ttl 214ms is too short: the minimum is 215ms",
+        ),
+        (&["--ttl", "0s"], "--ttl 0s is too short: the minimum is 215ms"),
+        (
+            &["--ttl", "4285ms", "--node-timeout", "1s"],
+            "--ttl 4s 285ms is too short: the minimum is 4s 286ms with --node-timeout 1s",
+        ),
+        // humantime prints 31 days as "1month 13h 26m 24s" (its month is 30.44 days).
+        (&["--ttl", "31days"], "is too long: the maximum is 30days"),
+    ] {
+        let (c, err) = run(args);
+        assert_eq!(c, 64, "{args:?}: {err}");
+        assert!(
+            err.starts_with("quorumlock: bad arguments: --ttl "),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains(says), "{args:?}: {err}");
+        // Nothing of the library's internals, nor a Debug duration.
+        assert!(
+            !err.contains("not acquired") && !err.contains("margin 1"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !err.contains("0ns") && !err.contains("2678400s"),
+            "{args:?}: {err}"
+        );
+    }
+    // The minimum is the library's: one millisecond more and it takes the lock. (A TTL this
+    // short leaves `true` about 100 ms before the kill deadline, so a slow start may get it
+    // stopped, exit 76; either way the TTL was accepted.)
+    for args in [
+        &["--ttl", "215ms"][..],
+        &["--ttl", "4286ms", "--node-timeout", "1s"],
+    ] {
+        let (c, err) = run(args);
+        assert!(c == 0 || c == 76, "{args:?}: {c} {err}");
+        assert!(
+            !err.contains("bad arguments") && !err.contains("invalid argument"),
+            "{args:?}: {err}"
+        );
+    }
+}

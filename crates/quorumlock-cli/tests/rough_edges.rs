@@ -140,3 +140,84 @@ fn bad_ttls_are_usage_errors_that_state_the_limit() {
         );
     }
 }
+
+/// The codes in the first column of the table under `heading` in docs/cli.md.
+fn documented_codes(heading: &str) -> Vec<String> {
+    let doc = include_str!("../../../docs/cli.md");
+    let table = doc
+        .split(heading)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {heading:?} in docs/cli.md"));
+    table
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2) // header and separator
+        .flat_map(|row| {
+            let first = row.split('|').nth(1).unwrap_or("").to_owned();
+            first
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn help_lists_every_exit_code_that_the_manual_lists() {
+    let help = |args: &[&str]| {
+        let out = quorumlock(&[]).args(args).output().unwrap();
+        assert_eq!(code(&out), 0);
+        String::from_utf8(out.stdout).unwrap().replace('\n', " ")
+    };
+    let top = help(&["--help"]);
+    for (command, heading, expected) in [
+        (
+            "run",
+            "### Exit codes of `run`",
+            &["128", "64", "69", "70", "75", "76", "77", "78", "126", "127"][..],
+        ),
+        (
+            "status",
+            "### Exit codes of `status`",
+            &["0", "64", "69", "70", "78"],
+        ),
+    ] {
+        let documented = documented_codes(heading);
+        assert_eq!(documented, expected, "docs/cli.md, {heading}");
+        // In `quorumlock --help` and in `quorumlock <command> --help`.
+        for help in [top.clone(), help(&[command, "--help"])] {
+            let paragraph = help
+                .split(&format!("Exit codes of {command}:"))
+                .nth(1)
+                .unwrap_or_else(|| panic!("no exit codes of {command} in the help: {help}"));
+            let paragraph = paragraph.split("Exit codes of").next().unwrap();
+            for c in &documented {
+                assert!(
+                    paragraph.contains(&format!(" {c} ")) || paragraph.contains(&format!("{c}+N")),
+                    "exit code {c} of {command} is in docs/cli.md but not in the help: {paragraph}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn status_exit_codes_are_the_documented_ones() {
+    let cluster = LocalCluster::start(3).expect("redis-server");
+    let status = |nodes: &[String], resource: &str| {
+        code(&quorumlock(nodes).args(["status", resource]).output().unwrap())
+    };
+    assert_eq!(status(&cluster.urls(), "free"), 0);
+    assert_eq!(status(&cluster.urls(), ""), 64, "empty resource");
+    assert_eq!(status(&[], "free"), 78, "no nodes");
+    assert_eq!(status(&["ftp://x".into()], "free"), 78, "malformed node");
+    let down: Vec<String> = cluster
+        .urls()
+        .into_iter()
+        .take(1)
+        .chain(["redis://127.0.0.1:1".into(), "redis://127.0.0.1:2".into()])
+        .collect();
+    assert_eq!(status(&down, "free"), 69, "one of three answered");
+}

@@ -117,7 +117,8 @@ pub(crate) struct RunArgs {
     #[arg(long, value_parser = duration, default_value = "30s")]
     pub(crate) ttl: Duration,
 
-    /// How long to wait for the lock if it is held elsewhere.
+    /// How long to keep trying if the lock is held elsewhere: at least this long; the last
+    /// attempt and its clean-up may add up to two node timeouts.
     #[arg(long, value_parser = duration, default_value = "10s", conflicts_with = "no_wait")]
     pub(crate) wait: Duration,
 

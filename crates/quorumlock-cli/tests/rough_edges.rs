@@ -221,3 +221,42 @@ fn status_exit_codes_are_the_documented_ones() {
         .collect();
     assert_eq!(status(&down, "free"), 69, "one of three answered");
 }
+
+#[test]
+fn wait_means_the_wait() {
+    let cluster = LocalCluster::start(3).expect("redis-server");
+    let urls = cluster.urls();
+    let mut holder = quorumlock(&urls)
+        .args(["run", "-r", "busy", "--ttl", "10s", "--", "sleep", "4"])
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let out = quorumlock(&urls)
+            .args(["--json", "status", "busy"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if v["held"] == true {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "never held: {v}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The default TTL (30 s) has a 300 ms node timeout: without the extra node timeout in the
+    // deadline, a 500 ms wait gave up after about 200 ms. Only a lower bound is checked: a
+    // loaded machine makes everything slower, never faster.
+    let wait = Duration::from_millis(500);
+    let started = Instant::now();
+    let out = quorumlock(&urls)
+        .args(["run", "-r", "busy", "--wait", "500ms", "--", "true"])
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert!(
+        elapsed >= wait * 9 / 10,
+        "gave up after {elapsed:?} of a {wait:?} wait"
+    );
+    assert!(holder.wait().unwrap().success());
+}

@@ -96,11 +96,20 @@ pub(crate) struct Global {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    // Fixed usage lines: clap's own, in a usage error, lists every argument that has a value,
+    // and a value from QUORUMLOCK_NODES counts, so `--nodes <NODES>` was shown as if it had to
+    // be typed although the environment supplies it.
     /// Run a command while holding a lock; stop it if the lock is lost.
-    #[command(after_help = run_exit_codes!())]
+    #[command(
+        after_help = run_exit_codes!(),
+        override_usage = "quorumlock run [OPTIONS] --resource <RESOURCE> -- <COMMAND>..."
+    )]
     Run(RunArgs),
     /// Show a resource's lock on every node and the quorum's verdict.
-    #[command(after_help = status_exit_codes!())]
+    #[command(
+        after_help = status_exit_codes!(),
+        override_usage = "quorumlock status [OPTIONS] <RESOURCE>"
+    )]
     Status(StatusArgs),
 }
 

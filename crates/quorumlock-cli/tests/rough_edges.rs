@@ -260,3 +260,58 @@ fn wait_means_the_wait() {
     );
     assert!(holder.wait().unwrap().success());
 }
+
+#[test]
+fn nodes_come_from_the_environment_and_are_not_required_in_usage() {
+    let cluster = LocalCluster::start(3).expect("redis-server");
+    // Usage errors with QUORUMLOCK_NODES set: the usage line does not ask for --nodes.
+    for (args, expected) in [
+        (
+            &["run"][..],
+            "Usage: quorumlock run [OPTIONS] --resource <RESOURCE> -- <COMMAND>...",
+        ),
+        (
+            &["run", "-r", "x"],
+            "Usage: quorumlock run [OPTIONS] --resource <RESOURCE> -- <COMMAND>...",
+        ),
+        (&["status"], "Usage: quorumlock status [OPTIONS] <RESOURCE>"),
+    ] {
+        let out = quorumlock(&cluster.urls()).args(args).output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(code(&out), 64, "{err}");
+        let usage = err
+            .lines()
+            .find(|l| l.starts_with("Usage:"))
+            .unwrap_or_else(|| panic!("{err}"));
+        assert_eq!(usage, expected, "{args:?}");
+    }
+    // The help says where else the nodes come from, and the environment suffices.
+    let out = quorumlock(&cluster.urls())
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("[env: QUORUMLOCK_NODES]"), "{help}");
+    assert!(!help
+        .lines()
+        .find(|l| l.starts_with("Usage:"))
+        .unwrap()
+        .contains("--nodes"));
+    assert_eq!(
+        code(
+            &quorumlock(&cluster.urls())
+                .args(["status", "x"])
+                .output()
+                .unwrap()
+        ),
+        0
+    );
+    // Neither given: a configuration error that says so (exit 78, as documented).
+    let out = quorumlock(&[])
+        .env_remove("QUORUMLOCK_NODES")
+        .args(["status", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 78, "{}", stderr(&out));
+    assert!(stderr(&out).contains("no nodes"), "{}", stderr(&out));
+}

@@ -2,9 +2,10 @@
 //! feature. Every name, type and label is listed in docs/metrics.md; change both together.
 //!
 //! With the feature off, every function here is an empty `#[inline(always)]` body over
-//! zero-sized types: no clock is read, no label is built, no allocation happens, so the hot paths
-//! cost exactly what they cost before metrics existed. With the feature on and no recorder
-//! installed, the facade's no-op recorder is used.
+//! zero-sized types: no clock is read, no label is built, nothing is allocated or locked. What
+//! remains is the shape of the call sites (an inner async fn behind `acquire`, `extend` and
+//! `release`, a one-byte `Option` in each queued release obligation). With the feature on and no
+//! recorder installed, the facade's no-op recorder is used.
 //!
 //! The call sites pass what they already have (an error kind, a node id, an outcome) and this
 //! file turns it into names and labels, so that the instrumented modules gain one line each.

@@ -229,7 +229,7 @@ impl Redlock {
     /// expire by their TTL.
     pub async fn acquire(&self, resource: &str, ttl: Duration) -> Result<Lock, Error> {
         self.acquire_with(
-            resource_set([resource], Operation::Acquire)?,
+            resource_set([resource], Operation::Acquire),
             ttl,
             &self.inner.retry,
         )
@@ -244,7 +244,7 @@ impl Redlock {
     /// # Cancel safety
     /// As [`acquire`](Self::acquire).
     pub async fn try_acquire(&self, resource: &str, ttl: Duration) -> Result<Lock, Error> {
-        self.acquire_with(resource_set([resource], Operation::Acquire)?, ttl, &Retry::none())
+        self.acquire_with(resource_set([resource], Operation::Acquire), ttl, &Retry::none())
             .await
     }
 
@@ -265,7 +265,7 @@ impl Redlock {
         S: AsRef<str>,
     {
         self.acquire_with(
-            resource_set(resources, Operation::Acquire)?,
+            resource_set(resources, Operation::Acquire),
             ttl,
             &self.inner.retry,
         )
@@ -284,11 +284,28 @@ impl Redlock {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.acquire_with(resource_set(resources, Operation::Acquire)?, ttl, &Retry::none())
+        self.acquire_with(resource_set(resources, Operation::Acquire), ttl, &Retry::none())
             .await
     }
 
+    /// Every acquisition goes through here, so that its outcome and latency are measured once
+    /// (bad resource names included).
     pub(crate) async fn acquire_with(
+        &self,
+        resources: Result<Box<[Box<str>]>, Error>,
+        ttl: Duration,
+        retry: &Retry,
+    ) -> Result<Lock, Error> {
+        let timer = crate::metrics::timer();
+        let result = match resources {
+            Ok(resources) => self.acquire_unmeasured(resources, ttl, retry).await,
+            Err(e) => Err(e),
+        };
+        crate::metrics::acquired(timer, crate::metrics::kind_of(&result));
+        result
+    }
+
+    async fn acquire_unmeasured(
         &self,
         resources: Box<[Box<str>]>,
         ttl: Duration,
@@ -352,11 +369,12 @@ impl Redlock {
                         n.enable();
                     }
                 }
-                let Failed { error, cleanup } =
-                    match self.attempt(&resources, &keys, fence_keys.as_ref(), ttl).await {
-                        Ok(lock) => return Ok(lock),
-                        Err(failed) => failed,
-                    };
+                let result = self.attempt(&resources, &keys, fence_keys.as_ref(), ttl).await;
+                crate::metrics::attempt(result.as_ref().map(drop).map_err(|f| f.error.kind()));
+                let Failed { error, cleanup } = match result {
+                    Ok(lock) => return Ok(lock),
+                    Err(failed) => failed,
+                };
                 let elapsed = start.elapsed();
                 if !error.is_retryable() {
                     return Err(error.with_attempts(attempt).with_elapsed(elapsed));
@@ -545,7 +563,7 @@ impl Redlock {
     /// # Cancel safety
     /// As [`acquire`](Self::acquire).
     pub async fn acquire_guard(&self, resource: &str, ttl: Duration) -> Result<LockGuard, Error> {
-        let schedule = LockGuard::schedule(self, ttl)?;
+        let schedule = LockGuard::schedule(self, ttl).inspect_err(crate::metrics::rejected)?;
         let lock = self.acquire(resource, ttl).await?;
         Ok(LockGuard::start(self, lock, schedule))
     }
@@ -562,7 +580,7 @@ impl Redlock {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let schedule = LockGuard::schedule(self, ttl)?;
+        let schedule = LockGuard::schedule(self, ttl).inspect_err(crate::metrics::rejected)?;
         let lock = self.acquire_many(resources, ttl).await?;
         Ok(LockGuard::start(self, lock, schedule))
     }

@@ -52,14 +52,16 @@
 //! output (G8). [docs/chaos.md] shows how each is tested under faults.
 //!
 //! More guides: [docs/guards.md] (guards, watchdogs, `with_lock`), [docs/operations.md]
-//! (choosing N, TTL and timeouts; TLS; ACLs; monitoring), [docs/cli.md] (the `quorumlock`
-//! command line), [docs/benchmarks.md], and the [README] with runnable [examples].
+//! (choosing N, TTL and timeouts; TLS; ACLs; monitoring), [docs/metrics.md] (the opt-in
+//! `metrics` cargo feature), [docs/cli.md] (the `quorumlock` command line),
+//! [docs/benchmarks.md], and the [README] with runnable [examples].
 //!
 //! [docs/design.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/design.md
 //! [docs/fencing.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/fencing.md
 //! [docs/chaos.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/chaos.md
 //! [docs/guards.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/guards.md
 //! [docs/operations.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/operations.md
+//! [docs/metrics.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/metrics.md
 //! [docs/cli.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/cli.md
 //! [docs/benchmarks.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/benchmarks.md
 //! [README]: https://github.com/quorumlock/quorumlock/blob/main/README.md
@@ -76,6 +78,7 @@ mod identity;
 mod inspect;
 mod key;
 mod lock;
+mod metrics;
 mod node;
 mod nodes;
 mod quorum;
@@ -88,6 +91,8 @@ mod validity;
 mod wake;
 mod watchdog;
 
+#[cfg(feature = "metrics")]
+pub use crate::metrics::describe_metrics;
 pub use builder::RedlockBuilder;
 pub use client::Redlock;
 pub use error::{Error, ErrorKind, NodeId, NodeOutcome, Operation};

@@ -12,6 +12,7 @@ use crate::reply::{LockRef, Request};
 use crate::token::Token;
 use crate::validity::validity;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// A lock held on a majority of nodes until [`valid_until`](Lock::valid_until).
 ///
@@ -193,6 +194,19 @@ impl Lock {
     /// Cancel safe: a cancelled extension leaves `valid_until` unchanged or shorter, never longer
     /// than what the nodes hold. Requests already sent still complete in the background.
     pub async fn extend(&mut self, ttl: Duration) -> Result<(), Error> {
+        // Mirrors `quorumlock.acquire`: the fingerprint names the lock, never the token.
+        let span = tracing::debug_span!(
+            "quorumlock.extend",
+            resource = %self.resource_text(),
+            token = %self.lock.token.fingerprint(),
+            ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+        );
+        let result = self.extend_unmeasured(ttl).instrument(span).await;
+        crate::metrics::extended(crate::metrics::kind_of(&result));
+        result
+    }
+
+    async fn extend_unmeasured(&mut self, ttl: Duration) -> Result<(), Error> {
         Error::require_runtime(Operation::Extend)?;
         let inner = self.client.inner.clone();
         let ttl = inner.check_ttl(ttl, Operation::Extend)?;
@@ -258,7 +272,22 @@ impl Lock {
     ///
     /// # Cancel safety
     /// Cancel safe: the release requests are sent even if the future is dropped.
-    pub async fn release(mut self) -> Result<ReleaseReport, Error> {
+    pub async fn release(self) -> Result<ReleaseReport, Error> {
+        let span = tracing::debug_span!(
+            "quorumlock.release",
+            resource = %self.resource_text(),
+            token = %self.lock.token.fingerprint(),
+        );
+        let result = self.release_unmeasured().instrument(span).await;
+        crate::metrics::released(match &result {
+            Ok(report) if report.was_held() => Ok(crate::metrics::RELEASED),
+            Ok(_) => Ok(crate::metrics::RELEASED_NOT_HELD),
+            Err(e) => Err(e.kind()),
+        });
+        result
+    }
+
+    async fn release_unmeasured(mut self) -> Result<ReleaseReport, Error> {
         // Without a runtime nothing can be sent: the lock is dropped (nothing is released) and
         // its keys expire by TTL.
         Error::require_runtime(Operation::Release)?;
@@ -321,6 +350,7 @@ impl Lock {
 impl Drop for Lock {
     fn drop(&mut self) {
         if self.armed {
+            crate::metrics::released(Ok(crate::metrics::RELEASED_ON_DROP));
             // Dropping the fan-out moves its requests to a background task (OnDrop::Finish).
             drop(self.start_release());
         }

@@ -137,7 +137,7 @@ impl Node {
         // Set once the request is handed to a connection; read after a timeout, which drops the
         // call wherever it was.
         let sent = AtomicBool::new(false);
-        match tokio::time::timeout(timeout, self.execute_unbounded(req, &sent)).await {
+        let answer = match tokio::time::timeout(timeout, self.execute_unbounded(req, &sent)).await {
             Ok(answer) => answer,
             Err(_) => {
                 let n = self.timeouts_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
@@ -146,7 +146,9 @@ impl Node {
                 }
                 Answer::failure(NodeOutcome::Timeout, sent.load(Ordering::Relaxed))
             }
-        }
+        };
+        crate::metrics::node_error(&self.id, Some(req.op), &answer.outcome);
+        answer
     }
 
     async fn execute_unbounded(self: &Arc<Self>, req: &Request, sent: &AtomicBool) -> Answer {
@@ -222,9 +224,13 @@ impl Node {
                 }
             }
         };
-        tokio::time::timeout(timeout, attempt)
+        let reply = tokio::time::timeout(timeout, attempt)
             .await
-            .unwrap_or(Err(NodeOutcome::Timeout))
+            .unwrap_or(Err(NodeOutcome::Timeout));
+        if let Err(outcome) = &reply {
+            crate::metrics::node_error(&self.id, None, outcome);
+        }
+        reply
     }
 
     /// The connection (one lock of the slot on the hot path).

@@ -53,6 +53,9 @@ struct Obligation {
     expires: Instant,
     /// Told when the obligation ends (either way).
     done: Option<oneshot::Sender<()>>,
+    /// Counts it in the pending-obligations gauge while it is queued (set by `oblige`; dropped
+    /// with the obligation, however it ends).
+    _queued: Option<crate::metrics::Obligation>,
 }
 
 #[derive(Default)]
@@ -173,6 +176,7 @@ impl NodeSet {
                 timeout,
                 expires,
                 done,
+                _queued: None,
             }),
         };
         let answer = self.nodes[index].execute(&req, timeout).await;
@@ -185,11 +189,12 @@ impl NodeSet {
         answer
     }
 
-    fn oblige(self: &Arc<Self>, index: usize, obligation: Obligation) {
+    fn oblige(self: &Arc<Self>, index: usize, mut obligation: Obligation) {
         if !self.obligations {
             tracing::debug!(node = %self.nodes[index].id, "negative control: release given up after one try");
             return;
         }
+        obligation._queued = Some(crate::metrics::Obligation::new(&self.nodes[index].id));
         let start = {
             let mut q = lock(&self.queues[index]);
             q.items.push(obligation);
@@ -230,6 +235,7 @@ impl NodeSet {
                     token = %o.req.token.fingerprint(),
                     "release obligation dropped: the key has certainly expired (TTL passed) without a definite answer",
                 );
+                crate::metrics::obligation_expired(&node.id);
                 if let Some(done) = o.done.take() {
                     let _ = done.send(());
                 }

@@ -144,21 +144,32 @@ pub(crate) async fn run(
         if capped {
             let max = schedule.max_hold.unwrap_or_default();
             let err = lost(format!("held for the maximum of {max:?} (max_hold)"));
+            crate::metrics::guard_lost(crate::metrics::LOST_MAX_HOLD);
             return hold_lost(lock, &status, &control, err).await;
         }
         // Extend, retrying transient failures while an attempt can still end before the margin.
         loop {
             let now = Instant::now();
             if !schedule.can_attempt(now, lock.valid_until()) {
-                let why = if lock.is_valid() {
-                    "no extension succeeded in time"
+                let (why, reason) = if lock.is_valid() {
+                    (
+                        "no extension succeeded in time",
+                        crate::metrics::LOST_NOT_EXTENDED,
+                    )
                 } else {
-                    "validity ended before the watchdog could extend (a blocked runtime?)"
+                    (
+                        "validity ended before the watchdog could extend (a blocked runtime?)",
+                        crate::metrics::LOST_VALIDITY_ENDED,
+                    )
                 };
+                crate::metrics::guard_lost(reason);
                 let err = match last_failure.take() {
-                    Some(last) => lost(format!("{why} (last extension failed: {:?})", last.kind()))
-                        .with_resource(last.resource().unwrap_or_default())
-                        .with_nodes(last.nodes().to_vec()),
+                    Some(last) => lost(format!(
+                        "{why} (last extension failed: {})",
+                        last.kind()
+                    ))
+                    .with_resource(last.resource().unwrap_or_default())
+                    .with_nodes(last.nodes().to_vec()),
                     None => {
                         lost(why.to_owned()).with_resource(&lock.resources().collect::<Vec<_>>().join(", "))
                     }
@@ -183,7 +194,10 @@ pub(crate) async fn run(
                     });
                     continue 'hold;
                 }
-                Err(e) if e.is_lost() => return hold_lost(lock, &status, &control, e).await,
+                Err(e) if e.is_lost() => {
+                    crate::metrics::guard_lost(crate::metrics::LOST_NOT_HELD);
+                    return hold_lost(lock, &status, &control, e).await;
+                }
                 Err(e) => {
                     tracing::debug!(resource = %lock.resource(), error = %e, "extension failed, retrying");
                     last_failure = Some(e);

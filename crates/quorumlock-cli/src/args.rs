@@ -4,7 +4,30 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-const AFTER_HELP: &str = "\
+// The exit codes as literals (macros), so that the top-level help and each command's help
+// show the same text: `concat!` takes literals, not consts. docs/cli.md lists the same codes
+// (checked by tests/rough_edges.rs).
+macro_rules! run_exit_codes {
+    () => {
+        "\
+Exit codes of run: the command's own code, or 128+N if it died from signal N; 64 bad arguments;
+69 nodes unreachable (no majority answered); 70 internal error; 75 not acquired (held
+elsewhere); 76 the command's group was stopped because the lock could not be renewed or
+--max-hold was reached; 77 permission denied by the nodes; 78 bad configuration; 126 command not
+executable; 127 command not found."
+    };
+}
+
+macro_rules! status_exit_codes {
+    () => {
+        "\
+Exit codes of status: 0 a majority of the nodes answered; 64 bad arguments; 69 fewer than a
+majority answered; 70 internal error; 78 bad configuration."
+    };
+}
+
+const AFTER_HELP: &str = concat!(
+    "\
 Examples:
   # Run a nightly job on at most one of several hosts at a time:
   export QUORUMLOCK_NODES=redis://10.0.0.1:6379,redis://10.0.0.2:6379,redis://10.0.0.3:6379
@@ -20,10 +43,11 @@ Examples:
 
 The lock is held until the command and every process left in its process group have exited.
 
-Exit codes (run): the command's own code, or 128+N if it died from signal N; 64 bad arguments;
-69 nodes unreachable (no majority answered); 75 not acquired (held elsewhere); 76 the command's
-group was stopped because the lock could not be renewed or --max-hold was reached; 77 permission
-denied by the nodes; 78 bad configuration; 126 command not executable; 127 command not found.";
+",
+    run_exit_codes!(),
+    "\n\n",
+    status_exit_codes!()
+);
 
 /// A distributed lock held by a majority of independent Redis nodes (Redlock): flock(1) across
 /// machines.
@@ -72,9 +96,20 @@ pub(crate) struct Global {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    // Fixed usage lines: clap's own, in a usage error, lists every argument that has a value,
+    // and a value from QUORUMLOCK_NODES counts, so `--nodes <NODES>` was shown as if it had to
+    // be typed although the environment supplies it.
     /// Run a command while holding a lock; stop it if the lock is lost.
+    #[command(
+        after_help = run_exit_codes!(),
+        override_usage = "quorumlock run [OPTIONS] --resource <RESOURCE> -- <COMMAND>..."
+    )]
     Run(RunArgs),
     /// Show a resource's lock on every node and the quorum's verdict.
+    #[command(
+        after_help = status_exit_codes!(),
+        override_usage = "quorumlock status [OPTIONS] <RESOURCE>"
+    )]
     Status(StatusArgs),
 }
 
@@ -85,11 +120,14 @@ pub(crate) struct RunArgs {
     pub(crate) resource: String,
 
     /// Lock time to live. The lock is renewed while the command runs; after a crash of this
-    /// process, others wait at most this long.
+    /// process, others wait at most this long. At most 30 days, and at least 215ms with the
+    /// default node timeout (the minimum follows --node-timeout; a shorter TTL is refused,
+    /// naming it).
     #[arg(long, value_parser = duration, default_value = "30s")]
     pub(crate) ttl: Duration,
 
-    /// How long to wait for the lock if it is held elsewhere.
+    /// How long to keep trying if the lock is held elsewhere: at least this long; the last
+    /// attempt and its clean-up may add up to two node timeouts.
     #[arg(long, value_parser = duration, default_value = "10s", conflicts_with = "no_wait")]
     pub(crate) wait: Duration,
 

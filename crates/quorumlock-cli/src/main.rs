@@ -12,6 +12,7 @@ mod exit;
 mod run;
 mod status;
 mod stop;
+mod ttl;
 mod worker;
 
 use clap::Parser;

@@ -35,6 +35,9 @@ pub(crate) async fn main(global: &Global, args: &RunArgs) -> i32 {
         json: global.json,
         resource: &args.resource,
     };
+    if let Err(message) = crate::ttl::check(args.ttl, global.node_timeout) {
+        return report.bad_arguments(&message);
+    }
     let plan = match StopPlan::new(args.ttl, args.grace, args.max_hold) {
         Ok(p) => p,
         Err(message) => return report.bad_arguments(&message),
@@ -42,7 +45,11 @@ pub(crate) async fn main(global: &Global, args: &RunArgs) -> i32 {
     let retry = if args.no_wait || args.wait.is_zero() {
         Retry::none()
     } else {
-        Retry::wait(args.wait)
+        // The library starts an attempt only if it can end (one node timeout) before its
+        // deadline, so it gives up as early as the deadline minus a node timeout. Its deadline
+        // is the wait plus one node timeout, so that `--wait D` keeps trying for at least D.
+        let node_timeout = crate::ttl::node_timeout(args.ttl, global.node_timeout);
+        Retry::wait(args.wait.saturating_add(node_timeout))
     };
     let redlock = match client(global, |b| {
         let b = b.fencing(args.fencing).retry(retry);

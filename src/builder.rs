@@ -252,8 +252,8 @@ impl RedlockBuilder {
                 .find(|(_, (_, c))| same_endpoint(c.get_connection_info().addr(), endpoint))
             {
                 return Err(Error::config(format!(
-                    "nodes {other} ({other_addr}) and {index} ({addr}) are the same server: list each \
-                     redis-server once (two databases of one server are one node)"
+                    "nodes {other} ({other_addr}) and {index} ({addr}) are the same server listed \
+                     twice: list each redis-server once (two databases of one server are one node)"
                 )));
             }
             parsed.push((addr, client));

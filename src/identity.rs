@@ -47,8 +47,8 @@ impl Identities {
         if let Some(other) = other {
             let (first, second) = (other.min(index), other.max(index));
             let message: Arc<str> = format!(
-                "nodes {first} ({}) and {second} ({}) are the same redis-server (run_id {run_id}): \
-                 list each server once, or a quorum could be one server",
+                "nodes {first} ({}) and {second} ({}) are the same redis-server (run_id {run_id}) \
+                 listed twice: list each server once, or a quorum could be one server",
                 self.addrs[first], self.addrs[second]
             )
             .into();

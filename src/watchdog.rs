@@ -164,12 +164,9 @@ pub(crate) async fn run(
                 };
                 crate::metrics::guard_lost(reason);
                 let err = match last_failure.take() {
-                    Some(last) => lost(format!(
-                        "{why} (last extension failed: {})",
-                        last.kind()
-                    ))
-                    .with_resource(last.resource().unwrap_or_default())
-                    .with_nodes(last.nodes().to_vec()),
+                    Some(last) => lost(format!("{why} (last extension failed: {})", last.kind()))
+                        .with_resource(last.resource().unwrap_or_default())
+                        .with_nodes(last.nodes().to_vec()),
                     None => {
                         lost(why.to_owned()).with_resource(&lock.resources().collect::<Vec<_>>().join(", "))
                     }

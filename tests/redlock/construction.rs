@@ -70,7 +70,7 @@ async fn negative_control_without_obligations_the_key_is_left() {
     let proxies = proxies(&cluster);
     let redlock = Redlock::builder()
         .nodes(proxies.iter().map(Proxy::url))
-        .node_timeout(Duration::from_millis(500))
+        .node_timeout(Duration::from_millis(300))
         .retry(Retry::none())
         .negative_control_release_obligations(false)
         .build()
@@ -80,22 +80,31 @@ async fn negative_control_without_obligations_the_key_is_left() {
         .acquire("obligation", Duration::from_secs(20))
         .await
         .unwrap();
-    proxies[0].set(Direction::Requests, Fault::Hold);
-    let release = tokio::spawn(lock.release());
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    proxies[0].reset_connections();
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    proxies[0].reset_connections();
-    tokio::time::sleep(Duration::from_millis(40)).await;
+    // Node 0 is cut off while the release is sent (its request is discarded, never applied),
+    // and reachable again once the release's first try has ended.
+    proxies[0].set_both(Fault::Drop);
+    lock.release().await.unwrap();
+    redlock.shutdown().await; // the first try towards node 0 has timed out
     proxies[0].heal();
-    release.await.unwrap().unwrap();
-    redlock.shutdown().await;
     let left = all_lock_keys(&cluster);
     assert!(
         left.iter().any(|(node, _, _)| *node == 0),
         "the leak check must see the key a lost release leaves: {left:?}"
     );
     let _: () = on_node(&cluster, 0, &mut redis::cmd("FLUSHALL"));
+    // The same faults with obligations on: the release reaches node 0 after the heal.
+    let redlock = through(&proxies, Duration::from_millis(300));
+    warm_up(&redlock).await;
+    let lock = redlock
+        .acquire("obligation", Duration::from_secs(20))
+        .await
+        .unwrap();
+    proxies[0].set_both(Fault::Drop);
+    lock.release().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await; // past the first try
+    proxies[0].heal();
+    redlock.shutdown().await;
+    assert_no_lock_keys(&cluster, "with obligations, after the heal");
 }
 
 /// Rule (e) at `build()`: the same host and port count as one server, whatever the database
@@ -138,22 +147,28 @@ async fn one_server_behind_two_urls_is_refused_when_connecting() {
         .retry(Retry::new().attempts(5))
         .build()
         .expect("different ports pass build()");
+    // Connect to every node and wait for all of them (an acquisition decides on the first
+    // majority, and under load that can come before the alias's first connection: flaky
+    // before). Within one client a server is never counted twice either way: the alias that
+    // connects second is refused.
+    let seen = redlock.inspect("alias").await.unwrap();
+    assert!(
+        seen.nodes().iter().any(|v| matches!(
+            &v.state,
+            quorumlock::NodeState::Failed(NodeOutcome::SameServer(_))
+        )),
+        "{seen:?}"
+    );
     let err = redlock
         .acquire("alias", Duration::from_secs(10))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
-    assert_eq!(err.attempts(), 1, "a configuration error is not retried: {err}");
+    assert!(err.attempts() <= 1, "a configuration error is not retried: {err}");
     let text = err.to_string();
     assert!(
         text.contains("same redis-server") && text.contains("nodes 0") && text.contains("and 1"),
         "{text}"
-    );
-    assert!(
-        err.nodes()
-            .iter()
-            .any(|(_, o)| matches!(o, NodeOutcome::SameServer(_))),
-        "{err}"
     );
     // Sticky: the next call is refused before any node is contacted.
     let again = redlock

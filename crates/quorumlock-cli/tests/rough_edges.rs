@@ -73,8 +73,15 @@ fn a_lost_lock_is_explained_in_words() {
     let out = child.wait_with_output().unwrap();
     let err = stderr(&out);
     assert_eq!(code(&out), 76, "{err}");
-    assert!(err.contains("lock lost ("), "{err}");
-    assert!(err.contains("too few nodes reachable"), "{err}");
+    // Two ways to say it, depending on which comes first on a loaded machine: the watchdog
+    // gives up ("lock lost (... too few nodes reachable ...)"), or run's own deadline before the
+    // validity ends ("lock lost: not renewed in time ..."; flaky before: 3 of 8 runs). Either
+    // way in words, never a Debug name.
+    assert!(
+        err.contains("too few nodes reachable") || err.contains("not renewed in time"),
+        "{err}"
+    );
+    assert!(err.contains("lock lost"), "{err}");
     assert!(!has_debug_kind_name(&err), "{err}");
 }
 

@@ -336,21 +336,31 @@ fn s4(r: &mut Results, args: &Args, cycles: usize) {
 }
 
 /// The profile loop: `perf record -g -- target/release/quorumlock-bench profile --nodes 1`, or
-/// under `valgrind --tool=callgrind` with two `--cycles` values (the difference per cycle
-/// leaves out start-up).
+/// under `valgrind --tool=callgrind` with two `--cycles` values: the difference divided by the
+/// difference in cycles leaves out start-up. S1 here runs exactly 200 warm-up cycles and then
+/// exactly `cycles` (no time cap), so that difference is exact.
 fn profile(lib: Lib, nodes: usize, tasks: usize, cycles: usize, secs: u64) {
     let cluster = start_cluster(nodes);
     let rt = runtime(false);
     let client = rt.block_on(Client::new(lib, &cluster.urls(), TTL));
-    rt.block_on(scenarios::warm(&client, 200, "profile"));
+    rt.block_on(async {
+        for i in 0..200 {
+            client.cycle(&format!("profile:warm:{i}"), TTL).await;
+        }
+        client.settle().await;
+    });
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     let work = || {
         rt.block_on(async {
-            if tasks == 0 {
-                scenarios::s1(&client, cycles, "profile").await
-            } else {
-                scenarios::s2(&client, tasks, Duration::from_secs(secs), "profile", false).await
+            if tasks > 0 {
+                return scenarios::s2(&client, tasks, Duration::from_secs(secs), "profile", false).await;
             }
+            let mut s = harness::Samples::default();
+            for i in 0..cycles {
+                s.acquire.push(client.cycle(&format!("profile:{i}"), TTL).await.0);
+            }
+            s.cycles = cycles as u64;
+            s
         })
     };
     let m = measure(&cluster, work, || rt.block_on(client.settle()));

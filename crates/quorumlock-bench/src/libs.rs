@@ -5,6 +5,7 @@
 //! default (uniform 50-250 ms), rslock's default (uniform 0-200 ms), or quorumlock with a tuned
 //! short delay. With wake-on-release, quorumlock's own retry loop runs instead.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,6 +51,9 @@ impl Lib {
         }
     }
 }
+
+/// Uncontended attempts that failed (each a timeout: no other client holds those keys).
+pub static FAILED_UNCONTENDED: AtomicU64 = AtomicU64::new(0);
 
 #[derive(Clone)]
 pub enum Client {
@@ -147,10 +151,20 @@ impl Client {
         }
     }
 
-    /// Acquire then release, uncontended: the two latencies.
+    /// Acquire then release, uncontended: the two latencies. An attempt that fails (a timeout
+    /// on a loaded machine) is retried at once, its time counted, and the failure counted in
+    /// [`FAILED_UNCONTENDED`].
     pub async fn cycle(&self, key: &str, ttl: Duration) -> (Duration, Duration) {
         let t = Instant::now();
-        let held = self.try_once(key, ttl).await.expect("uncontended acquire");
+        let mut held = None;
+        for _ in 0..100 {
+            held = self.try_once(key, ttl).await;
+            if held.is_some() {
+                break;
+            }
+            FAILED_UNCONTENDED.fetch_add(1, Ordering::Relaxed);
+        }
+        let held = held.expect("100 uncontended attempts failed");
         let a = t.elapsed();
         let t = Instant::now();
         self.release(held).await;

@@ -54,7 +54,9 @@ pub async fn s2(client: &Client, tasks: usize, dur: Duration, tag: &str, acquire
                 while start.elapsed() < dur {
                     let key = format!("s2:{tag}:{t}:{i}");
                     if acquire_only {
-                        assert!(client.acquire_only(&key, TTL).await, "uncontended acquire");
+                        while !client.acquire_only(&key, TTL).await {
+                            crate::libs::FAILED_UNCONTENDED.fetch_add(1, Ordering::Relaxed);
+                        }
                     } else {
                         client.cycle(&key, TTL).await;
                     }

@@ -110,6 +110,14 @@ impl Client {
         }
     }
 
+    fn name(&self) -> &'static str {
+        match self {
+            Client::Quorumlock(_, lib) => lib.name(),
+            Client::Raw(_) => "raw",
+            Client::Rslock(_) => "rslock",
+        }
+    }
+
     /// Waits for background releases, so server counts are complete.
     pub async fn settle(&self) {
         match self {
@@ -122,7 +130,15 @@ impl Client {
     /// One attempt.
     pub async fn try_once(&self, key: &str, ttl: Duration) -> Option<Held> {
         match self {
-            Client::Quorumlock(r, _) => r.try_acquire(key, ttl).await.ok().map(Held::Quorumlock),
+            Client::Quorumlock(r, _) => match r.try_acquire(key, ttl).await {
+                Ok(l) => Some(Held::Quorumlock(l)),
+                Err(e) => {
+                    if !e.is_contended() && FAILED_UNCONTENDED.load(Ordering::Relaxed) < 20 {
+                        eprintln!("quorumlock attempt failed: {e}");
+                    }
+                    None
+                }
+            },
             Client::Raw(r) => r.try_acquire(key).await.map(Held::Raw),
             Client::Rslock(m) => m.lock(key, ttl).await.ok().map(Held::Rslock),
         }
@@ -163,8 +179,11 @@ impl Client {
                 break;
             }
             FAILED_UNCONTENDED.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let held = held.expect("100 uncontended attempts failed");
+        let Some(held) = held else {
+            panic!("{}: 100 uncontended attempts failed on {key}", self.name());
+        };
         let a = t.elapsed();
         let t = Instant::now();
         self.release(held).await;

@@ -11,8 +11,9 @@
 //!   replies still due: their requests are already queued on their connections, and the
 //!   release, queued after them on the same connections, runs after them on every node. A
 //!   failed one releases, on the same connections, on every node that did not refuse (granted,
-//!   failed or not yet answered) before it returns. A release returns at a majority of answers
-//!   and lets the rest finish in a tracked background task.
+//!   failed or not yet answered) before it returns, bounded by the attempt timeout (what is
+//!   left then finishes in a tracked background task). A release returns at a majority of
+//!   answers and lets the rest finish in that background task too.
 //! - [`Mode::WaitAll`] waits for every node (or the timeout), acquiring and releasing.
 //! - [`Mode::Scripts`] is `Early` sending the library's own scripts: `acquire.lua` (tombstone
 //!   check, then `SET NX PX`) and `release.lua` (compare-and-delete, tombstone if not ours),

@@ -1,74 +1,75 @@
-//! The libraries under comparison, behind one small interface.
+//! The clients under comparison, behind one small interface.
 //!
-//! Each `acquire_waiting` call makes one attempt per round and sleeps the library's own retry
+//! Each `acquire_waiting` call makes one attempt per round and sleeps the client's own retry
 //! delay between rounds, so attempts can be counted the same way for everyone: quorumlock's
 //! default (uniform 50-250 ms), rslock's default (uniform 0-200 ms), or quorumlock with a tuned
-//! short delay.
+//! short delay. With wake-on-release, quorumlock's own retry loop runs instead.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
-use redis::aio::MultiplexedConnection;
+use rand::Rng;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+use crate::raw::{self, Mode, Raw};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
 pub enum Lib {
     Quorumlock,
+    /// The ceiling: hand-written, decides at a majority (raw.rs).
+    Raw,
+    /// The ceiling sending the library's scripts (acquire.lua, release.lua).
+    RawScripts,
+    /// Hand-written, waits for every node.
+    RawWaitAll,
+    Rslock,
     /// quorumlock with a short retry delay (1-5 ms): polling tuned for contention.
     QuorumlockFast,
     /// quorumlock with its default retry policy plus `wake_on_release`.
     QuorumlockWake,
-    /// The same Redis commands sent concurrently with the redis crate, no library logic.
-    Raw,
-    Rslock,
-    /// The single-instance lock: SET NX PX and compare-and-delete on node 0 only.
-    Single,
 }
 
 impl Lib {
-    pub const ALL: [Lib; 4] = [Lib::Quorumlock, Lib::Raw, Lib::Rslock, Lib::Single];
+    /// The clients of S1 and S2, in the order of the tables.
+    pub const CYCLING: [Lib; 5] = [
+        Lib::Quorumlock,
+        Lib::Raw,
+        Lib::RawScripts,
+        Lib::RawWaitAll,
+        Lib::Rslock,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Lib::Quorumlock => "quorumlock",
+            Lib::Raw => "raw ceiling (majority, SET)",
+            Lib::RawScripts => "raw + tombstone scripts",
+            Lib::RawWaitAll => "raw, waits for all",
+            Lib::Rslock => "rslock 0.10",
             Lib::QuorumlockFast => "quorumlock (1-5 ms retry)",
             Lib::QuorumlockWake => "quorumlock (wake-on-release)",
-            Lib::Raw => "raw ceiling",
-            Lib::Rslock => "rslock 0.10",
-            Lib::Single => "single instance",
         }
     }
 }
 
-const RELEASE: &str =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+/// Uncontended attempts that failed (each a timeout: no other client holds those keys).
+pub static FAILED_UNCONTENDED: AtomicU64 = AtomicU64::new(0);
 
 #[derive(Clone)]
 pub enum Client {
     Quorumlock(quorumlock::Redlock, Lib),
-    Raw(Arc<Vec<MultiplexedConnection>>, Arc<str>, Duration),
-    Rslock(Arc<rslock::LockManager>, Duration),
+    Raw(Arc<Raw>),
+    Rslock(Arc<rslock::LockManager>),
 }
 
 pub enum Held {
     Quorumlock(quorumlock::Lock),
-    Raw(String, String, Vec<usize>),
+    Raw(raw::Held),
     Rslock(rslock::Lock),
 }
 
-fn token() -> String {
-    format!("{:032x}", rand_u128())
-}
-
-fn rand_u128() -> u128 {
-    let mut b = [0u8; 16];
-    // The raw reference draws its token from the kernel too, like quorumlock.
-    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b));
-    u128::from_le_bytes(b)
-}
-
 fn uniform(lo_ms: u64, hi_ms: u64) -> Duration {
-    Duration::from_micros(lo_ms * 1000 + (rand_u128() % u128::from((hi_ms - lo_ms) * 1000)) as u64)
+    Duration::from_micros(rand::rng().random_range(lo_ms * 1000..hi_ms * 1000))
 }
 
 impl Client {
@@ -77,7 +78,7 @@ impl Client {
             Lib::Quorumlock | Lib::QuorumlockFast | Lib::QuorumlockWake => {
                 let r = quorumlock::Redlock::builder()
                     .nodes(urls)
-                    .node_timeout(Duration::from_millis(100))
+                    .node_timeout(raw::ATTEMPT_TIMEOUT)
                     .wake_on_release(lib == Lib::QuorumlockWake)
                     .retry(
                         quorumlock::Retry::new()
@@ -86,98 +87,61 @@ impl Client {
                     )
                     .build()
                     .unwrap();
+                // Connect before measuring, as the raw clients do.
+                if let Ok(l) = r.try_acquire("bench:connect", ttl).await {
+                    let _ = l.release().await;
+                }
                 Client::Quorumlock(r, lib)
             }
-            Lib::Raw | Lib::Single => {
-                let urls = if lib == Lib::Single { &urls[..1] } else { urls };
-                let mut conns = Vec::new();
-                for u in urls {
-                    let mut c = redis::Client::open(u.as_str())
-                        .unwrap()
-                        .get_multiplexed_async_connection()
-                        .await
-                        .unwrap();
-                    let _: String = redis::cmd("SCRIPT")
-                        .arg("LOAD")
-                        .arg(RELEASE)
-                        .query_async(&mut c)
-                        .await
-                        .unwrap();
-                    conns.push(c);
-                }
-                let sha = redis::Script::new(RELEASE).get_hash().to_owned();
-                Client::Raw(Arc::new(conns), sha.into(), ttl)
+            Lib::Raw | Lib::RawScripts | Lib::RawWaitAll => {
+                let mode = match lib {
+                    Lib::Raw => Mode::Early,
+                    Lib::RawScripts => Mode::Scripts,
+                    _ => Mode::WaitAll,
+                };
+                Client::Raw(Arc::new(Raw::connect(urls, mode, ttl).await))
             }
             Lib::Rslock => {
                 let mut m = rslock::LockManager::new(urls.to_vec());
                 // One try per call: the harness sleeps rslock's own delay between tries.
                 m.set_retry(1, Duration::from_millis(200));
-                Client::Rslock(Arc::new(m), ttl)
+                Client::Rslock(Arc::new(m))
             }
         }
     }
 
-    /// Waits for background releases (quorumlock's late nodes) so server counts are complete.
+    fn name(&self) -> &'static str {
+        match self {
+            Client::Quorumlock(_, lib) => lib.name(),
+            Client::Raw(_) => "raw",
+            Client::Rslock(_) => "rslock",
+        }
+    }
+
+    /// Waits for background releases, so server counts are complete.
     pub async fn settle(&self) {
-        if let Client::Quorumlock(r, _) = self {
-            r.shutdown().await;
+        match self {
+            Client::Quorumlock(r, _) => r.shutdown().await,
+            Client::Raw(r) => r.settle().await,
+            Client::Rslock(_) => {}
         }
     }
 
     /// One attempt.
-    pub async fn try_once(&self, key: &str) -> Option<Held> {
-        let ttl = Duration::from_secs(10);
+    pub async fn try_once(&self, key: &str, ttl: Duration) -> Option<Held> {
         match self {
-            Client::Quorumlock(r, _) => r.try_acquire(key, ttl).await.ok().map(Held::Quorumlock),
-            Client::Raw(conns, sha, ttl) => {
-                let token = token();
-                let replies = join_all(conns.iter().map(|c| {
-                    let mut c = c.clone();
-                    let (key, token) = (key.to_owned(), token.clone());
-                    let ms = ttl.as_millis() as u64;
-                    async move {
-                        // Bounded so that a paused node (S4) cannot hang the reference forever.
-                        let mut cmd = redis::cmd("SET");
-                        cmd.arg(&key).arg(&token).arg("NX").arg("PX").arg(ms);
-                        let set = cmd.query_async::<Option<String>>(&mut c);
-                        tokio::time::timeout(Duration::from_secs(1), set)
-                            .await
-                            .unwrap_or(Ok(None))
+            Client::Quorumlock(r, _) => match r.try_acquire(key, ttl).await {
+                Ok(l) => Some(Held::Quorumlock(l)),
+                Err(e) => {
+                    if !e.is_contended() && FAILED_UNCONTENDED.load(Ordering::Relaxed) < 20 {
+                        eprintln!("quorumlock attempt failed: {e}");
                     }
-                }))
-                .await;
-                let granted: Vec<usize> = replies
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| matches!(r, Ok(Some(_))))
-                    .map(|(i, _)| i)
-                    .collect();
-                let held = Held::Raw(key.to_owned(), token, granted.clone());
-                if granted.len() > conns.len() / 2 {
-                    Some(held)
-                } else {
-                    self.release_raw(&held, sha).await;
                     None
                 }
-            }
-            Client::Rslock(m, ttl) => m.lock(key, *ttl).await.ok().map(Held::Rslock),
+            },
+            Client::Raw(r) => r.try_acquire(key).await.map(Held::Raw),
+            Client::Rslock(m) => m.lock(key, ttl).await.ok().map(Held::Rslock),
         }
-    }
-
-    async fn release_raw(&self, held: &Held, sha: &str) {
-        let (Client::Raw(conns, _, _), Held::Raw(key, token, granted)) = (self, held) else {
-            return;
-        };
-        join_all(granted.iter().map(|&i| {
-            let mut c = conns[i].clone();
-            let (key, token, sha) = (key.clone(), token.clone(), sha.to_owned());
-            async move {
-                let mut cmd = redis::cmd("EVALSHA");
-                cmd.arg(sha).arg(1).arg(key).arg(token);
-                let _ = tokio::time::timeout(Duration::from_secs(1), cmd.query_async::<i64>(&mut c)).await;
-            }
-        }))
-        .await;
     }
 
     pub async fn release(&self, held: Held) {
@@ -185,37 +149,67 @@ impl Client {
             (Client::Quorumlock(..), Held::Quorumlock(l)) => {
                 let _ = l.release().await;
             }
-            (Client::Raw(_, sha, _), h @ Held::Raw(..)) => self.release_raw(&h, sha).await,
-            (Client::Rslock(m, _), Held::Rslock(l)) => m.unlock(&l).await,
-            _ => {}
+            (Client::Raw(r), Held::Raw(h)) => r.release(h).await,
+            (Client::Rslock(m), Held::Rslock(l)) => m.unlock(&l).await,
+            _ => unreachable!("a lock released by another client"),
         }
     }
 
-    /// Acquire then release, uncontended: the two latencies.
-    pub async fn cycle(&self, key: &str) -> (Duration, Duration) {
+    /// An acquisition left to expire (the server-cost scenario): whether it was granted.
+    pub async fn acquire_only(&self, key: &str, ttl: Duration) -> bool {
+        match self.try_once(key, ttl).await {
+            Some(Held::Quorumlock(l)) => {
+                l.forget();
+                true
+            }
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// Acquire then release, uncontended: the two latencies. An attempt that fails (a timeout
+    /// on a loaded machine) is retried at once, its time counted, and the failure counted in
+    /// [`FAILED_UNCONTENDED`].
+    pub async fn cycle(&self, key: &str, ttl: Duration) -> (Duration, Duration) {
         let t = Instant::now();
-        let held = self.try_once(key).await.expect("uncontended acquire");
+        let mut held = None;
+        for _ in 0..100 {
+            held = self.try_once(key, ttl).await;
+            if held.is_some() {
+                break;
+            }
+            FAILED_UNCONTENDED.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let Some(held) = held else {
+            panic!("{}: 100 uncontended attempts failed on {key}", self.name());
+        };
         let a = t.elapsed();
         let t = Instant::now();
         self.release(held).await;
         (a, t.elapsed())
     }
 
-    /// Retries with the library's own delay until it holds `key` or `deadline` passes;
-    /// returns the lock and the number of attempts made.
-    pub async fn acquire_waiting(&self, key: &str, deadline: Instant) -> (Option<Held>, u64) {
+    /// Retries with the client's own delay until it holds `key` or `deadline` passes; returns
+    /// the lock and the number of attempts made (`None`: not counted).
+    pub async fn acquire_waiting(
+        &self,
+        key: &str,
+        ttl: Duration,
+        deadline: Instant,
+    ) -> (Option<Held>, Option<u64>) {
         if let Client::Quorumlock(r, Lib::QuorumlockWake) = self {
             // The library's own retry loop (default delays) with wake-ups; it does not report
-            // its attempt count, so 0 here means "not counted".
+            // its attempt count.
             let left = deadline.saturating_duration_since(Instant::now());
-            let lock = tokio::time::timeout(left, r.acquire(key, Duration::from_secs(10))).await;
-            return (lock.ok().and_then(Result::ok).map(Held::Quorumlock), 0);
+            let lock = tokio::time::timeout(left, r.acquire(key, ttl)).await;
+            return (lock.ok().and_then(Result::ok).map(Held::Quorumlock), None);
         }
         let mut attempts = 0;
         while Instant::now() < deadline {
             attempts += 1;
-            if let Some(h) = self.try_once(key).await {
-                return (Some(h), attempts);
+            if let Some(h) = self.try_once(key, ttl).await {
+                return (Some(h), Some(attempts));
             }
             let delay = match self {
                 Client::Quorumlock(_, Lib::QuorumlockFast) => uniform(1, 5),
@@ -225,6 +219,6 @@ impl Client {
             };
             tokio::time::sleep(delay).await;
         }
-        (None, attempts)
+        (None, Some(attempts))
     }
 }

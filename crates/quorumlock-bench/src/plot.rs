@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use plotters::prelude::*;
 
+use crate::harness::{median, pct, us, Run};
 use crate::libs::Lib;
-use crate::{median, pct, us, Run};
+use crate::Results;
 
 const COLORS: [RGBColor; 5] = [
     RGBColor(31, 119, 180),
@@ -75,13 +76,26 @@ fn lines(
     root.present().unwrap();
 }
 
-pub fn latency_by_n(path: &str, t: &BTreeMap<(usize, Lib, bool), Vec<Run>>) {
+/// Every plot of a run, into `dir`.
+pub fn all(dir: &str, r: &Results) {
+    if !r.s1.is_empty() {
+        latency_by_n(&format!("{dir}/s1_latency_by_n.svg"), &r.s1);
+    }
+    if !r.s2.is_empty() {
+        throughput_by_tasks(&format!("{dir}/s2_throughput.svg"), &r.s2);
+    }
+    if !r.s3.is_empty() {
+        contention_waits(&format!("{dir}/s3_waits.svg"), &r.s3);
+    }
+}
+
+fn latency_by_n(path: &str, t: &BTreeMap<(usize, Lib, bool), Vec<Run>>) {
     let mut series: BTreeMap<Lib, Vec<(f64, f64)>> = BTreeMap::new();
     for ((n, lib, multi), runs) in t {
-        if *multi || *lib == Lib::Single {
+        if *multi {
             continue;
         }
-        let p50 = median(runs.iter().map(|r| us(pct(&r.acquire, 0.5))).collect());
+        let p50 = median(runs.iter().map(|r| us(pct(&r.s.acquire, 0.5))).collect());
         series.entry(*lib).or_default().push((*n as f64, p50));
     }
     lines(
@@ -94,10 +108,11 @@ pub fn latency_by_n(path: &str, t: &BTreeMap<(usize, Lib, bool), Vec<Run>>) {
     );
 }
 
-pub fn throughput_by_tasks(path: &str, t: &BTreeMap<(usize, Lib, usize), Vec<Run>>) {
+fn throughput_by_tasks(path: &str, t: &BTreeMap<(usize, Lib, usize), Vec<Run>>) {
+    let n_max = t.keys().map(|k| k.0).max().unwrap_or(0);
     let mut series: BTreeMap<Lib, Vec<(f64, f64)>> = BTreeMap::new();
     for ((n, lib, tasks), runs) in t {
-        if *n != 5 {
+        if *n != n_max {
             continue;
         }
         series.entry(*lib).or_default().push((
@@ -107,7 +122,7 @@ pub fn throughput_by_tasks(path: &str, t: &BTreeMap<(usize, Lib, usize), Vec<Run
     }
     lines(
         path,
-        "S2: lock cycles per second by concurrency (N = 5)",
+        &format!("S2: lock cycles per second by concurrency (N = {n_max})"),
         "concurrent tasks",
         "cycles / s",
         &series,
@@ -115,16 +130,17 @@ pub fn throughput_by_tasks(path: &str, t: &BTreeMap<(usize, Lib, usize), Vec<Run
     );
 }
 
-pub fn contention_waits(path: &str, t: &BTreeMap<(usize, Lib), Vec<Run>>) {
-    // Wait-time CDF at N = 5, all repetitions pooled.
+fn contention_waits(path: &str, t: &BTreeMap<(usize, Lib, usize), Vec<Run>>) {
+    // Wait-time CDF at the largest N, all repetitions pooled; one process per client.
+    let n_max = t.keys().map(|k| k.0).max().unwrap_or(0);
     let mut series: BTreeMap<Lib, Vec<(f64, f64)>> = BTreeMap::new();
-    for ((n, lib), runs) in t {
-        if *n != 5 {
+    for ((n, lib, procs), runs) in t {
+        if *n != n_max || *procs != 1 {
             continue;
         }
         let mut waits: Vec<f64> = runs
             .iter()
-            .flat_map(|r| r.waits.iter().map(|w| w.as_secs_f64() * 1e3))
+            .flat_map(|r| r.s.waits.iter().map(|w| w.as_secs_f64() * 1e3))
             .collect();
         waits.sort_by(|a, b| a.total_cmp(b));
         let len = waits.len().max(1) as f64;
@@ -138,7 +154,7 @@ pub fn contention_waits(path: &str, t: &BTreeMap<(usize, Lib), Vec<Run>>) {
     }
     lines(
         path,
-        "S3: wait time until the lock, 16 tasks on one key (N = 5)",
+        &format!("S3: wait time until the lock, 16 tasks on one key (N = {n_max})"),
         "wait (ms)",
         "% of acquisitions",
         &series,

@@ -632,8 +632,9 @@ impl Redlock {
     /// locks, clean-up after failed or cancelled acquisitions, requests still in flight when a
     /// decision was taken, and the release obligations: a release that got no definite answer
     /// is re-sent until the node answers or the key has certainly expired. With every node
-    /// answering this takes about one round trip; with a node down it can take up to the
-    /// largest TTL in flight (bound the wait with `tokio::time::timeout` if you must exit
+    /// answering this takes about one round trip; with a node down it can take until
+    /// `t + node_timeout + ttl + drift` of the latest acquisition or extension in flight (a TTL
+    /// and a little more; bound the wait with `tokio::time::timeout` if you must exit
     /// sooner: what is still pending then expires by its TTL).
     ///
     /// Call it before a runtime shuts down: a runtime that shuts down drops tasks still queued,

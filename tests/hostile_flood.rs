@@ -35,8 +35,11 @@ async fn a_64_mib_reply_is_a_failure_and_its_memory_returns() {
     let mut flood = format!("${SIZE}\r\n").into_bytes();
     flood.resize(flood.len() + SIZE, b'x');
     flood.extend_from_slice(b"\r\n");
+    // A granted acquisition answers its token as a 32-byte bulk string: the flood goes in front
+    // of it (the token's own frame follows as a stray reply).
+    flood.extend_from_slice(b"$32\r\n");
     for p in &proxies {
-        p.rewrite_replies(b"+OK\r\n", flood.clone());
+        p.rewrite_replies(b"$32\r\n", flood.clone());
     }
     drop(flood);
     let connections: u64 = proxies.iter().map(Proxy::connections).sum();

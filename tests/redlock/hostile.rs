@@ -179,11 +179,13 @@ async fn protocol_damage_never_grants_and_never_panics() {
         for i in 0..3 {
             hold_elsewhere(&rig.cluster, i, name, 30_000);
         }
+        // The acquire script refuses with `:0` (it answered `$-1` when acquisitions were a plain
+        // SET; rewriting `$-1` after that change matched nothing and tested nothing).
         for p in &rig.proxies {
             if close {
-                p.rewrite_replies_then_close(b"$-1\r\n", to.clone());
+                p.rewrite_replies_then_close(b":0\r\n", to.clone());
             } else {
-                p.rewrite_replies(b"$-1\r\n", to.clone());
+                p.rewrite_replies(b":0\r\n", to.clone());
             }
         }
         assert_no_grant(redlock.acquire(name, Duration::from_secs(30)).await, name);

@@ -47,6 +47,21 @@ fn outside_tokio_is_a_clear_error() {
     assert!(err.is_no_runtime(), "{err}");
     assert_eq!(err.kind(), ErrorKind::NoRuntime);
     assert!(err.to_string().contains("tokio"), "{err}");
+    // The other entry points too: a lock taken inside a runtime, then used outside one.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut lock = rt
+        .block_on(redlock.acquire("no-runtime", Duration::from_secs(5)))
+        .unwrap();
+    let inspected = futures::executor::block_on(redlock.inspect("no-runtime")).unwrap_err();
+    assert!(inspected.is_no_runtime(), "{inspected}");
+    let extended = futures::executor::block_on(lock.extend(Duration::from_secs(5))).unwrap_err();
+    assert!(extended.is_no_runtime(), "{extended}");
+    let released = futures::executor::block_on(lock.release()).unwrap_err();
+    assert!(released.is_no_runtime(), "{released}");
+    drop(rt);
 }
 
 /// A node URL that points at something that is not Redis (here a peer that answers like an HTTP

@@ -182,7 +182,7 @@ async fn one_server_behind_two_urls_is_refused_when_connecting() {
 
 /// A connection the client gave up on (here after three timeouts in a row) is closed: a request
 /// still waiting on it fails at once instead of reading a reply from a stream the client no
-/// longer trusts. Before, it kept waiting on the old connection and read its reply from it.
+/// longer trusts. Before, it kept waiting on the old connection until its own timeout.
 #[tokio::test]
 async fn a_connection_given_up_fails_the_requests_waiting_on_it() {
     let cluster = cluster(1);

@@ -668,9 +668,10 @@ pub fn run(cfg: Config) -> Report {
     if cfg.faults {
         // Keys set in this step live FINAL_TTL, far longer than the scan can come after the heal
         // (the report checks that), so a key the scan does not find was released, not expired.
-        shared
-            .ttl_ms
-            .store(u64::try_from(FINAL_TTL.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        shared.ttl_ms.store(
+            u64::try_from(FINAL_TTL.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         std::thread::sleep(cfg.ttl + cfg.hold_max); // locks taken before now are done
         let some = &[0usize, 1][..minority.min(2)];
         *faults.entry("final: drop replies, then partition").or_default() += 1;

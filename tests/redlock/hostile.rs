@@ -52,10 +52,22 @@ impl Rig {
     /// were dropped) and leaves nothing behind.
     async fn recovers(&self, redlock: &Redlock, context: &str) {
         self.clear();
-        let lock = redlock
-            .acquire(&format!("{context}-after"), Duration::from_secs(5))
-            .await
-            .unwrap_or_else(|e| panic!("{context}: no recovery: {e}"));
+        // Connections that failed are re-made after the reconnect back-off (at most 500 ms);
+        // a call during it fails at once with the last connect error, so allow a few tries.
+        let start = std::time::Instant::now();
+        let lock = loop {
+            match redlock
+                .acquire(&format!("{context}-after"), Duration::from_secs(5))
+                .await
+            {
+                Ok(lock) => break lock,
+                Err(e) if start.elapsed() < Duration::from_secs(5) => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("{context}: no recovery within 5 s: {e}"),
+            }
+        };
         lock.release().await.unwrap();
     }
 }

@@ -70,24 +70,41 @@ fn set_nx(cluster: &LocalCluster, i: usize, resource: &str, token: &str, ttl: Du
     r.as_deref() == Some("OK")
 }
 
-/// The library's compare-and-delete.
+/// The token's tombstone key, as the library builds it (`src/key.rs`).
+fn tomb_key(token: &str) -> String {
+    format!("quorumlock:tomb:{token}")
+}
+
+/// The library's compare-and-delete (KEYS: lock key, tombstone; ARGV: token, tombstone TTL).
 fn release(cluster: &LocalCluster, i: usize, resource: &str, token: &str) {
     let _: i64 = redis::Script::new(RELEASE)
         .key(lock_key(resource))
+        .key(tomb_key(token))
         .arg(token)
+        .arg(10_000)
         .invoke(&mut conn(cluster, i))
         .unwrap();
 }
 
-/// The library's fenced acquire script: the fence, or 0 when refused.
+/// The library's fenced acquire script: the fence, or 0 when refused. A grant answers
+/// `[token, fence]`; a refusal `0`.
 fn acquire_fenced(cluster: &LocalCluster, i: usize, resource: &str, token: &str, ttl: Duration) -> u64 {
-    redis::Script::new(ACQUIRE_FENCED)
+    let reply: redis::Value = redis::Script::new(ACQUIRE_FENCED)
         .key(lock_key(resource))
         .key(fence_key(resource))
+        .key(tomb_key(token))
         .arg(token)
         .arg(ttl.as_millis() as u64)
         .invoke(&mut conn(cluster, i))
-        .unwrap()
+        .unwrap();
+    match reply {
+        redis::Value::Array(items) => match items.as_slice() {
+            [_, redis::Value::Int(fence)] => u64::try_from(*fence).unwrap(),
+            other => panic!("unexpected fenced grant: {other:?}"),
+        },
+        redis::Value::Int(0) => 0,
+        other => panic!("unexpected fenced acquire reply: {other:?}"),
+    }
 }
 
 /// A library client through `proxies`, with its connections made before any fault is set (so

@@ -323,8 +323,10 @@ async fn lost_guard_keeps_its_keys_until_released_or_dropped() {
             assert!(err.is_lost() && err.to_string().contains("max_hold"), "{err}");
         } else {
             drop(guard);
-            redlock.shutdown().await;
         }
+        // A release returns once a majority deleted the key; the last node's release finishes
+        // in the background (flaky before: 1 of 5 hunt runs found it still on node 2).
+        redlock.shutdown().await;
         assert_no_lock_keys(&cluster, end);
         let lock = other.try_acquire(&resource, ttl).await.unwrap();
         lock.release().await.unwrap();

@@ -352,7 +352,13 @@ async fn wake_on_release_waits_for_a_majority_of_reports() {
         .expect("a majority of reports must wake the waiter before its 3 s retry delay")
         .unwrap()
         .unwrap();
-    assert_eq!(attempts.get(), 2);
+    // The lock came from a majority; node 0's request may reach its proxy a moment later
+    // (flaky before: read as 1 in 1 of 6 hunt runs).
+    let start = std::time::Instant::now();
+    while attempts.get() < 2 && start.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(attempts.get(), 2, "one wake-up, one more attempt");
     lock.release().await.unwrap();
     assert_clean(&cluster, &[&waiter], "after the wake-up").await;
 }

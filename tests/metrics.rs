@@ -133,9 +133,12 @@ async fn grants_contention_node_failures_and_obligations_are_counted() {
     assert!(e.is_timeout(), "{e}");
     assert_eq!(m.total(ACQUIRE, &[("outcome", "deadline")]), 1.0);
     let contended = m.total(ATTEMPTS, &[("outcome", "contended")]);
+    // try_acquire's one attempt, and at least one of acquire's: with 50-250 ms pauses and a
+    // 200 ms node timeout kept in reserve, a second attempt fits in 400 ms only sometimes
+    // (asserting two of them failed the fresh-clone CI run once).
     assert!(
-        contended >= 3.0,
-        "1 + at least 2 attempts within 400 ms: {contended}"
+        contended >= 2.0,
+        "1 + at least 1 attempt within 400 ms: {contended}"
     );
     assert_eq!(m.total(ACQUIRE, &[]), 3.0, "every acquisition counted once");
 

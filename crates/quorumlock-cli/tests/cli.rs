@@ -2,28 +2,13 @@
 //! `run` processes, a lost lock stopping the command, exit codes, `status`.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use quorumlock_testkit::LocalCluster;
 
-fn quorumlock(nodes: &[String]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_quorumlock"));
-    c.env("QUORUMLOCK_NODES", nodes.join(","))
-        .env_remove("QUORUMLOCK_KEY_PREFIX")
-        .stdin(Stdio::null());
-    c
-}
-
-fn code(out: &Output) -> i32 {
-    out.status
-        .code()
-        .unwrap_or_else(|| panic!("killed by a signal: {out:?}"))
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+mod support;
+use support::{code, quorumlock, stderr};
 
 fn pid_alive(pid: i32) -> bool {
     // A zombie is dead for our purpose; /proc/<pid>/stat's third field is the state.

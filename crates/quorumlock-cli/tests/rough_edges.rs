@@ -2,28 +2,13 @@
 //! the lost-lock message, TTL usage errors, the exit codes in `--help`, `--nodes` from the
 //! environment, and `--wait` meaning the wait.
 
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use quorumlock_testkit::LocalCluster;
 
-fn quorumlock(nodes: &[String]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_quorumlock"));
-    c.env("QUORUMLOCK_NODES", nodes.join(","))
-        .env_remove("QUORUMLOCK_KEY_PREFIX")
-        .stdin(Stdio::null());
-    c
-}
-
-fn code(out: &Output) -> i32 {
-    out.status
-        .code()
-        .unwrap_or_else(|| panic!("killed by a signal: {out:?}"))
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+mod support;
+use support::{code, quorumlock, stderr};
 
 /// A `Debug` name of an error kind (`QuorumUnreachable`, `DeadlineExceeded`, ...) in a message
 /// meant for people.

@@ -14,24 +14,14 @@ use std::time::{Duration, Instant};
 
 use quorumlock_testkit::LocalCluster;
 
+mod support;
+use support::{code, stderr};
+
+/// The binary with its output as these tests read it: stdout dropped, stderr captured.
 fn quorumlock(nodes: &[String]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_quorumlock"));
-    c.env("QUORUMLOCK_NODES", nodes.join(","))
-        .env_remove("QUORUMLOCK_KEY_PREFIX")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    let mut c = support::quorumlock(nodes);
+    c.stdout(Stdio::null()).stderr(Stdio::piped());
     c
-}
-
-fn code(out: &Output) -> i32 {
-    out.status
-        .code()
-        .unwrap_or_else(|| panic!("killed by a signal: {out:?}"))
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn readings(path: &Path) -> Vec<u128> {

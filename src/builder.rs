@@ -4,20 +4,21 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::client::{Inner, Redlock};
 use crate::error::{Error, NodeId};
 use crate::identity::{same_endpoint, Identities};
 use crate::key::DEFAULT_PREFIX;
 use crate::node::Node;
 use crate::nodes::NodeSet;
 use crate::retry::Retry;
+use crate::shared::Shared;
 use crate::url::{parse_node, redact, TlsOptions};
+use crate::wake::WakeHub;
 
 /// Connect timeout when no node timeout is configured (the node timeout is then derived from
 /// each call's TTL, but a connection outlives any one call).
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Configures a [`Redlock`]. Made by [`Redlock::builder`].
+/// Configures a [`Redlock`](crate::Redlock). Made by [`Redlock::builder`](crate::Redlock::builder).
 ///
 /// ```
 /// use std::time::Duration;
@@ -122,7 +123,7 @@ impl RedlockBuilder {
         self
     }
 
-    /// The retry policy of [`Redlock::acquire`]. Default: [`Retry::new`]: retry until a 5 s
+    /// The retry policy of [`Redlock::acquire`](crate::Redlock::acquire). Default: [`Retry::new`]: retry until a 5 s
     /// deadline, 50-250 ms apart, no cap on the number of attempts (the same as
     /// `Retry::wait(Duration::from_secs(5))`).
     pub fn retry(mut self, retry: Retry) -> Self {
@@ -207,20 +208,9 @@ impl RedlockBuilder {
         self
     }
 
-    /// Checks the configuration and makes the client. Contacts no node: connections are made on
-    /// first use and re-made after failures, so a service can start while nodes are down.
-    ///
-    /// # Errors
-    /// [`ErrorKind::Config`](crate::ErrorKind::Config) for: no nodes; a URL that does not parse,
-    /// has an unknown scheme or a fragment (`#insecure` is accepted only with
-    /// [`danger_accept_invalid_tls_certs`](Self::danger_accept_invalid_tls_certs)); TLS files
-    /// that cannot be read or parsed;
-    /// the same server twice (same host and port, whatever the database; `localhost` and
-    /// `127.0.0.1` and IPv4-mapped IPv6 addresses count as one host — other aliases of one
-    /// server are refused on first connection, by its `run_id`); a drift factor that is NaN, negative or not below 1; a zero node
-    /// timeout; a retry policy with zero attempts or a zero deadline. Messages never contain
-    /// passwords.
-    pub fn build(self) -> Result<Redlock, Error> {
+    /// Checks the configuration and makes what the client shares; `build()` (in client.rs)
+    /// wraps it. Contacts no node.
+    pub(crate) fn into_shared(self) -> Result<Shared, Error> {
         if self.nodes.is_empty() {
             return Err(Error::config(
                 "no nodes: give at least one URL (an odd number of 3 or more for fault tolerance)",
@@ -271,20 +261,18 @@ impl RedlockBuilder {
                 ))
             })
             .collect();
-        Ok(Redlock {
-            inner: Arc::new(Inner {
-                nodes: Arc::new(NodeSet::new(nodes, identities, self.release_obligations)),
-                node_timeout: self.node_timeout,
-                drift_factor: self.drift_factor,
-                retry: self.retry,
-                max_hold: self.max_hold,
-                fencing: self.fencing,
-                wake_channel: self
-                    .wake_on_release
-                    .then(|| vec![crate::wake::channel(&self.key_prefix).into_boxed_slice()].into()),
-                wake: Default::default(),
-                prefix: self.key_prefix.into(),
-            }),
+        let nodes = Arc::new(NodeSet::new(nodes, identities, self.release_obligations));
+        Ok(Shared {
+            wake: self
+                .wake_on_release
+                .then(|| Arc::new(WakeHub::new(nodes.clone(), &self.key_prefix))),
+            nodes,
+            node_timeout: self.node_timeout,
+            drift_factor: self.drift_factor,
+            retry: self.retry,
+            max_hold: self.max_hold,
+            fencing: self.fencing,
+            prefix: self.key_prefix.into(),
         })
     }
 }

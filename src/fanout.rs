@@ -9,8 +9,8 @@
 //! connection replaced in between, a `NOSCRIPT` fallback): it then leaves a tombstone that makes
 //! the late request harmless (rule (d)), so no ordering between connections is relied on.
 
-use std::fmt;
 use std::mem;
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,8 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{NodeId, NodeOutcome};
+use crate::decision::Decision;
+use crate::error::NodeOutcome;
 use crate::node::Answer;
 use crate::nodes::NodeSet;
 use crate::quorum::{Tally, Verdict, Vote};
@@ -27,22 +28,10 @@ use crate::reply::{Op, Request};
 
 type NodeCall = BoxFuture<'static, (usize, Answer)>;
 
-/// What happens to requests still in flight when the fan-out is dropped.
-pub(crate) enum OnDrop {
-    /// Let them finish (a granted acquisition's late grants are part of the lock; a release's
-    /// unfinished tries become obligations).
-    Finish,
-    /// Release the token on every node that may hold it: an acquisition that failed or whose
-    /// caller went away (G5).
-    Undo,
-    /// Drop them: requests not yet written are never sent (an extension cancelled by a release
-    /// must not reach a node after it; redis-rs skips a queued request whose caller is gone).
-    Abandon,
-    /// Let them finish, unless the token is cancelled first: then drop the ones not yet sent
-    /// (a decided extension's slower nodes, until the lock is released).
-    FinishUnless(CancellationToken),
-}
-
+/// One request sent to every node. Dropped, it lets the requests still in flight finish in the
+/// background: a granted acquisition's late grants are part of the lock, and a release's
+/// unfinished tries become obligations. The other drop behaviours are other types:
+/// [`Unready`] (undo) and [`Tentative`] (abandon).
 pub(crate) struct Fanout {
     nodes: Arc<NodeSet>,
     req: Arc<Request>,
@@ -54,10 +43,9 @@ pub(crate) struct Fanout {
     outcomes: Vec<Option<NodeOutcome>>,
     /// Per node, whether its request was handed to a connection (see [`Answer::sent`]).
     sent: Vec<bool>,
-    /// The highest fence among the grants recorded so far (fenced acquire only).
-    max_fence: Option<u64>,
+    /// Per node, the fence its grant carried (fenced acquisitions only; empty otherwise).
+    fences: Vec<Option<u64>>,
     tally: Tally,
-    on_drop: OnDrop,
 }
 
 fn vote(outcome: &NodeOutcome) -> Vote {
@@ -120,7 +108,6 @@ impl Fanout {
         req: Arc<Request>,
         timeout: Duration,
         expires: Instant,
-        on_drop: OnDrop,
     ) -> Self {
         let n = nodes.len();
         let pending = (0..n)
@@ -134,24 +121,26 @@ impl Fanout {
             pending,
             outcomes: vec![None; n],
             sent: vec![false; n],
-            max_fence: None,
+            fences: Vec::new(),
             tally: Tally::new(n),
-            on_drop,
         }
     }
 
     fn record(&mut self, index: usize, answer: Answer) {
         self.tally.record(vote(&answer.outcome));
-        if answer.outcome == NodeOutcome::Granted {
-            self.max_fence = self.max_fence.max(answer.fence);
+        if answer.outcome == NodeOutcome::Granted && answer.fence.is_some() {
+            if self.fences.is_empty() {
+                self.fences = vec![None; self.outcomes.len()];
+            }
+            self.fences[index] = answer.fence;
         }
         self.outcomes[index] = Some(answer.outcome);
         self.sent[index] = answer.sent;
     }
 
-    /// The highest fence granted so far (fenced acquire only).
-    pub(crate) fn max_fence(&self) -> Option<u64> {
-        self.max_fence
+    /// The fences the grants recorded so far carried (fenced acquisitions only).
+    pub(crate) fn granted_fences(&self) -> impl Iterator<Item = u64> + '_ {
+        self.fences.iter().filter_map(|f| *f)
     }
 
     /// Whether waiting longer could change what the caller learns. A release that did not
@@ -169,74 +158,22 @@ impl Fanout {
     /// waiting for more.
     ///
     /// Cancel safety: cancel safe; a dropped fan-out hands its calls to the background.
-    pub(crate) async fn decide(&mut self) -> Verdict {
+    pub(crate) async fn decide(&mut self) -> Decision<'_> {
         while !self.settled() {
             match self.pending.next().await {
                 Some((i, answer)) => self.record(i, answer),
                 None => break,
             }
         }
-        self.collect_ready();
-        self.tally.verdict()
-    }
-
-    fn collect_ready(&mut self) {
         while let Some(Some((i, answer))) = self.pending.next().now_or_never() {
             self.record(i, answer);
         }
+        Decision::new(self.tally.verdict(), self.tally, &self.nodes, &self.outcomes)
     }
 
-    pub(crate) fn tally(&self) -> &Tally {
-        &self.tally
-    }
-
-    /// How many nodes refused our credentials or permissions.
-    pub(crate) fn denied(&self) -> usize {
-        self.outcomes
-            .iter()
-            .filter(|o| matches!(o, Some(NodeOutcome::Denied(_))))
-            .count()
-    }
-
-    /// Every node's outcome so far, in node order; unanswered nodes are `Pending`.
-    pub(crate) fn report(&self) -> Vec<(NodeId, NodeOutcome)> {
-        self.nodes
-            .iter()
-            .zip(&self.outcomes)
-            .map(|(node, o)| (node.id.clone(), o.clone().unwrap_or(NodeOutcome::Pending)))
-            .collect()
-    }
-
-    /// The acquisition this fan-out made is handed out: requests still in flight finish in the
-    /// background, and their grants are part of the lock (its release reaches every node).
-    pub(crate) fn ready(mut self) {
-        self.on_drop = OnDrop::Finish;
-    }
-
-    /// A decided extension: its slower nodes' requests go on in the background until `stop` is
-    /// cancelled (by the lock's release).
-    pub(crate) fn finish_unless(mut self, stop: CancellationToken) {
-        self.on_drop = OnDrop::FinishUnless(stop);
-    }
-
-    /// Undoes a failed acquisition now: releases on every node that may hold the token.
-    ///
-    /// Returns two signals: the first fires once the nodes that granted before the decision
-    /// have answered their release (the caller returns with those partial grants gone, without
-    /// waiting on slow nodes); the second once every node's request and first release try are
-    /// done (a retry waits for it, so it is never blocked by our own leftovers). Releases
-    /// without a definite answer go on as obligations after that.
-    pub(crate) fn undo(mut self) -> Option<(oneshot::Receiver<()>, oneshot::Receiver<()>)> {
-        let (granted_tx, granted_rx) = oneshot::channel();
-        let (all_tx, all_rx) = oneshot::channel();
-        let job = self.undo_job(Some(granted_tx));
-        self.on_drop = OnDrop::Finish;
-        let job = job.map(move |()| {
-            let _ = all_tx.send(());
-        });
-        self.nodes.spawn_background(job).then_some((granted_rx, all_rx))
-    }
-
+    /// The background job that releases the token on every node that may hold it: those that
+    /// granted (telling `granted_released` once they answered), those whose answer left it
+    /// unsure, and the late answerers that need it.
     fn undo_job(
         &mut self,
         granted_released: Option<oneshot::Sender<()>>,
@@ -268,41 +205,124 @@ impl Fanout {
 
 impl Drop for Fanout {
     fn drop(&mut self) {
-        match mem::replace(&mut self.on_drop, OnDrop::Abandon) {
-            OnDrop::Undo => {
-                let job = self.undo_job(None);
-                self.nodes.spawn_background(job);
-            }
-            OnDrop::Finish if !self.pending.is_empty() => {
-                let pending = mem::take(&mut self.pending);
-                self.nodes.spawn_background(pending.for_each(|_| async {}));
-            }
-            OnDrop::FinishUnless(stop) if !self.pending.is_empty() => {
-                let pending = mem::take(&mut self.pending);
-                self.nodes.spawn_background(async move {
-                    tokio::select! {
-                        () = pending.for_each(|_| async {}) => {}
-                        () = stop.cancelled() => {}
-                    }
-                });
-            }
-            OnDrop::Finish | OnDrop::FinishUnless(_) | OnDrop::Abandon => {}
+        if !self.pending.is_empty() {
+            let pending = mem::take(&mut self.pending);
+            self.nodes.spawn_background(pending.for_each(|_| async {}));
         }
     }
 }
 
-/// Formats a per-node report for logs: `addr=outcome, ...`.
-pub(crate) struct ReportFmt<'a>(pub(crate) &'a [(NodeId, NodeOutcome)]);
+/// An acquisition's fan-out until its lock is handed out (compare deadpool's `UnreadyObject`):
+/// dropped, by failure or by a caller that went away, it releases the token on every node that
+/// may hold it (G5). [`ready`](Self::ready) turns it into a plain [`Fanout`].
+pub(crate) struct Unready(Option<Fanout>);
 
-impl fmt::Display for ReportFmt<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (k, (node, outcome)) in self.0.iter().enumerate() {
-            if k > 0 {
-                f.write_str(", ")?;
-            }
-            write!(f, "{node}={outcome}")?;
+impl Unready {
+    pub(crate) fn start(
+        nodes: &Arc<NodeSet>,
+        req: Arc<Request>,
+        timeout: Duration,
+        expires: Instant,
+    ) -> Self {
+        Self(Some(Fanout::start(nodes, req, timeout, expires)))
+    }
+
+    /// The lock is handed out: requests still in flight finish in the background, and their
+    /// grants are part of the lock (its release reaches every node).
+    pub(crate) fn ready(mut self) {
+        drop(self.0.take());
+    }
+
+    /// Undoes a failed acquisition now: releases on every node that may hold the token.
+    ///
+    /// Returns two signals: the first fires once the nodes that granted before the decision
+    /// have answered their release (the caller returns with those partial grants gone, without
+    /// waiting on slow nodes); the second once every node's request and first release try are
+    /// done (a retry waits for it, so it is never blocked by our own leftovers). Releases
+    /// without a definite answer go on as obligations after that.
+    pub(crate) fn undo(mut self) -> Option<(oneshot::Receiver<()>, oneshot::Receiver<()>)> {
+        let mut fan = self.0.take()?;
+        let (granted_tx, granted_rx) = oneshot::channel();
+        let (all_tx, all_rx) = oneshot::channel();
+        let job = fan.undo_job(Some(granted_tx)).map(move |()| {
+            let _ = all_tx.send(());
+        });
+        fan.nodes.spawn_background(job).then_some((granted_rx, all_rx))
+    }
+}
+
+impl Drop for Unready {
+    fn drop(&mut self) {
+        if let Some(mut fan) = self.0.take() {
+            let job = fan.undo_job(None);
+            fan.nodes.spawn_background(job);
         }
-        Ok(())
+    }
+}
+
+impl Deref for Unready {
+    type Target = Fanout;
+    fn deref(&self) -> &Fanout {
+        self.0.as_ref().expect("present until consumed")
+    }
+}
+
+impl DerefMut for Unready {
+    fn deref_mut(&mut self) -> &mut Fanout {
+        self.0.as_mut().expect("present until consumed")
+    }
+}
+
+/// An extension's fan-out until it is decided: dropped, requests not yet written are never sent
+/// (an extension cancelled by a release must not reach a node after it; redis-rs skips a queued
+/// request whose caller is gone). [`finish_unless`](Self::finish_unless) lets a decided one go on.
+pub(crate) struct Tentative(Option<Fanout>);
+
+impl Tentative {
+    pub(crate) fn start(
+        nodes: &Arc<NodeSet>,
+        req: Arc<Request>,
+        timeout: Duration,
+        expires: Instant,
+    ) -> Self {
+        Self(Some(Fanout::start(nodes, req, timeout, expires)))
+    }
+
+    /// Decided: the slower nodes' requests go on in the background until `stop` is cancelled
+    /// (by the lock's release); then the ones not yet sent are dropped.
+    pub(crate) fn finish_unless(mut self, stop: CancellationToken) {
+        let Some(mut fan) = self.0.take() else { return };
+        if fan.pending.is_empty() {
+            return;
+        }
+        let pending = mem::take(&mut fan.pending);
+        fan.nodes.spawn_background(async move {
+            tokio::select! {
+                () = pending.for_each(|_| async {}) => {}
+                () = stop.cancelled() => {}
+            }
+        });
+    }
+}
+
+impl Drop for Tentative {
+    fn drop(&mut self) {
+        if let Some(mut fan) = self.0.take() {
+            drop(mem::take(&mut fan.pending));
+        }
+    }
+}
+
+impl Deref for Tentative {
+    type Target = Fanout;
+    fn deref(&self) -> &Fanout {
+        self.0.as_ref().expect("present until consumed")
+    }
+}
+
+impl DerefMut for Tentative {
+    fn deref_mut(&mut self) -> &mut Fanout {
+        self.0.as_mut().expect("present until consumed")
     }
 }
 

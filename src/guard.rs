@@ -9,9 +9,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::Redlock;
 use crate::error::{Error, ErrorKind, Operation};
 use crate::lock::{Lock, ReleaseReport};
+use crate::nodes::NodeSet;
+use crate::shared::Shared;
 use crate::token::Token;
 use crate::watchdog::{self, Control, Schedule, Status, STOP_FORGET, STOP_RELEASE};
 
@@ -35,7 +36,7 @@ use crate::watchdog::{self, Control, Schedule, Status, STOP_FORGET, STOP_RELEASE
 /// [`release`](Self::release) stops the watchdog, releases, and reports each node's outcome;
 /// call it (or drop the guard) once the protected work has stopped, including after a loss.
 /// Dropping the guard stops the watchdog at once and releases in the background without blocking
-/// (tracked by [`Redlock::shutdown`]); with no tokio runtime left nothing is sent and the keys
+/// (tracked by [`Redlock::shutdown`](crate::Redlock::shutdown)); with no tokio runtime left nothing is sent and the keys
 /// expire by their TTL. [`forget`](Self::forget) stops the watchdog and keeps the keys until
 /// their TTL.
 ///
@@ -52,17 +53,18 @@ pub struct LockGuard {
     status: watch::Receiver<Status>,
     control: Arc<Control>,
     watchdog: Option<JoinHandle<Option<Lock>>>,
-    client: Redlock,
+    /// Tracks the hand-over of a dropped guard's lock, so that shutdown() waits for it.
+    nodes: Arc<NodeSet>,
 }
 
 impl LockGuard {
     /// The watchdog's plan for `ttl`, or why it cannot work.
-    pub(crate) fn schedule(client: &Redlock, ttl: Duration) -> Result<Schedule, Error> {
-        let t = client.inner.check_ttl(ttl, Operation::Acquire)?;
+    pub(crate) fn schedule(shared: &Shared, ttl: Duration) -> Result<Schedule, Error> {
+        let t = shared.check_ttl(ttl, Operation::Acquire)?;
         let schedule = Schedule {
             ttl: t.effective,
             node_timeout: t.node_timeout,
-            max_hold: client.inner.max_hold,
+            max_hold: shared.max_hold,
         };
         schedule
             .check()
@@ -70,7 +72,7 @@ impl LockGuard {
         Ok(schedule)
     }
 
-    pub(crate) fn start(client: &Redlock, lock: Lock, schedule: Schedule) -> Self {
+    pub(crate) fn start(shared: &Shared, lock: Lock, schedule: Schedule) -> Self {
         let (resources, token, fence) = lock.identity();
         let (tx, status) = watch::channel(Status {
             valid_until: lock.valid_until(),
@@ -89,7 +91,7 @@ impl LockGuard {
             status,
             control,
             watchdog: Some(watchdog),
-            client: client.clone(),
+            nodes: shared.nodes.clone(),
         }
     }
 
@@ -249,7 +251,7 @@ impl Drop for LockGuard {
         if let Some(watchdog) = self.watchdog.take() {
             // The watchdog hands the lock back when it stops; dropping it there releases it in
             // the background. Tracked, so that shutdown() also waits for this hand-over.
-            self.client.inner.spawn_background(async move {
+            self.nodes.spawn_background(async move {
                 drop(watchdog.await);
             });
         }

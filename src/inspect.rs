@@ -1,4 +1,4 @@
-//! [`Redlock::inspect`]: a read-only, per-node view of one resource, for operators and the
+//! [`Redlock::inspect`](crate::Redlock::inspect): a read-only, per-node view of one resource, for operators and the
 //! `quorumlock status` command. It never changes a key.
 
 use std::time::Duration;
@@ -6,10 +6,10 @@ use std::time::Duration;
 use futures::future::join_all;
 use redis::Value;
 
-use crate::client::Redlock;
 use crate::error::{Error, NodeId, NodeOutcome, Operation};
 use crate::key::{fence_key, lock_key};
 use crate::scripts::INSPECT;
+use crate::shared::{resource_set, Shared};
 use crate::token::fingerprint_of;
 
 /// Bound on each node's answer when no node timeout is configured.
@@ -46,7 +46,7 @@ pub struct NodeView {
     pub fence: Option<u64>,
 }
 
-/// The state of one resource on every node. Made by [`Redlock::inspect`].
+/// The state of one resource on every node. Made by [`Redlock::inspect`](crate::Redlock::inspect).
 #[derive(Clone, Debug)]
 pub struct Inspection {
     resource: String,
@@ -107,66 +107,46 @@ impl Inspection {
     }
 }
 
-impl Redlock {
-    /// Reads `resource`'s lock key, its TTL and its fence counter on every node, concurrently,
-    /// with one read-only script call per node. Nodes that fail are reported per node.
-    ///
-    /// ```no_run
-    /// # async fn demo(redlock: quorumlock::Redlock) -> Result<(), quorumlock::Error> {
-    /// let view = redlock.inspect("invoice:1234").await?;
-    /// match view.holder() {
-    ///     Some((who, nodes)) => println!("held by {who} on {nodes} nodes"),
-    ///     None => println!("not held by a majority"),
-    /// }
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for an empty or too long
-    /// resource name. Node failures are not errors: they are in [`NodeView::state`].
-    ///
-    /// # Cancel safety
-    /// Cancel-safe: it only reads.
-    pub async fn inspect(&self, resource: &str) -> Result<Inspection, Error> {
-        Error::require_runtime(Operation::Inspect)?;
-        crate::client::resource_set([resource], Operation::Inspect)?;
-        let keys: Vec<Box<[u8]>> = vec![
-            lock_key(&self.inner.prefix, resource).into(),
-            fence_key(&self.inner.prefix, resource).into(),
-        ];
-        let primary = INSPECT.evalsha(&keys, &[]);
-        let fallback = INSPECT.eval(&keys, &[]);
-        let timeout = self.inner.node_timeout.unwrap_or(DEFAULT_INSPECT_TIMEOUT);
-        let replies = join_all(
-            self.inner
-                .nodes
-                .iter()
-                .map(|n| n.query(&primary, &fallback, timeout)),
-        )
-        .await;
-        let nodes = self
-            .inner
-            .nodes
-            .iter()
-            .zip(replies)
-            .map(|(n, reply)| {
-                let (state, fence) = match reply {
-                    Ok(value) => read(&value),
-                    Err(outcome) => (NodeState::Failed(outcome), None),
-                };
-                NodeView {
-                    node: n.id.clone(),
-                    state,
-                    fence,
-                }
-            })
-            .collect();
-        Ok(Inspection {
-            resource: resource.to_owned(),
-            quorum: self.quorum(),
-            nodes,
+/// Reads `resource`'s lock key, its TTL and its fence counter on every node, concurrently, with
+/// one read-only script call per node (see [`Redlock::inspect`](crate::Redlock::inspect)).
+///
+/// # Errors
+/// An empty or too long resource name; node failures are per node.
+///
+/// # Cancel safety
+/// Cancel safe: it only reads.
+pub(crate) async fn inspect(shared: &Shared, resource: &str) -> Result<Inspection, Error> {
+    Error::require_runtime(Operation::Inspect)?;
+    resource_set([resource], Operation::Inspect)?;
+    let keys: Vec<Box<[u8]>> = vec![
+        lock_key(&shared.prefix, resource).into(),
+        fence_key(&shared.prefix, resource).into(),
+    ];
+    let primary = INSPECT.evalsha(&keys, &[]);
+    let fallback = INSPECT.eval(&keys, &[]);
+    let timeout = shared.node_timeout.unwrap_or(DEFAULT_INSPECT_TIMEOUT);
+    let replies = join_all(shared.nodes.iter().map(|n| n.query(&primary, &fallback, timeout))).await;
+    let nodes = shared
+        .nodes
+        .iter()
+        .zip(replies)
+        .map(|(n, reply)| {
+            let (state, fence) = match reply {
+                Ok(value) => read(&value),
+                Err(outcome) => (NodeState::Failed(outcome), None),
+            };
+            NodeView {
+                node: n.id.clone(),
+                state,
+                fence,
+            }
         })
-    }
+        .collect();
+    Ok(Inspection {
+        resource: resource.to_owned(),
+        quorum: shared.quorum(),
+        nodes,
+    })
 }
 
 /// Reads the script's `{value, pttl, fence}` reply.

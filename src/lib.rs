@@ -69,22 +69,28 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![forbid(unsafe_code)]
 
+mod acquire;
 mod builder;
 mod client;
+mod decision;
 mod error;
 mod fanout;
+mod fencing;
 mod guard;
 mod identity;
 mod inspect;
 mod key;
+mod kind;
 mod lock;
 mod metrics;
 mod node;
 mod nodes;
+mod outcome;
 mod quorum;
 mod reply;
 mod retry;
 mod scripts;
+mod shared;
 mod token;
 mod url;
 mod validity;

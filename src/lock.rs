@@ -4,11 +4,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::client::{failure_kind, Redlock};
 use crate::error::{Error, ErrorKind, NodeId, NodeOutcome, Operation};
-use crate::fanout::{Fanout, OnDrop, ReportFmt};
-use crate::quorum::Verdict;
+use crate::fanout::{Fanout, Tentative};
 use crate::reply::{LockRef, Request};
+use crate::shared::Shared;
 use crate::token::Token;
 use crate::validity::validity;
 use tokio_util::sync::CancellationToken;
@@ -20,7 +19,7 @@ use tracing::Instrument;
 ///
 /// # Releasing
 /// [`release`](Lock::release) releases and reports each node's outcome. Dropping a `Lock`
-/// releases it in the background without blocking (tracked by [`Redlock::shutdown`]); with no
+/// releases it in the background without blocking (tracked by [`Redlock::shutdown`](crate::Redlock::shutdown)); with no
 /// tokio runtime left, nothing is sent and the keys expire by their TTL. [`forget`](Lock::forget)
 /// keeps the lock until its TTL on purpose.
 ///
@@ -39,7 +38,7 @@ use tracing::Instrument;
 /// ```
 #[must_use = "dropping a Lock releases it at once; bind it for as long as the work runs"]
 pub struct Lock {
-    client: Redlock,
+    shared: Arc<Shared>,
     resources: Arc<[Box<str>]>,
     /// Keys, token, tombstone and TTL, as every request of this lock needs them.
     lock: LockRef,
@@ -58,7 +57,7 @@ pub struct Lock {
 
 /// Everything a new [`Lock`] is made of.
 pub(crate) struct LockParts {
-    pub(crate) client: Redlock,
+    pub(crate) shared: Arc<Shared>,
     pub(crate) resources: Arc<[Box<str>]>,
     pub(crate) lock: LockRef,
     pub(crate) valid_until: Instant,
@@ -108,7 +107,7 @@ impl ReleaseReport {
 impl Lock {
     pub(crate) fn new(p: LockParts) -> Self {
         Self {
-            client: p.client,
+            shared: p.shared,
             resources: p.resources,
             lock: p.lock,
             valid_until: p.valid_until,
@@ -208,16 +207,12 @@ impl Lock {
 
     async fn extend_unmeasured(&mut self, ttl: Duration) -> Result<(), Error> {
         Error::require_runtime(Operation::Extend)?;
-        let inner = self.client.inner.clone();
-        let ttl = inner.check_ttl(ttl, Operation::Extend)?;
+        let ttl = self.shared.check_ttl(ttl, Operation::Extend)?;
         let t0 = Instant::now();
-        let lost = |msg: &str| {
-            Error::new(ErrorKind::Lost, Operation::Extend)
-                .with_resource(&self.resource_text())
-                .with_message(msg)
-        };
         if t0 >= self.valid_until {
-            return Err(lost("validity had already ended"));
+            return Err(Error::new(ErrorKind::Lost, Operation::Extend)
+                .with_resource(&self.resource_text())
+                .with_message("validity had already ended"));
         }
         // A node may apply the new, possibly shorter, TTL even if the extension fails, so from
         // here on the claim is at most what a shorter TTL leaves.
@@ -230,35 +225,35 @@ impl Lock {
             .expires
             .max(t0 + ttl.node_timeout + ttl.effective + ttl.drift);
         let req = Arc::new(Request::extend(&self.lock, ttl.ms));
-        // Abandoned when dropped: an extension cancelled by the release (the watchdog's) must not
-        // be sent after it, for instance once a connection being made comes up.
-        let mut fan = Fanout::start(&inner.nodes, req, ttl.node_timeout, self.expires, OnDrop::Abandon);
+        // Tentative: an extension cancelled by the release (the watchdog's) must not be sent
+        // after it, for instance once a connection being made comes up.
+        let mut fan = Tentative::start(&self.shared.nodes, req, ttl.node_timeout, self.expires);
         self.valid_until = shortened;
-        let verdict = fan.decide().await;
+        let decision = fan.decide().await;
         let elapsed = t0.elapsed();
-        let report = fan.report();
         tracing::debug!(
-            resource = %self.resource_text(), token = %self.lock.token.fingerprint(), ?verdict,
-            elapsed_us = elapsed.as_micros() as u64, nodes = %ReportFmt(&report), "extend decided",
+            verdict = ?decision.verdict, elapsed_us = elapsed.as_micros() as u64,
+            nodes = %decision.report_fmt(), "extend decided",
         );
-        // Decided: the slower nodes still get the extension, unless the lock is released first.
-        let (tally, denied) = (*fan.tally(), fan.denied());
-        fan.finish_unless(self.extensions.clone());
-        let kind = match (verdict, validity(ttl.effective, elapsed, ttl.drift)) {
-            (Verdict::Reached, Some(_)) => {
-                self.valid_until = claim_if_applied;
-                return Ok(());
-            }
-            (Verdict::Reached, None) => ErrorKind::ValidityExhausted,
-            _ => failure_kind(&tally, denied, inner.nodes.len(), ErrorKind::Lost),
+        let result = match (decision.reached(), validity(ttl.effective, elapsed, ttl.drift)) {
+            (true, Some(_)) => Ok(()),
+            (true, None) => Err(decision.error(ErrorKind::ValidityExhausted, Operation::Extend)),
+            (false, _) => Err(decision.error(decision.failure_kind(ErrorKind::Lost), Operation::Extend)),
         };
-        if kind == ErrorKind::Lost {
-            self.valid_until = Instant::now();
+        // Decided: the slower nodes still get the extension, unless the lock is released first.
+        fan.finish_unless(self.extensions.clone());
+        match result {
+            Ok(()) => {
+                self.valid_until = claim_if_applied;
+                Ok(())
+            }
+            Err(e) => {
+                if e.kind() == ErrorKind::Lost {
+                    self.valid_until = Instant::now();
+                }
+                Err(e.with_resource(&self.resource_text()).with_elapsed(elapsed))
+            }
         }
-        Err(Error::new(kind, Operation::Extend)
-            .with_resource(&self.resource_text())
-            .with_nodes(report)
-            .with_elapsed(elapsed))
     }
 
     /// Releases the lock on every node (compare-and-delete: a key holding another token is never
@@ -291,40 +286,32 @@ impl Lock {
         // Without a runtime nothing can be sent: the lock is dropped (nothing is released) and
         // its keys expire by TTL.
         Error::require_runtime(Operation::Release)?;
-        let inner = self.client.inner.clone();
+        let shared = self.shared.clone();
         let mut fan = self.start_release();
         let t0 = Instant::now();
-        let verdict = fan.decide().await;
+        let decision = fan.decide().await;
         let elapsed = t0.elapsed();
-        let report = fan.report();
         tracing::debug!(
-            resource = %self.resource_text(), token = %self.lock.token.fingerprint(), ?verdict,
-            elapsed_us = elapsed.as_micros() as u64, nodes = %ReportFmt(&report), "release decided",
+            verdict = ?decision.verdict, elapsed_us = elapsed.as_micros() as u64,
+            nodes = %decision.report_fmt(), "release decided",
         );
-        if verdict == Verdict::Reached && inner.wake_channel.is_some() {
-            crate::wake::released_locally(
-                &inner,
-                &self.lock.keys,
-                &self.lock.token.fingerprint().to_string(),
-            );
+        if decision.reached() {
+            if let Some(hub) = &shared.wake {
+                hub.released_locally(&self.lock.keys, &self.lock.token.fingerprint().to_string());
+            }
         }
         // Reached: a majority deleted our key. Otherwise every node has answered (see
         // `Fanout::settled`), and a majority that holds nothing of ours is still a release.
-        if verdict == Verdict::Reached || !fan.tally().failures_preclude_quorum() {
+        if decision.reached() || !decision.failures_preclude_quorum() {
             return Ok(ReleaseReport {
-                nodes: report,
+                nodes: decision.report(),
                 elapsed,
             });
         }
-        let kind = failure_kind(
-            fan.tally(),
-            fan.denied(),
-            inner.nodes.len(),
-            ErrorKind::QuorumUnreachable,
-        );
-        Err(Error::new(kind, Operation::Release)
+        let kind = decision.failure_kind(ErrorKind::QuorumUnreachable);
+        Err(decision
+            .error(kind, Operation::Release)
             .with_resource(&self.resource_text())
-            .with_nodes(report)
             .with_elapsed(elapsed))
     }
 
@@ -332,11 +319,11 @@ impl Lock {
         self.armed = false;
         self.extensions.cancel();
         self.valid_until = self.valid_until.min(Instant::now());
-        let inner = &self.client.inner;
-        let channel = inner.wake_channel.as_ref().map(|c| &*c[0]);
+        let channel = self.shared.wake.as_ref().map(|hub| hub.channel());
         let req = Arc::new(Request::release(&self.lock, channel));
-        // Each node's release is an obligation (nodes.rs) until it gets a definite answer.
-        Fanout::start(&inner.nodes, req, self.node_timeout, self.expires, OnDrop::Finish)
+        // Each node's release is an obligation (nodes.rs) until it gets a definite answer; a
+        // dropped fan-out lets the tries in flight finish.
+        Fanout::start(&self.shared.nodes, req, self.node_timeout, self.expires)
     }
 
     /// Keeps the lock until its TTL runs out: nothing is released now or on drop. For a holder
@@ -351,7 +338,7 @@ impl Drop for Lock {
     fn drop(&mut self) {
         if self.armed {
             crate::metrics::released(Ok(crate::metrics::RELEASED_ON_DROP));
-            // Dropping the fan-out moves its requests to a background task (OnDrop::Finish).
+            // Dropping the fan-out moves its requests to a background task.
             drop(self.start_release());
         }
     }

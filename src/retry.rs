@@ -236,11 +236,8 @@ mod tests {
 
     #[test]
     fn reconnect_backoff_doubles_to_its_cap() {
-        assert_eq!(reconnect_backoff(0), Duration::from_millis(10));
-        assert_eq!(reconnect_backoff(1), Duration::from_millis(10));
-        assert_eq!(reconnect_backoff(2), Duration::from_millis(20));
-        assert_eq!(reconnect_backoff(7), Duration::from_millis(500));
-        assert_eq!(reconnect_backoff(u32::MAX), Duration::from_millis(500));
+        let waits = [0, 1, 2, 7, u32::MAX].map(|f| reconnect_backoff(f).as_millis());
+        assert_eq!(waits, [10, 10, 20, 500, 500]);
     }
 
     const MS: Duration = Duration::from_millis(1);
@@ -360,10 +357,6 @@ mod tests {
         let policy = Retry::wait(Duration::from_secs(10));
         assert_eq!(policy.max_attempts(), u32::MAX);
         assert_eq!(
-            policy.next_delay(1_000_000, Duration::from_secs(9), ms(100), 0.0),
-            Ok(ms(50))
-        );
-        assert_eq!(
             policy.next_delay(1_000_000, ms(9_850), ms(100), 0.0),
             Ok(ms(50)),
             "a pause that ends exactly at the last start is kept"
@@ -382,17 +375,6 @@ mod tests {
     }
 
     #[test]
-    fn a_cap_still_caps() {
-        let p = Retry::new().attempts(3);
-        assert!(p.next_delay(2, Duration::ZERO, ms(100), 0.5).is_ok());
-        assert_eq!(p.next_delay(3, Duration::ZERO, ms(100), 0.5), Err(Stop::Attempts));
-        assert_eq!(
-            Retry::none().next_delay(1, Duration::ZERO, ms(100), 0.5),
-            Err(Stop::Attempts)
-        );
-    }
-
-    #[test]
     fn hostile_units_are_clamped() {
         let p = Retry::new();
         for u in [f64::NAN, -1.0, 2.0, f64::INFINITY] {
@@ -404,7 +386,6 @@ mod tests {
     #[test]
     fn validation() {
         assert!(Retry::new().attempts(0).validate().is_err());
-        assert!(Retry::new().deadline(Duration::ZERO).validate().is_err());
         assert!(Retry::wait(Duration::ZERO).validate().is_err());
         assert!(Retry::new()
             .delay(Duration::MAX, Duration::from_secs(1))
@@ -412,6 +393,7 @@ mod tests {
             .is_err());
         assert!(Retry::new().validate().is_ok());
         assert!(Retry::none().no_deadline().validate().is_ok());
-        assert!(Retry::new().no_deadline().validate().is_ok());
+        let one = Retry::none().next_delay(1, Duration::ZERO, ms(100), 0.5);
+        assert_eq!(one, Err(Stop::Attempts), "try_acquire makes one attempt");
     }
 }

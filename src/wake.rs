@@ -21,13 +21,15 @@
 //! One subscriber connection per node, started on first use and kept while the client lives.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::sync::Notify;
 
-use crate::client::Inner;
+use crate::key::Keys;
+use crate::nodes::NodeSet;
 
 /// Length of the release id in front of each published key.
 const ID_LEN: usize = 8;
@@ -35,15 +37,18 @@ const ID_LEN: usize = 8;
 /// next release's.
 const RECENT_IDS: usize = 8;
 
-#[derive(Default)]
+/// The wake-up state of one client: its waiters per key, and the subscribers that feed them.
 pub(crate) struct WakeHub {
+    nodes: Arc<NodeSet>,
+    /// `<prefix>released`, as the release script is given it.
+    channel: Keys,
     keys: Mutex<HashMap<Box<[u8]>, Arc<KeyWake>>>,
     started: OnceLock<()>,
 }
 
 /// The local waiters of one key.
-pub(crate) struct KeyWake {
-    pub(crate) notify: Notify,
+struct KeyWake {
+    notify: Notify,
     /// Reports a release id needs before it wakes anyone: the quorum.
     quorum: usize,
     recent: Mutex<[Release; RECENT_IDS]>,
@@ -95,9 +100,9 @@ impl KeyWake {
 
 /// A registered interest in one key; unregisters itself when the last waiter goes.
 pub(crate) struct Waiter {
-    inner: Arc<Inner>,
+    hub: Arc<WakeHub>,
     key: Box<[u8]>,
-    pub(crate) wake: Arc<KeyWake>,
+    wake: Arc<KeyWake>,
 }
 
 impl Waiter {
@@ -107,55 +112,85 @@ impl Waiter {
         // The map's reference, ours, and any other waiter's.
         Arc::strong_count(&self.wake) > 2
     }
+
+    /// A wake-up for the next release of the key, armed at once: a release between this call
+    /// and the await is not missed. Await it pinned.
+    pub(crate) fn armed(&self) -> impl Future<Output = ()> + '_ {
+        let mut notified = Box::pin(self.wake.notify.notified());
+        notified.as_mut().enable();
+        notified
+    }
 }
 
 impl Drop for Waiter {
     fn drop(&mut self) {
-        let mut map = self.inner.wake.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.hub.keys.lock().unwrap_or_else(|p| p.into_inner());
         if Arc::strong_count(&self.wake) <= 2 {
             map.remove(&self.key);
         }
     }
 }
 
-pub(crate) fn channel(prefix: &str) -> Vec<u8> {
-    let mut c = prefix.as_bytes().to_vec();
-    c.extend_from_slice(b"released");
-    c
-}
-
-/// Registers interest in `key`, starting the subscribers on first use.
-pub(crate) fn waiter(inner: &Arc<Inner>, key: &[u8]) -> Waiter {
-    inner.wake.started.get_or_init(|| {
-        for i in 0..inner.nodes.len() {
-            tokio::spawn(subscribe(Arc::downgrade(inner), i));
+impl WakeHub {
+    pub(crate) fn new(nodes: Arc<NodeSet>, prefix: &str) -> Self {
+        let mut channel = prefix.as_bytes().to_vec();
+        channel.extend_from_slice(b"released");
+        Self {
+            nodes,
+            channel: vec![channel.into_boxed_slice()].into(),
+            keys: Mutex::default(),
+            started: OnceLock::new(),
         }
-    });
-    let wake = inner
-        .wake
-        .keys
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .entry(key.into())
-        .or_insert_with(|| Arc::new(KeyWake::new(inner.quorum())))
-        .clone();
-    Waiter {
-        inner: inner.clone(),
-        key: key.into(),
-        wake,
     }
-}
 
-/// This client released `keys` (on a majority) with release id `id`: hand each key to its next
-/// local waiter now; the notices that come back from the nodes are then duplicates.
-pub(crate) fn released_locally(inner: &Inner, keys: &[Box<[u8]>], id: &str) {
-    let Ok(id) = <[u8; ID_LEN]>::try_from(id.as_bytes()) else {
-        return;
-    };
-    let map = inner.wake.keys.lock().unwrap_or_else(|p| p.into_inner());
-    for key in keys {
+    /// The channel releases publish on.
+    pub(crate) fn channel(&self) -> &[u8] {
+        &self.channel[0]
+    }
+
+    /// Registers interest in `key`, starting the subscribers on first use.
+    pub(crate) fn waiter(self: &Arc<Self>, key: &[u8]) -> Waiter {
+        self.started.get_or_init(|| {
+            for i in 0..self.nodes.len() {
+                tokio::spawn(subscribe(Arc::downgrade(self), i));
+            }
+        });
+        let wake = self
+            .keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.into())
+            .or_insert_with(|| Arc::new(KeyWake::new(self.nodes.quorum())))
+            .clone();
+        Waiter {
+            hub: self.clone(),
+            key: key.into(),
+            wake,
+        }
+    }
+
+    /// This client released `keys` (on a majority) with release id `id`: hand each key to its
+    /// next local waiter now; the notices that come back from the nodes are then duplicates.
+    pub(crate) fn released_locally(&self, keys: &[Box<[u8]>], id: &str) {
+        let Ok(id) = <[u8; ID_LEN]>::try_from(id.as_bytes()) else {
+            return;
+        };
+        let map = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        for key in keys {
+            if let Some(w) = map.get(key) {
+                w.released(id, 0, true);
+            }
+        }
+    }
+
+    /// A notice from one node.
+    fn noticed(&self, payload: &[u8]) {
+        let Some((id, key)) = parse_notice(payload) else {
+            return;
+        };
+        let map = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(w) = map.get(key) {
-            w.released(id, 0, true);
+            w.released(id, 1, false);
         }
     }
 }
@@ -167,14 +202,14 @@ fn parse_notice(payload: &[u8]) -> Option<([u8; ID_LEN], &[u8])> {
 }
 
 /// Keeps a subscription to node `i` while the client lives, reconnecting after failures.
-async fn subscribe(inner: Weak<Inner>, i: usize) {
+async fn subscribe(hub: Weak<WakeHub>, i: usize) {
     loop {
-        let Some(strong) = inner.upgrade() else { return };
-        let (client, channel) = (strong.nodes.node(i).client().clone(), channel(&strong.prefix));
+        let Some(strong) = hub.upgrade() else { return };
+        let (client, channel) = (strong.nodes.node(i).client().clone(), strong.channel.clone());
         drop(strong);
         let connected = async {
             let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel[..]).await?;
+            pubsub.subscribe(&channel[0][..]).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
         match tokio::time::timeout(Duration::from_secs(2), connected).await {
@@ -183,17 +218,9 @@ async fn subscribe(inner: Weak<Inner>, i: usize) {
                 loop {
                     // Wake up now and then to notice that the client is gone.
                     let next = tokio::time::timeout(Duration::from_secs(1), messages.next()).await;
-                    let Some(strong) = inner.upgrade() else { return };
+                    let Some(strong) = hub.upgrade() else { return };
                     match next {
-                        Ok(Some(msg)) => {
-                            let Some((id, key)) = parse_notice(msg.get_payload_bytes()) else {
-                                continue;
-                            };
-                            let map = strong.wake.keys.lock().unwrap_or_else(|p| p.into_inner());
-                            if let Some(w) = map.get(key) {
-                                w.released(id, 1, false);
-                            }
-                        }
+                        Ok(Some(msg)) => strong.noticed(msg.get_payload_bytes()),
                         Ok(None) => break, // connection closed: reconnect
                         Err(_) => {}       // idle
                     }

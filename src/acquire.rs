@@ -1,0 +1,258 @@
+//! Acquisition (DESIGN.md steps 1-6): the retry loop, and one attempt.
+//!
+//! An attempt draws a token, sends the acquire script to every node at once, decides at a
+//! majority, and either hands out a [`Lock`] or undoes what it set before the next attempt
+//! starts. The retry loop owns the waits between attempts: the [`Retry`] schedule, the wait for
+//! the failed attempt's clean-up, and the wake-up hand-off of [`crate::wake`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::Instrument;
+
+use crate::error::{Error, ErrorKind, Operation};
+use crate::fanout::Unready;
+use crate::fencing;
+use crate::key::{lock_key, tomb_key, Keys};
+use crate::lock::{Lock, LockParts};
+use crate::reply::{LockRef, Request};
+use crate::retry::{Retry, Stop};
+use crate::shared::{Shared, Ttl};
+use crate::token::Token;
+use crate::validity::validity;
+use crate::wake::Waiter;
+
+/// A failed attempt and the signal that its background clean-up is complete.
+struct Failed {
+    error: Error,
+    cleanup: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+/// Acquires `resources` (checked by [`resource_set`](crate::shared::resource_set)) for `ttl`,
+/// retrying per `retry`, and measures the outcome (bad resource names included).
+///
+/// # Errors
+/// As [`Redlock::acquire`](crate::Redlock::acquire).
+///
+/// # Cancel safety
+/// As [`Redlock::acquire`](crate::Redlock::acquire): leak free, not cancel safe.
+pub(crate) async fn acquire(
+    shared: &Arc<Shared>,
+    resources: Result<Box<[Box<str>]>, Error>,
+    ttl: Duration,
+    retry: &Retry,
+) -> Result<Lock, Error> {
+    let timer = crate::metrics::timer();
+    let result = match resources {
+        Ok(resources) => acquire_unmeasured(shared, resources, ttl, retry).await,
+        Err(e) => Err(e),
+    };
+    crate::metrics::acquired(timer, crate::metrics::kind_of(&result));
+    result
+}
+
+async fn acquire_unmeasured(
+    shared: &Arc<Shared>,
+    resources: Box<[Box<str>]>,
+    ttl: Duration,
+    retry: &Retry,
+) -> Result<Lock, Error> {
+    // Before anything touches tokio (a timer, a connection, the wake-up's spawn).
+    Error::require_runtime(Operation::Acquire)?;
+    let ttl = shared.check_ttl(ttl, Operation::Acquire)?;
+    if let Some(e) = shared.misconfigured(Operation::Acquire) {
+        return Err(e);
+    }
+    let keys: Keys = resources
+        .iter()
+        .map(|r| lock_key(&shared.prefix, r).into_boxed_slice())
+        .collect();
+    let fence_keys = shared
+        .fencing
+        .then(|| fencing::fence_keys(&shared.prefix, &resources));
+    let span = tracing::debug_span!(
+        "quorumlock.acquire",
+        resource = %resources.join(", "),
+        ttl_ms = ttl.ms,
+        attempt = tracing::field::Empty,
+    );
+    let resources: Arc<[Box<str>]> = resources.into();
+    // Wake-on-release: interest in the first key (a multi-resource waiter is woken by its first
+    // resource and otherwise polls).
+    let waiter = shared.wake.as_ref().map(|hub| hub.waiter(&keys[0]));
+    let attempts = Attempts {
+        shared,
+        resources: &resources,
+        keys: &keys,
+        fence_keys: fence_keys.as_ref(),
+        ttl,
+    };
+    retry_loop(&attempts, retry, waiter.as_ref())
+        .instrument(span)
+        .await
+}
+
+/// What every attempt of one acquisition shares.
+struct Attempts<'a> {
+    shared: &'a Arc<Shared>,
+    resources: &'a Arc<[Box<str>]>,
+    keys: &'a Keys,
+    fence_keys: Option<&'a Keys>,
+    ttl: Ttl,
+}
+
+async fn retry_loop(a: &Attempts<'_>, retry: &Retry, waiter: Option<&Waiter>) -> Result<Lock, Error> {
+    let ttl = a.ttl;
+    let start = Instant::now();
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        tracing::Span::current().record("attempt", attempt);
+        // Armed before the attempt, so a release between the refusal and the wait is not missed.
+        let mut woken = waiter.map(Waiter::armed);
+        // A fresh acquisition queues behind this client's waiters for the key (they are handed
+        // the key one release at a time) rather than barging in; bounded by one retry delay,
+        // after which it tries anyway.
+        if attempt == 1 && waiter.is_some_and(Waiter::others_waiting) {
+            if let (Some(w), Ok(delay)) = (
+                woken.take(),
+                retry.next_delay(1, Duration::ZERO, ttl.node_timeout, rand::random()),
+            ) {
+                let _ = tokio::time::timeout(delay, w).await;
+            }
+            woken = waiter.map(Waiter::armed);
+        }
+        let result = attempt_once(a).await;
+        crate::metrics::attempt(result.as_ref().map(drop).map_err(|f| f.error.kind()));
+        let Failed { error, cleanup } = match result {
+            Ok(lock) => return Ok(lock),
+            Err(failed) => failed,
+        };
+        let elapsed = start.elapsed();
+        if !error.is_retryable() {
+            return Err(error.with_attempts(attempt).with_elapsed(elapsed));
+        }
+        let stop = match retry.next_delay(attempt, elapsed, ttl.node_timeout, rand::random()) {
+            Ok(delay) => {
+                // The next attempt waits for this one's clean-up (late grants released), so our
+                // own leftovers never refuse us; bounded by one node timeout.
+                let cleanup = async {
+                    if let Some(done) = cleanup {
+                        let _ = tokio::time::timeout(ttl.node_timeout, done).await;
+                    }
+                };
+                let pause = async {
+                    match woken {
+                        Some(w) if error.is_contended() => {
+                            let _ = tokio::time::timeout(delay, w).await;
+                        }
+                        _ => tokio::time::sleep(delay).await,
+                    }
+                };
+                tokio::join!(pause, cleanup);
+                if retry.fits(start.elapsed(), ttl.node_timeout) {
+                    continue;
+                }
+                Stop::Deadline
+            }
+            Err(stop) => stop,
+        };
+        let elapsed = start.elapsed();
+        return Err(match stop {
+            Stop::Attempts => error.with_attempts(attempt).with_elapsed(elapsed),
+            Stop::Deadline => Error::deadline(error, elapsed, attempt),
+        });
+    }
+}
+
+/// One attempt (DESIGN.md steps 1-5, and the fence write-back of G6).
+async fn attempt_once(a: &Attempts<'_>) -> Result<Lock, Failed> {
+    let (shared, ttl) = (a.shared, a.ttl);
+    let token = Token::generate().map_err(|e| Failed {
+        error: Error::new(ErrorKind::Entropy, Operation::Acquire).with_message(e.to_string()),
+        cleanup: None,
+    })?;
+    // Step 1: the clock starts before anything is sent, so time spent paused before or during
+    // the sends counts against validity.
+    let t0 = Instant::now();
+    // The end of any release obligation for this attempt: a request sent at t0 may still be
+    // applied up to a node timeout later (later than that we stopped waiting for it), and its
+    // key then lives one TTL, plus the drift allowance for a server clock that runs slow. (The
+    // model checker found the bound without the node timeout too short: docs/model.md.)
+    let expires = t0 + ttl.node_timeout + ttl.effective + ttl.drift;
+    let lock = LockRef {
+        keys: a.keys.clone(),
+        tomb: tomb_key(&shared.prefix, token.as_str()),
+        token,
+        ttl_ms: ttl.ms,
+    };
+    let req = Arc::new(match a.fence_keys {
+        Some(fk) => Request::acquire_fenced(&lock, fk),
+        None => Request::acquire(&lock),
+    });
+    // Until the lock is handed out, a dropped fan-out undoes everything, also while the fence
+    // is being written back.
+    let mut fan = Unready::start(&shared.nodes, req, ttl.node_timeout, expires);
+    let decision = fan.decide().await;
+    let elapsed = t0.elapsed();
+    let left = validity(ttl.effective, elapsed, ttl.drift);
+    tracing::debug!(
+        token = %lock.token.fingerprint(),
+        verdict = ?decision.verdict,
+        elapsed_us = elapsed.as_micros() as u64,
+        validity_ms = left.map_or(0, |v| v.as_millis() as u64),
+        nodes = %decision.report_fmt(),
+        "attempt decided",
+    );
+    let outcome = match (decision.reached(), left) {
+        // One server listed twice: no quorum of this client can be trusted (rule (e)).
+        _ if shared.nodes.conflict().is_some() => Err(shared
+            .misconfigured(Operation::Acquire)
+            .unwrap_or_else(|| Error::new(ErrorKind::Config, Operation::Acquire))
+            .with_nodes(decision.report())),
+        (true, Some(_)) => Ok(()),
+        (true, None) => Err(decision.error(ErrorKind::ValidityExhausted, Operation::Acquire)),
+        (false, _) => Err(decision.error(decision.failure_kind(ErrorKind::Contended), Operation::Acquire)),
+    };
+    let outcome = match (outcome, a.fence_keys) {
+        (Ok(()), Some(fence_keys)) => {
+            // G6: the lock's fence is the highest its grants gave; it must be on a majority
+            // before the lock is handed out, so that every later quorum sees it.
+            let fence = fencing::lock_fence(fan.granted_fences());
+            fencing::write_back(&shared.nodes, &lock, fence_keys, fence, t0, expires, ttl)
+                .await
+                .map(Some)
+        }
+        (Ok(()), None) => Ok(None),
+        (Err(e), _) => Err(e.with_elapsed(elapsed)),
+    };
+    let fence = match outcome {
+        Ok(fence) => fence,
+        Err(error) => {
+            let error = error.with_resource(&a.resources.join(", "));
+            let cleanup = match fan.undo() {
+                Some((granted_released, all_done)) => {
+                    // Bounded by the node timeout: the nodes that granted answered moments ago.
+                    let _ = granted_released.await;
+                    Some(all_done)
+                }
+                None => None,
+            };
+            return Err(Failed { error, cleanup });
+        }
+    };
+    // Late grants are part of the lock: its release reaches every node, and one that overtakes a
+    // late grant leaves a tombstone that refuses it.
+    fan.ready();
+    // ttl.effective > ttl.drift was checked, and both are far below Instant's range.
+    let valid_until = t0 + (ttl.effective - ttl.drift);
+    Ok(Lock::new(LockParts {
+        shared: shared.clone(),
+        resources: a.resources.clone(),
+        lock,
+        valid_until,
+        expires,
+        node_timeout: ttl.node_timeout,
+        fence,
+    }))
+}

@@ -1,0 +1,151 @@
+//! [`Decision`]: what one fan-out's votes decided, and everything its caller derives from them
+//! (the error kind when quorum was not reached, the per-node report), in one value.
+//!
+//! Acquisition, fence write-back, extension and release all end a fan-out the same way: take the
+//! verdict, log it, and on failure name the cause and attach each node's outcome. That sequence
+//! lives here once.
+
+use std::fmt;
+
+use crate::error::{Error, ErrorKind, NodeId, NodeOutcome, Operation};
+use crate::nodes::NodeSet;
+use crate::quorum::{Tally, Verdict};
+
+/// The outcome of one fan-out at the moment its votes decided, borrowed from the fan-out.
+pub(crate) struct Decision<'a> {
+    pub(crate) verdict: Verdict,
+    tally: Tally,
+    nodes: &'a NodeSet,
+    /// Per node, in node order; `None` for a node that had not answered yet.
+    outcomes: &'a [Option<NodeOutcome>],
+}
+
+impl<'a> Decision<'a> {
+    pub(crate) fn new(
+        verdict: Verdict,
+        tally: Tally,
+        nodes: &'a NodeSet,
+        outcomes: &'a [Option<NodeOutcome>],
+    ) -> Self {
+        Self {
+            verdict,
+            tally,
+            nodes,
+            outcomes,
+        }
+    }
+
+    pub(crate) fn reached(&self) -> bool {
+        self.verdict == Verdict::Reached
+    }
+
+    /// Whether the failures alone rule out a quorum (fewer than a majority reachable).
+    pub(crate) fn failures_preclude_quorum(&self) -> bool {
+        self.tally.failures_preclude_quorum()
+    }
+
+    /// How many nodes refused our credentials or permissions.
+    fn denied(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|o| matches!(o, Some(NodeOutcome::Denied(_))))
+            .count()
+    }
+
+    /// Why quorum was not reached; `refused` is the kind for "the nodes answered, and said no"
+    /// (contended for an acquisition, lost for an extension).
+    pub(crate) fn failure_kind(&self, refused: ErrorKind) -> ErrorKind {
+        failure_kind(&self.tally, self.denied(), self.outcomes.len(), refused)
+    }
+
+    /// Every node's outcome, in node order; unanswered nodes are `Pending`.
+    pub(crate) fn report(&self) -> Vec<(NodeId, NodeOutcome)> {
+        self.nodes
+            .iter()
+            .zip(self.outcomes)
+            .map(|(node, o)| (node.id.clone(), o.clone().unwrap_or(NodeOutcome::Pending)))
+            .collect()
+    }
+
+    /// The report for a log line, formatted only if the line is written: `addr=outcome, ...`.
+    pub(crate) fn report_fmt(&self) -> impl fmt::Display + '_ {
+        ReportFmt(self)
+    }
+
+    /// An error of `kind` for `op` carrying each node's outcome.
+    pub(crate) fn error(&self, kind: ErrorKind, op: Operation) -> Error {
+        Error::new(kind, op).with_nodes(self.report())
+    }
+}
+
+struct ReportFmt<'d, 'a>(&'d Decision<'a>);
+
+impl fmt::Display for ReportFmt<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0;
+        for (k, (node, o)) in d.nodes.iter().zip(d.outcomes).enumerate() {
+            if k > 0 {
+                f.write_str(", ")?;
+            }
+            match o {
+                Some(o) => write!(f, "{}={o}", node.id)?,
+                None => write!(f, "{}={}", node.id, NodeOutcome::Pending)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The failure kind when quorum was impossible, from the votes: credentials refused by so many
+/// nodes that the rest cannot make a quorum; else the failures alone ruling out a quorum means
+/// too few nodes; otherwise the nodes said no (`refused`).
+pub(crate) fn failure_kind(tally: &Tally, denied: usize, n: usize, refused: ErrorKind) -> ErrorKind {
+    if n - denied < crate::quorum::quorum(n) {
+        ErrorKind::Unauthorized
+    } else if tally.failures_preclude_quorum() {
+        ErrorKind::QuorumUnreachable
+    } else {
+        refused
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quorum::Vote;
+
+    #[test]
+    fn failure_kind_separates_contention_from_unreachable() {
+        let tally = |votes: &[Vote]| {
+            let mut t = Tally::new(votes.len());
+            votes.iter().for_each(|v| t.record(*v));
+            t
+        };
+        let (y, r, f) = (Vote::Yes, Vote::Refused, Vote::Failed);
+        // 3 of 5 down: too few nodes, even though one refused.
+        assert_eq!(
+            failure_kind(&tally(&[r, f, f, f, y]), 0, 5, ErrorKind::Contended),
+            ErrorKind::QuorumUnreachable
+        );
+        // All up, two holders: contention.
+        assert_eq!(
+            failure_kind(&tally(&[r, r, r, y, y]), 0, 5, ErrorKind::Contended),
+            ErrorKind::Contended
+        );
+        // Mixed, failures alone would not stop us: contention.
+        assert_eq!(
+            failure_kind(&tally(&[r, r, f, y, y]), 0, 5, ErrorKind::Contended),
+            ErrorKind::Contended
+        );
+        // Credentials refused by a majority.
+        assert_eq!(
+            failure_kind(&tally(&[f, f, f, y, y]), 3, 5, ErrorKind::Contended),
+            ErrorKind::Unauthorized
+        );
+        // The refusal kind is the caller's: an extension refused is a lost lock.
+        assert_eq!(
+            failure_kind(&tally(&[r, r, y]), 0, 3, ErrorKind::Lost),
+            ErrorKind::Lost
+        );
+    }
+}

@@ -1,0 +1,174 @@
+//! [`Shared`]: what every operation of one client reads: the node set, the configuration, and
+//! the wake-up hub; and the input checks every operation starts with.
+//!
+//! The public [`Redlock`](crate::Redlock) is a thin handle over an `Arc<Shared>`; locks, guards,
+//! the acquisition loop and `inspect` take the `Arc<Shared>` (never the client), so the layers
+//! below the public API do not depend on it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, ErrorKind, Operation};
+use crate::key::MAX_RESOURCE_LEN;
+use crate::nodes::NodeSet;
+use crate::retry::Retry;
+use crate::validity::{drift, min_ttl, whole_millis, MAX_TTL};
+use crate::wake::WakeHub;
+
+pub(crate) struct Shared {
+    pub(crate) nodes: Arc<NodeSet>,
+    pub(crate) node_timeout: Option<Duration>,
+    pub(crate) drift_factor: f64,
+    pub(crate) retry: Retry,
+    pub(crate) max_hold: Option<Duration>,
+    pub(crate) fencing: bool,
+    /// Present when wake-on-release is on.
+    pub(crate) wake: Option<Arc<WakeHub>>,
+    pub(crate) prefix: Box<str>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Issue 12: a lock dropped at the end of `main` otherwise stays for its whole TTL
+        // without a word.
+        let pending = self.nodes.background_jobs();
+        if pending > 0 {
+            tracing::warn!(
+                pending,
+                "Redlock dropped with releases still running in the background; they finish only \
+                 while the tokio runtime runs: await Redlock::shutdown() before it ends, or their \
+                 keys stay until their TTL",
+            );
+        }
+    }
+}
+
+/// A TTL checked and turned into what the nodes are sent and what validity is computed from.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ttl {
+    pub(crate) ms: u64,
+    /// The TTL in whole milliseconds, as the nodes see it.
+    pub(crate) effective: Duration,
+    pub(crate) drift: Duration,
+    pub(crate) node_timeout: Duration,
+}
+
+/// The node timeout used when none is configured: 1% of the TTL, within 50 ms..1 s. The spec
+/// suggests 5-50 ms for a 10 s TTL on a LAN; 50 ms is the floor because scheduler noise on a
+/// busy host reaches tens of milliseconds, and a first connection (TLS, AUTH) is made inside
+/// this bound too.
+pub(crate) fn default_node_timeout(ttl: Duration) -> Duration {
+    (ttl / 100).clamp(Duration::from_millis(50), Duration::from_secs(1))
+}
+
+impl Shared {
+    pub(crate) fn check_ttl(&self, ttl: Duration, op: Operation) -> Result<Ttl, Error> {
+        if ttl > MAX_TTL {
+            return Err(Error::invalid_input(
+                op,
+                format!("ttl {ttl:?} is above the maximum of {MAX_TTL:?}"),
+            ));
+        }
+        let (ms, effective) = whole_millis(ttl);
+        if ms == 0 {
+            return Err(Error::invalid_input(
+                op,
+                format!("ttl {ttl:?} is below 1 ms, the resolution of Redis expiry"),
+            ));
+        }
+        let drift = drift(effective, self.drift_factor);
+        let min = min_ttl(self.drift_factor);
+        if effective < min {
+            return Err(Error::invalid_input(
+                op,
+                format!(
+                    "ttl {effective:?} is below the minimum of {min:?}: the clock-drift allowance of \
+                     {drift:?} would leave less than 1 ms of validity, so no attempt could succeed"
+                ),
+            ));
+        }
+        let node_timeout = self
+            .node_timeout
+            .unwrap_or_else(|| default_node_timeout(effective));
+        Ok(Ttl {
+            ms,
+            effective,
+            drift,
+            node_timeout,
+        })
+    }
+
+    pub(crate) fn quorum(&self) -> usize {
+        self.nodes.quorum()
+    }
+
+    /// The configuration error found while connecting (one server listed twice), if any.
+    pub(crate) fn misconfigured(&self, op: Operation) -> Option<Error> {
+        self.nodes
+            .conflict()
+            .map(|m| Error::new(ErrorKind::Config, op).with_message(m.to_string()))
+    }
+}
+
+/// Checks resource names and puts them in key order without duplicates: two clients locking the
+/// same set in different orders must build the same keys.
+pub(crate) fn resource_set<I, S>(resources: I, op: Operation) -> Result<Box<[Box<str>]>, Error>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut set: Vec<Box<str>> = Vec::new();
+    for r in resources {
+        let r = r.as_ref();
+        if r.is_empty() {
+            return Err(Error::invalid_input(op, "the resource name is empty"));
+        }
+        if r.len() > MAX_RESOURCE_LEN {
+            return Err(Error::invalid_input(
+                op,
+                format!(
+                    "the resource name is {} bytes, above the maximum of {MAX_RESOURCE_LEN}",
+                    r.len()
+                ),
+            ));
+        }
+        set.push(r.into());
+    }
+    if set.is_empty() {
+        return Err(Error::invalid_input(op, "no resources given"));
+    }
+    set.sort_unstable();
+    set.dedup();
+    Ok(set.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_node_timeout_follows_ttl_within_bounds() {
+        assert_eq!(
+            default_node_timeout(Duration::from_secs(10)),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            default_node_timeout(Duration::from_millis(100)),
+            Duration::from_millis(50)
+        );
+        assert_eq!(
+            default_node_timeout(Duration::from_secs(3600)),
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn resource_sets_are_sorted_and_deduplicated() {
+        let set = resource_set(["b", "a", "b"], Operation::Acquire).unwrap();
+        assert_eq!(&*set, [Box::from("a"), Box::from("b")]);
+        assert!(resource_set([""], Operation::Acquire).unwrap_err().is_invalid());
+        assert!(resource_set(Vec::<&str>::new(), Operation::Acquire)
+            .unwrap_err()
+            .is_invalid());
+    }
+}

@@ -36,12 +36,13 @@ pub(crate) fn fence_key(prefix: &str, resource: &str) -> Vec<u8> {
 /// read by every acquire script, so that an acquire request arriving after its release is
 /// refused (docs/design.md, "Late bytes"). The `tomb:` namespace differs from `lock:` and
 /// `fence:` in its first byte, and a token is 32 hex digits, so it never meets another key.
-pub(crate) fn tomb_key(prefix: &str, token: &str) -> Box<[u8]> {
-    let mut k = Vec::with_capacity(prefix.len() + 5 + token.len());
-    k.extend_from_slice(prefix.as_bytes());
-    k.extend_from_slice(b"tomb:");
-    k.extend_from_slice(token.as_bytes());
-    k.into_boxed_slice()
+///
+/// Shared: the lock, its requests and their undo all carry it, and a clone is then a count.
+pub(crate) fn tomb_key(prefix: &str, token: &str) -> std::sync::Arc<[u8]> {
+    let (prefix, token) = (prefix.as_bytes(), token.as_bytes());
+    let parts: [&[u8]; 3] = [prefix, b"tomb:", token];
+    // One allocation: the `Arc` is made at its final size from an exact-size iterator.
+    parts.iter().flat_map(|p| p.iter().copied()).collect()
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{NodeId, NodeOutcome};
-use crate::identity::Identities;
+use crate::identity::{handshake, Identities};
 use crate::reply::{
     breaks_connection, classify_error, classify_server_reply, classify_value, fence_of, is_noscript, Request,
 };
@@ -349,96 +349,4 @@ async fn send(
         }
     }
     reply
-}
-
-/// The first exchanges on a new connection: `PING`, which must be answered by exactly `+PONG`,
-/// then `INFO server` for the server's `run_id` (its identity, rule (e)).
-/// Replies are matched to requests by order; a peer that sends anything before its first reply
-/// (a greeting, a stale reply) would shift every later reply onto the wrong request, and a
-/// stray `:1` could then read as a grant. Such a connection is refused here instead.
-async fn handshake(conn: &mut MultiplexedConnection, timeout: Duration) -> Result<String, NodeOutcome> {
-    let exchange = async {
-        match conn.send_packed_command(&redis::cmd("PING")).await {
-            Ok(redis::Value::SimpleString(s)) if s == "PONG" => {}
-            Ok(redis::Value::ServerError(e)) => return Err(classify_server_reply(&e)),
-            Ok(other) => {
-                return Err(NodeOutcome::Protocol(
-                    format!(
-                        "connection handshake: PING answered {}",
-                        crate::reply::describe(&other)
-                    )
-                    .into(),
-                ))
-            }
-            Err(e) => {
-                return Err(match classify_error(&e) {
-                    // A peer whose first bytes are not RESP at all (an HTTP server, SSH, a
-                    // database on the wrong port): say so, not the parser's multi-line noise.
-                    NodeOutcome::Protocol(text) => NodeOutcome::Protocol(
-                        format!(
-                            "not a Redis server: PING was answered with something that is not RESP ({})",
-                            crate::reply::one_line(&text)
-                        )
-                        .into(),
-                    ),
-                    other => other,
-                });
-            }
-        }
-        match conn.send_packed_command(redis::cmd("INFO").arg("server")).await {
-            Ok(redis::Value::ServerError(e)) => Err(identity_denied(classify_server_reply(&e))),
-            Ok(value) => run_id(&value).ok_or_else(|| {
-                NodeOutcome::Protocol(
-                    format!(
-                        "connection handshake: INFO server has no run_id: {}",
-                        crate::reply::describe(&value)
-                    )
-                    .into(),
-                )
-            }),
-            Err(e) => Err(identity_denied(classify_error(&e))),
-        }
-    };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .unwrap_or(Err(NodeOutcome::Timeout))
-}
-
-/// Says why `INFO` is needed when the node refuses it.
-fn identity_denied(outcome: NodeOutcome) -> NodeOutcome {
-    match outcome {
-        NodeOutcome::Denied(e) => NodeOutcome::Denied(
-            format!("{e} (INFO server is needed to check that no server is listed twice: grant +info)")
-                .into(),
-        ),
-        other => other,
-    }
-}
-
-/// The `run_id` field of an `INFO server` reply.
-fn run_id(value: &redis::Value) -> Option<String> {
-    let text = match value {
-        redis::Value::BulkString(b) => std::str::from_utf8(b).ok()?,
-        redis::Value::VerbatimString { text, .. } => text.as_str(),
-        _ => return None,
-    };
-    text.lines()
-        .find_map(|l| l.strip_prefix("run_id:"))
-        .map(|id| id.trim().to_owned())
-        .filter(|id| !id.is_empty())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn run_id_is_read_from_info() {
-        let info = redis::Value::BulkString(
-            b"# Server\r\nredis_version:7.0.15\r\nrun_id:5e1a0c\r\ntcp_port:7000\r\n".to_vec(),
-        );
-        assert_eq!(run_id(&info).as_deref(), Some("5e1a0c"));
-        assert_eq!(run_id(&redis::Value::BulkString(b"# Server\r\n".to_vec())), None);
-        assert_eq!(run_id(&redis::Value::Okay), None);
-    }
 }

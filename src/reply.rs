@@ -144,7 +144,9 @@ impl Request {
     /// release id: the token's fingerprint (8 hex digits; the token itself is never published).
     pub(crate) fn release(lock: &LockRef, channel: Option<&[u8]>) -> Self {
         let keys = Self::keys_then_tomb(lock, None);
-        let id = lock.token.fingerprint().to_hex();
+        let id = channel
+            .map(|_| lock.token.fingerprint().to_hex())
+            .unwrap_or_default();
         let args = [
             Arg::Bytes(lock.token.as_bytes()),
             Arg::Int(lock.ttl_ms),

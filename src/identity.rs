@@ -11,10 +11,17 @@
 //! server, the client refuses every acquisition, because which of the two a later connection
 //! reaches first is an accident, and counting either once would still leave a quorum sized for
 //! more servers than there are.
+//!
+//! The `run_id` is read by [`handshake`], the first exchanges on every new connection, which
+//! also refuses a peer whose replies are out of step from the start.
 
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
 
 use crate::error::NodeOutcome;
+use crate::reply::{classify_error, classify_server_reply, describe, one_line};
 
 /// The `run_id` last seen behind each node, and the first conflict found.
 #[derive(Debug)]
@@ -114,6 +121,82 @@ fn normal_host(host: &str) -> String {
     }
 }
 
+/// The first exchanges on a new connection: `PING`, which must be answered by exactly `+PONG`,
+/// then `INFO server` for the server's `run_id` (its identity, rule (e)).
+/// Replies are matched to requests by order; a peer that sends anything before its first reply
+/// (a greeting, a stale reply) would shift every later reply onto the wrong request, and a
+/// stray `:1` could then read as a grant. Such a connection is refused here instead.
+pub(crate) async fn handshake(
+    conn: &mut MultiplexedConnection,
+    timeout: Duration,
+) -> Result<String, NodeOutcome> {
+    let exchange = async {
+        match conn.send_packed_command(&redis::cmd("PING")).await {
+            Ok(redis::Value::SimpleString(s)) if s == "PONG" => {}
+            Ok(redis::Value::ServerError(e)) => return Err(classify_server_reply(&e)),
+            Ok(other) => {
+                return Err(NodeOutcome::Protocol(
+                    format!("connection handshake: PING answered {}", describe(&other)).into(),
+                ))
+            }
+            Err(e) => {
+                return Err(match classify_error(&e) {
+                    // A peer whose first bytes are not RESP at all (an HTTP server, SSH, a
+                    // database on the wrong port): say so, not the parser's multi-line noise.
+                    NodeOutcome::Protocol(text) => NodeOutcome::Protocol(
+                        format!(
+                            "not a Redis server: PING was answered with something that is not RESP ({})",
+                            one_line(&text)
+                        )
+                        .into(),
+                    ),
+                    other => other,
+                });
+            }
+        }
+        match conn.send_packed_command(redis::cmd("INFO").arg("server")).await {
+            Ok(redis::Value::ServerError(e)) => Err(identity_denied(classify_server_reply(&e))),
+            Ok(value) => run_id(&value).ok_or_else(|| {
+                NodeOutcome::Protocol(
+                    format!(
+                        "connection handshake: INFO server has no run_id: {}",
+                        describe(&value)
+                    )
+                    .into(),
+                )
+            }),
+            Err(e) => Err(identity_denied(classify_error(&e))),
+        }
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or(Err(NodeOutcome::Timeout))
+}
+
+/// Says why `INFO` is needed when the node refuses it.
+fn identity_denied(outcome: NodeOutcome) -> NodeOutcome {
+    match outcome {
+        NodeOutcome::Denied(e) => NodeOutcome::Denied(
+            format!("{e} (INFO server is needed to check that no server is listed twice: grant +info)")
+                .into(),
+        ),
+        other => other,
+    }
+}
+
+/// The `run_id` field of an `INFO server` reply.
+fn run_id(value: &redis::Value) -> Option<String> {
+    let text = match value {
+        redis::Value::BulkString(b) => std::str::from_utf8(b).ok()?,
+        redis::Value::VerbatimString { text, .. } => text.as_str(),
+        _ => return None,
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix("run_id:"))
+        .map(|id| id.trim().to_owned())
+        .filter(|id| !id.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +233,15 @@ mod tests {
         assert!(same_endpoint(&tcp("[::ffff:10.0.0.1]", 7), &tcp("10.0.0.1", 7)));
         assert!(!same_endpoint(&tcp("127.0.0.1", 7), &tcp("127.0.0.1", 8)));
         assert!(!same_endpoint(&tcp("10.0.0.1", 7), &tcp("10.0.0.2", 7)));
+    }
+
+    #[test]
+    fn run_id_is_read_from_info() {
+        let info = redis::Value::BulkString(
+            b"# Server\r\nredis_version:7.0.15\r\nrun_id:5e1a0c\r\ntcp_port:7000\r\n".to_vec(),
+        );
+        assert_eq!(run_id(&info).as_deref(), Some("5e1a0c"));
+        assert_eq!(run_id(&redis::Value::BulkString(b"# Server\r\n".to_vec())), None);
+        assert_eq!(run_id(&redis::Value::Okay), None);
     }
 }

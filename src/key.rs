@@ -36,18 +36,33 @@ pub(crate) fn fence_key(prefix: &str, resource: &str) -> Vec<u8> {
 /// read by every acquire script, so that an acquire request arriving after its release is
 /// refused (docs/design.md, "Late bytes"). The `tomb:` namespace differs from `lock:` and
 /// `fence:` in its first byte, and a token is 32 hex digits, so it never meets another key.
-pub(crate) fn tomb_key(prefix: &str, token: &str) -> Box<[u8]> {
-    let mut k = Vec::with_capacity(prefix.len() + 5 + token.len());
-    k.extend_from_slice(prefix.as_bytes());
-    k.extend_from_slice(b"tomb:");
-    k.extend_from_slice(token.as_bytes());
-    k.into_boxed_slice()
+///
+/// Shared: the lock, its requests and their undo all carry it, and a clone is then a count.
+pub(crate) fn tomb_key(prefix: &str, token: &str) -> std::sync::Arc<[u8]> {
+    let parts: [&[u8]; 3] = [prefix.as_bytes(), b"tomb:", token.as_bytes()];
+    // Made at its final size in one allocation (an exact-size iterator), then filled: collecting
+    // the bytes themselves went through a Vec and cost more than the rest of the request.
+    let mut key: std::sync::Arc<[u8]> = std::iter::repeat_n(0, parts.iter().map(|p| p.len()).sum()).collect();
+    if let Some(mut rest) = std::sync::Arc::get_mut(&mut key) {
+        for part in parts {
+            let (head, tail) = rest.split_at_mut(part.len());
+            head.copy_from_slice(part);
+            rest = tail;
+        }
+    }
+    key
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn tomb_key_is_prefix_namespace_token() {
+        assert_eq!(&*tomb_key("quorumlock:", "0123abcd"), b"quorumlock:tomb:0123abcd");
+        assert_eq!(&*tomb_key("", "t"), b"tomb:t");
+    }
 
     proptest! {
         #[test]

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 use redis::aio::MultiplexedConnection;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Notify;
 
 use crate::error::{NodeId, NodeOutcome};
-use crate::identity::Identities;
+use crate::identity::{handshake, Identities};
 use crate::reply::{
     breaks_connection, classify_error, classify_server_reply, classify_value, fence_of, is_noscript, Request,
 };
@@ -63,15 +63,41 @@ enum Slot {
     Ready(Conn),
 }
 
-/// An established connection. `closed` is cancelled when the client stops trusting it (a
-/// protocol error, a run of timeouts): every request still waiting on it gives up at once, so
-/// the last handle is dropped and redis-rs closes the socket, instead of requests reading on a
-/// stream that is known to be out of step.
+/// An established connection. `closed` is set when the client stops trusting it (a protocol
+/// error, a run of timeouts): every request still waiting on it gives up at once, so the last
+/// handle is dropped and redis-rs closes the socket, instead of requests reading on a stream
+/// that is known to be out of step.
 #[derive(Clone)]
 struct Conn {
     conn: MultiplexedConnection,
     generation: u64,
-    closed: CancellationToken,
+    closed: Arc<Closed>,
+}
+
+/// A flag and a `Notify` rather than a `CancellationToken`: every request clones, polls and
+/// drops one, and the token takes its tree's mutex for each of those (docs/benchmarks.md).
+#[derive(Default)]
+struct Closed {
+    closed: AtomicBool,
+    notify: Notify,
+}
+
+impl Closed {
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    /// Resolves once the connection is closed, at once if it already is.
+    async fn wait(&self) {
+        // Made before the flag is read: `notify_waiters` wakes every `Notified` that exists
+        // when it runs, so a close between the two is not missed.
+        let notified = self.notify.notified();
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        notified.await;
+    }
 }
 
 pub(crate) struct Node {
@@ -163,7 +189,7 @@ impl Node {
         sent.store(true, Ordering::Relaxed);
         let reply = tokio::select! {
             biased;
-            () = closed.cancelled() => {
+            () = closed.wait() => {
                 return Answer::failure(NodeOutcome::Io("connection closed by the client after a fault".into()), true);
             }
             reply = send(&mut conn, req.primary(), || Some(req.fallback())) => reply,
@@ -210,7 +236,7 @@ impl Node {
             } = self.connection().await?;
             let reply = tokio::select! {
                 biased;
-                () = closed.cancelled() => return Err(NodeOutcome::Io("connection closed by the client after a fault".into())),
+                () = closed.wait() => return Err(NodeOutcome::Io("connection closed by the client after a fault".into())),
                 reply = send(&mut conn, primary, || Some(fallback.clone())) => reply,
             };
             match reply {
@@ -289,7 +315,7 @@ impl Node {
                 let conn = Conn {
                     conn,
                     generation,
-                    closed: CancellationToken::new(),
+                    closed: Arc::default(),
                 };
                 *slot = Slot::Ready(conn.clone());
                 tracing::debug!(node = %this.id, "connected");
@@ -322,7 +348,7 @@ impl Node {
         if let Slot::Ready(current) = &*slot {
             if generation.is_none_or(|g| g == current.generation) {
                 tracing::debug!(node = %self.id, "closing connection");
-                current.closed.cancel();
+                current.closed.close();
                 *slot = Slot::Idle {
                     failures: 0,
                     retry_at: None,
@@ -349,96 +375,4 @@ async fn send(
         }
     }
     reply
-}
-
-/// The first exchanges on a new connection: `PING`, which must be answered by exactly `+PONG`,
-/// then `INFO server` for the server's `run_id` (its identity, rule (e)).
-/// Replies are matched to requests by order; a peer that sends anything before its first reply
-/// (a greeting, a stale reply) would shift every later reply onto the wrong request, and a
-/// stray `:1` could then read as a grant. Such a connection is refused here instead.
-async fn handshake(conn: &mut MultiplexedConnection, timeout: Duration) -> Result<String, NodeOutcome> {
-    let exchange = async {
-        match conn.send_packed_command(&redis::cmd("PING")).await {
-            Ok(redis::Value::SimpleString(s)) if s == "PONG" => {}
-            Ok(redis::Value::ServerError(e)) => return Err(classify_server_reply(&e)),
-            Ok(other) => {
-                return Err(NodeOutcome::Protocol(
-                    format!(
-                        "connection handshake: PING answered {}",
-                        crate::reply::describe(&other)
-                    )
-                    .into(),
-                ))
-            }
-            Err(e) => {
-                return Err(match classify_error(&e) {
-                    // A peer whose first bytes are not RESP at all (an HTTP server, SSH, a
-                    // database on the wrong port): say so, not the parser's multi-line noise.
-                    NodeOutcome::Protocol(text) => NodeOutcome::Protocol(
-                        format!(
-                            "not a Redis server: PING was answered with something that is not RESP ({})",
-                            crate::reply::one_line(&text)
-                        )
-                        .into(),
-                    ),
-                    other => other,
-                });
-            }
-        }
-        match conn.send_packed_command(redis::cmd("INFO").arg("server")).await {
-            Ok(redis::Value::ServerError(e)) => Err(identity_denied(classify_server_reply(&e))),
-            Ok(value) => run_id(&value).ok_or_else(|| {
-                NodeOutcome::Protocol(
-                    format!(
-                        "connection handshake: INFO server has no run_id: {}",
-                        crate::reply::describe(&value)
-                    )
-                    .into(),
-                )
-            }),
-            Err(e) => Err(identity_denied(classify_error(&e))),
-        }
-    };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .unwrap_or(Err(NodeOutcome::Timeout))
-}
-
-/// Says why `INFO` is needed when the node refuses it.
-fn identity_denied(outcome: NodeOutcome) -> NodeOutcome {
-    match outcome {
-        NodeOutcome::Denied(e) => NodeOutcome::Denied(
-            format!("{e} (INFO server is needed to check that no server is listed twice: grant +info)")
-                .into(),
-        ),
-        other => other,
-    }
-}
-
-/// The `run_id` field of an `INFO server` reply.
-fn run_id(value: &redis::Value) -> Option<String> {
-    let text = match value {
-        redis::Value::BulkString(b) => std::str::from_utf8(b).ok()?,
-        redis::Value::VerbatimString { text, .. } => text.as_str(),
-        _ => return None,
-    };
-    text.lines()
-        .find_map(|l| l.strip_prefix("run_id:"))
-        .map(|id| id.trim().to_owned())
-        .filter(|id| !id.is_empty())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn run_id_is_read_from_info() {
-        let info = redis::Value::BulkString(
-            b"# Server\r\nredis_version:7.0.15\r\nrun_id:5e1a0c\r\ntcp_port:7000\r\n".to_vec(),
-        );
-        assert_eq!(run_id(&info).as_deref(), Some("5e1a0c"));
-        assert_eq!(run_id(&redis::Value::BulkString(b"# Server\r\n".to_vec())), None);
-        assert_eq!(run_id(&redis::Value::Okay), None);
-    }
 }

@@ -32,21 +32,14 @@ pub(crate) enum Op {
 }
 
 /// One request, built once per attempt and shared by the per-node calls. Every request is a
-/// script call: `EVALSHA`, with the `EVAL` form kept for nodes that answer `NOSCRIPT`.
+/// script call: `EVALSHA`, and the `EVAL` form made from it for a node that answers `NOSCRIPT`.
 pub(crate) struct Request {
     pub(crate) op: Op,
     script: &'static Script,
-    /// The script's `KEYS[]`.
-    script_keys: Vec<Box<[u8]>>,
-    /// The script's `ARGV[]`.
-    args: Vec<Box<[u8]>>,
-    /// The lock keys and the token's tombstone key: what the release that undoes this request
-    /// needs.
-    lock_keys: Keys,
-    tomb: Box<[u8]>,
+    /// The lock's token (also in `lock`), read with every reply.
     pub(crate) token: Token,
-    /// The lock's TTL in ms: the tombstone's lifetime for the undoing release.
-    ttl_ms: u64,
+    /// What the release that undoes this request needs (all shared or inline: no allocation).
+    lock: LockRef,
     primary: Cmd,
 }
 
@@ -54,46 +47,68 @@ pub(crate) struct Request {
 #[derive(Clone)]
 pub(crate) struct LockRef {
     pub(crate) keys: Keys,
-    pub(crate) tomb: Box<[u8]>,
+    pub(crate) tomb: Arc<[u8]>,
     pub(crate) token: Token,
     pub(crate) ttl_ms: u64,
 }
 
+/// A script argument. A number is written by redis-rs in decimal, without a `String`.
+#[derive(Clone, Copy)]
+enum Arg<'a> {
+    Bytes(&'a [u8]),
+    Int(u64),
+}
+
+impl Arg<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Arg::Bytes(b) => b.len(),
+            Arg::Int(_) => 20,
+        }
+    }
+}
+
 impl Request {
-    fn new(
+    /// The command is written straight from the lock's parts: a request's cost is that of its
+    /// `Cmd` (two allocations) and nothing else (docs/benchmarks.md).
+    fn new<'a>(
         op: Op,
         script: &'static Script,
         lock: &LockRef,
-        script_keys: Vec<Box<[u8]>>,
-        args: Vec<Box<[u8]>>,
+        keys: impl Iterator<Item = &'a [u8]> + Clone,
+        args: &[Arg<'_>],
     ) -> Self {
-        let arg_refs: Vec<&[u8]> = args.iter().map(|a| &**a).collect();
-        let primary = script.evalsha(&script_keys, &arg_refs);
+        let n_keys = keys.clone().count();
+        let bytes = keys.clone().map(<[u8]>::len).sum::<usize>() + args.iter().map(Arg::len).sum::<usize>();
+        let mut primary = script.evalsha_start(n_keys, n_keys + args.len(), bytes);
+        for k in keys {
+            primary.arg(k);
+        }
+        for a in args {
+            match *a {
+                Arg::Bytes(b) => primary.arg(b),
+                Arg::Int(n) => primary.arg(n),
+            };
+        }
         Self {
             op,
             script,
-            script_keys,
-            args,
-            lock_keys: lock.keys.clone(),
-            tomb: lock.tomb.clone(),
             token: lock.token.clone(),
-            ttl_ms: lock.ttl_ms,
+            lock: lock.clone(),
             primary,
         }
     }
 
-    fn token_and_ttl(lock: &LockRef, ttl_ms: u64) -> Vec<Box<[u8]>> {
-        vec![
-            lock.token.as_str().as_bytes().into(),
-            ttl_ms.to_string().into_bytes().into(),
-        ]
-    }
-
-    fn keys_then_tomb(lock: &LockRef, middle: Option<&Keys>) -> Vec<Box<[u8]>> {
-        let mut keys: Vec<Box<[u8]>> = lock.keys.iter().cloned().collect();
-        keys.extend(middle.into_iter().flat_map(|m| m.iter().cloned()));
-        keys.push(lock.tomb.clone());
-        keys
+    fn keys_then_tomb<'a>(
+        lock: &'a LockRef,
+        middle: Option<&'a Keys>,
+    ) -> impl Iterator<Item = &'a [u8]> + Clone {
+        let middle: &[Box<[u8]>] = middle.map_or(&[], |m| m);
+        lock.keys
+            .iter()
+            .chain(middle)
+            .map(|k| &**k)
+            .chain(std::iter::once(&*lock.tomb))
     }
 
     /// Acquires the lock's keys (one resource, or several all-or-nothing), unless its token
@@ -104,35 +119,24 @@ impl Request {
         } else {
             (Op::AcquireMany, &*ACQUIRE_MANY)
         };
-        let keys = Self::keys_then_tomb(lock, None);
-        Self::new(op, script, lock, keys, Self::token_and_ttl(lock, lock.ttl_ms))
+        let args = [Arg::Bytes(lock.token.as_bytes()), Arg::Int(lock.ttl_ms)];
+        Self::new(op, script, lock, Self::keys_then_tomb(lock, None), &args)
     }
 
     pub(crate) fn acquire_fenced(lock: &LockRef, fence_keys: &Keys) -> Self {
+        let args = [Arg::Bytes(lock.token.as_bytes()), Arg::Int(lock.ttl_ms)];
         let keys = Self::keys_then_tomb(lock, Some(fence_keys));
-        Self::new(
-            Op::AcquireFenced,
-            &ACQUIRE_FENCED,
-            lock,
-            keys,
-            Self::token_and_ttl(lock, lock.ttl_ms),
-        )
+        Self::new(Op::AcquireFenced, &ACQUIRE_FENCED, lock, keys, &args)
     }
 
     pub(crate) fn fence_raise(lock: &LockRef, fence_keys: &Keys, fence: u64) -> Self {
-        let keys = fence_keys.iter().cloned().collect();
-        Self::new(
-            Op::FenceRaise,
-            &FENCE_RAISE,
-            lock,
-            keys,
-            vec![fence.to_string().into_bytes().into()],
-        )
+        let keys = fence_keys.iter().map(|k| &**k);
+        Self::new(Op::FenceRaise, &FENCE_RAISE, lock, keys, &[Arg::Int(fence)])
     }
 
     pub(crate) fn extend(lock: &LockRef, ttl_ms: u64) -> Self {
-        let keys = lock.keys.iter().cloned().collect();
-        Self::new(Op::Extend, &EXTEND, lock, keys, Self::token_and_ttl(lock, ttl_ms))
+        let args = [Arg::Bytes(lock.token.as_bytes()), Arg::Int(ttl_ms)];
+        Self::new(Op::Extend, &EXTEND, lock, lock.keys.iter().map(|k| &**k), &args)
     }
 
     /// Compare-and-delete; where nothing was ours, a tombstone that lives one TTL. With
@@ -140,23 +144,22 @@ impl Request {
     /// release id: the token's fingerprint (8 hex digits; the token itself is never published).
     pub(crate) fn release(lock: &LockRef, channel: Option<&[u8]>) -> Self {
         let keys = Self::keys_then_tomb(lock, None);
-        let mut args = Self::token_and_ttl(lock, lock.ttl_ms);
-        if let Some(channel) = channel {
-            args.push(channel.into());
-            args.push(lock.token.fingerprint().to_string().into_bytes().into());
-        }
+        let id = channel
+            .map(|_| lock.token.fingerprint().to_hex())
+            .unwrap_or_default();
+        let args = [
+            Arg::Bytes(lock.token.as_bytes()),
+            Arg::Int(lock.ttl_ms),
+            Arg::Bytes(channel.unwrap_or_default()),
+            Arg::Bytes(&id),
+        ];
+        let args = if channel.is_some() { &args[..] } else { &args[..2] };
         Self::new(Op::Release, &RELEASE, lock, keys, args)
     }
 
     /// The release that undoes this request on a node (same lock keys, same token).
     pub(crate) fn undo(&self) -> Self {
-        let lock = LockRef {
-            keys: self.lock_keys.clone(),
-            tomb: self.tomb.clone(),
-            token: self.token.clone(),
-            ttl_ms: self.ttl_ms,
-        };
-        Self::release(&lock, None)
+        Self::release(&self.lock, None)
     }
 
     pub(crate) fn primary(&self) -> &Cmd {
@@ -165,8 +168,7 @@ impl Request {
 
     /// The `EVAL` form, for nodes that answered `NOSCRIPT`.
     pub(crate) fn fallback(&self) -> Cmd {
-        let args: Vec<&[u8]> = self.args.iter().map(|a| &**a).collect();
-        self.script.eval(&self.script_keys, &args)
+        self.script.eval_of(&self.primary)
     }
 }
 
@@ -205,24 +207,19 @@ pub(crate) fn classify_value(op: Op, token: &str, value: &Value) -> NodeOutcome 
 /// `text` on one line and at most 120 bytes: it ends up in errors, logs and `quorumlock status`
 /// tables.
 pub(crate) fn one_line(text: &str) -> String {
-    let mut s: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if s.len() > 120 {
-        let mut cut = 117;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push_str("...");
-    }
-    s
+    bounded(
+        text.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect(),
+    )
 }
 
 pub(crate) fn describe(v: &Value) -> String {
     // Bounded: a hostile reply may be huge, and this text ends up in errors and logs.
-    let mut s = format!("{v:?}");
+    bounded(format!("{v:?}"))
+}
+
+fn bounded(mut s: String) -> String {
     if s.len() > 120 {
         let mut cut = 117;
         while !s.is_char_boundary(cut) {

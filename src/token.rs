@@ -5,27 +5,33 @@
 //! parent's next token and the two could release each other's lock (docs/testing.md, "Tokens").
 
 use std::fmt;
-use std::sync::Arc;
 
-/// A lock value: 32 lowercase hex digits. Cloning shares one allocation.
+/// A lock value: 32 lowercase hex digits, held inline. It is copied into every request and
+/// handle that needs it: 32 bytes cost less to copy than a shared allocation costs to make,
+/// count and free, once per acquisition.
 #[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Token(Arc<str>);
+pub(crate) struct Token([u8; 32]);
 
 impl Token {
     pub(crate) fn generate() -> Result<Self, getrandom::Error> {
         let mut bytes = [0u8; 16];
         getrandom::fill(&mut bytes)?;
-        Ok(Self(hex(&bytes).into()))
+        Ok(Self(hex(&bytes)))
     }
 
     pub(crate) fn as_str(&self) -> &str {
+        // Only `hex` makes a token's bytes: ASCII, so this never fails.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.0
     }
 
     /// A short, stable, non-reversible name for logs: a token lets its holder release the lock,
     /// so it is never logged itself.
     pub(crate) fn fingerprint(&self) -> Fingerprint {
-        fingerprint_of(&self.0)
+        fingerprint_of(self.as_str())
     }
 }
 
@@ -66,14 +72,22 @@ impl fmt::Display for Fingerprint {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
+impl Fingerprint {
+    /// The 8 hex digits without a `String`, for requests built on the hot path.
+    pub(crate) fn to_hex(self) -> [u8; 8] {
+        hex(&self.0.to_be_bytes())
     }
-    s
+}
+
+fn hex<const N: usize, const M: usize>(bytes: &[u8; N]) -> [u8; M] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    const { assert!(M == 2 * N) };
+    let mut out = [0u8; M];
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
+    }
+    out
 }
 
 #[cfg(test)]
@@ -151,8 +165,9 @@ mod tests {
         ] {
             assert_eq!(fingerprint_of(value).to_string(), expected, "{value:?}");
         }
-        let t = Token("0123456789abcdef0123456789abcdef".into());
+        let t = Token(*b"0123456789abcdef0123456789abcdef");
         assert_eq!(t.fingerprint().to_string(), "86d04db5");
+        assert_eq!(&t.fingerprint().to_hex(), b"86d04db5");
     }
 
     #[test]

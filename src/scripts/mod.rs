@@ -31,6 +31,39 @@ impl Script {
         Self::call("EVAL", self.text, keys, args)
     }
 
+    /// `EVALSHA sha n`, with room for `more` arguments of `bytes` bytes in all: the start of a
+    /// request, which adds its keys and arguments itself.
+    pub(crate) fn evalsha_start(&self, n_keys: usize, more: usize, bytes: usize) -> redis::Cmd {
+        let mut c = redis::Cmd::with_capacity(3 + more, 7 + self.sha.len() + 20 + bytes);
+        c.arg("EVALSHA").arg(&self.sha).arg(n_keys);
+        c
+    }
+
+    /// The `EVAL` form of an `EVALSHA` call of this script (made with [`evalsha_start`] or
+    /// [`evalsha`]): only built for a node that answered `NOSCRIPT`, so a request carries no
+    /// second copy of its arguments for the rare case.
+    ///
+    /// [`evalsha_start`]: Self::evalsha_start
+    /// [`evalsha`]: Self::evalsha
+    pub(crate) fn eval_of(&self, evalsha: &redis::Cmd) -> redis::Cmd {
+        let rest = evalsha.args_iter().skip(2);
+        let bytes: usize = rest
+            .clone()
+            .map(|a| match a {
+                redis::Arg::Simple(a) => a.len(),
+                _ => 0,
+            })
+            .sum();
+        let mut c = redis::Cmd::with_capacity(2 + rest.len(), 4 + self.text.len() + bytes);
+        c.arg("EVAL").arg(self.text);
+        for arg in rest {
+            if let redis::Arg::Simple(a) = arg {
+                c.arg(a);
+            }
+        }
+        c
+    }
+
     fn call(verb: &str, script: &str, keys: &[Box<[u8]>], args: &[&[u8]]) -> redis::Cmd {
         // Sized up front: growing the argument buffers showed up as reallocations per request
         // in the allocation profile (docs/benchmarks.md).
@@ -74,3 +107,27 @@ pub(crate) static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(includ
 
 /// Read-only view of one resource: lock value, its PTTL and the fence counter.
 pub(crate) static INSPECT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("inspect.lua")));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request is written piece by piece and its `EVAL` form derived from it: both must be
+    /// byte for byte the calls `evalsha` and `eval` make from the same keys and arguments.
+    #[test]
+    fn built_calls_match_the_whole_ones() {
+        let keys: Vec<Box<[u8]>> = vec![
+            b"quorumlock:lock:r".as_slice().into(),
+            b"quorumlock:tomb:t".as_slice().into(),
+        ];
+        let args: [&[u8]; 2] = [b"0123456789abcdef0123456789abcdef", b"30000"];
+        let whole = ACQUIRE.evalsha(&keys, &args);
+        let mut built = ACQUIRE.evalsha_start(2, 4, 0);
+        built.arg(&*keys[0]).arg(&*keys[1]).arg(args[0]).arg(30_000u64);
+        assert_eq!(built.get_packed_command(), whole.get_packed_command());
+        assert_eq!(
+            ACQUIRE.eval_of(&built).get_packed_command(),
+            ACQUIRE.eval(&keys, &args).get_packed_command()
+        );
+    }
+}

@@ -217,7 +217,9 @@ impl Raw {
         let decided = std::future::poll_fn(|cx| {
             let all = fan.poll_all(cx, |i, reply| {
                 let granted = match reply {
-                    Ok(Value::Okay) | Ok(Value::Int(1)) => true,
+                    // SET answers +OK; acquire.lua answers the token itself.
+                    Ok(Value::Okay) => true,
+                    Ok(Value::BulkString(t)) => t == token.value(),
                     Ok(Value::Nil) | Ok(Value::Int(0)) => {
                         votes[i] = 2;
                         no += 1;

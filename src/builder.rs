@@ -269,6 +269,7 @@ impl RedlockBuilder {
             nodes,
             node_timeout: self.node_timeout,
             drift_factor: self.drift_factor,
+            min_ttl: crate::validity::min_ttl(self.drift_factor),
             retry: self.retry,
             max_hold: self.max_hold,
             fencing: self.fencing,

@@ -158,7 +158,7 @@ mod tests {
                 }
                 let mut keys = lock_keys.clone();
                 keys.extend(counter_keys.iter().cloned());
-                keys.push(crate::key::tomb_key("t:", "0123456789abcdef0123456789abcdef"));
+                keys.push(crate::key::tomb_key("t:", "0123456789abcdef0123456789abcdef")[..].into());
                 let before = server_time_us(con);
                 let (token, fence): (String, u64) = crate::scripts::ACQUIRE_FENCED
                     .eval(&keys, &[b"tok", b"10000"])

@@ -50,8 +50,9 @@ pub struct Lock {
     node_timeout: Duration,
     fence: Option<u64>,
     /// Cancelled when the release starts: extension requests still waiting to be sent are then
-    /// dropped, so none leaves this client after `release()`.
-    extensions: CancellationToken,
+    /// dropped, so none leaves this client after `release()`. Made by the first extension: most
+    /// locks are never extended.
+    extensions: Option<CancellationToken>,
     armed: bool,
 }
 
@@ -114,7 +115,7 @@ impl Lock {
             expires: p.expires,
             node_timeout: p.node_timeout,
             fence: p.fence,
-            extensions: CancellationToken::new(),
+            extensions: None,
             armed: true,
         }
     }
@@ -241,7 +242,7 @@ impl Lock {
             (false, _) => Err(decision.error(decision.failure_kind(ErrorKind::Lost), Operation::Extend)),
         };
         // Decided: the slower nodes still get the extension, unless the lock is released first.
-        fan.finish_unless(self.extensions.clone());
+        fan.finish_unless(self.extensions.get_or_insert_with(CancellationToken::new).clone());
         match result {
             Ok(()) => {
                 self.valid_until = claim_if_applied;
@@ -317,7 +318,9 @@ impl Lock {
 
     fn start_release(&mut self) -> Fanout {
         self.armed = false;
-        self.extensions.cancel();
+        if let Some(extensions) = &self.extensions {
+            extensions.cancel();
+        }
         self.valid_until = self.valid_until.min(Instant::now());
         let channel = self.shared.wake.as_ref().map(|hub| hub.channel());
         let req = Arc::new(Request::release(&self.lock, channel));

@@ -12,13 +12,15 @@ use crate::error::{Error, ErrorKind, Operation};
 use crate::key::MAX_RESOURCE_LEN;
 use crate::nodes::NodeSet;
 use crate::retry::Retry;
-use crate::validity::{drift, min_ttl, whole_millis, MAX_TTL};
+use crate::validity::{drift, whole_millis, MAX_TTL};
 use crate::wake::WakeHub;
 
 pub(crate) struct Shared {
     pub(crate) nodes: Arc<NodeSet>,
     pub(crate) node_timeout: Option<Duration>,
     pub(crate) drift_factor: f64,
+    /// `min_ttl(drift_factor)`, computed once: every call checks its TTL against it.
+    pub(crate) min_ttl: Duration,
     pub(crate) retry: Retry,
     pub(crate) max_hold: Option<Duration>,
     pub(crate) fencing: bool,
@@ -77,7 +79,7 @@ impl Shared {
             ));
         }
         let drift = drift(effective, self.drift_factor);
-        let min = min_ttl(self.drift_factor);
+        let min = self.min_ttl;
         if effective < min {
             return Err(Error::invalid_input(
                 op,

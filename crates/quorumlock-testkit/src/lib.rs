@@ -34,6 +34,7 @@ mod history;
 mod proxy;
 mod resp;
 mod shards;
+mod slots;
 mod spawner;
 mod tls;
 
@@ -41,4 +42,5 @@ pub use cluster::{nodes_from_env_or_local, ClusterOptions, Error, LocalCluster, 
 pub use history::{Grant, GrantId, History, Violation, FENCED_WRITE};
 pub use proxy::{Counter, Delivered, Direction, Fault, Proxy};
 pub use resp::Reply;
+pub use slots::{key_slot, SlotMove, SLOTS};
 pub use tls::{ServerTls, TestPki};

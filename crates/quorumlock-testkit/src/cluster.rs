@@ -3,6 +3,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::spawner;
@@ -34,6 +35,11 @@ pub struct ClusterOptions {
     /// An ACL user (name, password, rules) that [`LocalCluster::url`] connects as; the default
     /// user stays for [`LocalCluster::admin_url`]. Default: none.
     pub user: Option<(String, String, String)>,
+    /// Primary shards per member: 1 (the default) is one plain `redis-server`; 3 or more make
+    /// each member a Redis Cluster of that many primaries ([`ClusterOptions::shards`]).
+    pub shards: usize,
+    /// Replicas per shard of a clustered member. Default: 0.
+    pub replicas: usize,
 }
 
 impl Default for ClusterOptions {
@@ -44,6 +50,8 @@ impl Default for ClusterOptions {
             extra: Vec::new(),
             tls: None,
             user: None,
+            shards: 1,
+            replicas: 0,
         }
     }
 }
@@ -80,6 +88,23 @@ impl ClusterOptions {
         self
     }
 
+    /// Makes every member a Redis Cluster of `k` primary shards on loopback instead of one
+    /// server (`k` = 1, the default, keeps the single server). Redis Cluster needs at least 3
+    /// primaries; TLS is not supported on clustered members. The shards run with
+    /// `cluster-node-timeout 1000` (override it with [`config`](Self::config)); the password
+    /// and persistence options apply to every shard. See [`LocalCluster::shard_port`].
+    pub fn shards(mut self, k: usize) -> Self {
+        self.shards = k;
+        self
+    }
+
+    /// Gives every shard of a clustered member `r` replicas (default 0), so that a primary can
+    /// fail over ([`LocalCluster::wait_for_failover`]).
+    pub fn replicas(mut self, r: usize) -> Self {
+        self.replicas = r;
+        self
+    }
+
     /// Adds a `--name value` server setting.
     pub fn config(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.extra.push((name.into(), value.into()));
@@ -105,32 +130,57 @@ impl Error {
     }
 }
 
-struct Node {
-    port: u16,
+/// One `redis-server` process: a single-server member, or one shard primary or replica of a
+/// clustered member.
+pub(crate) struct Node {
+    pub(crate) port: u16,
     tls_port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
+    pub(crate) dir: PathBuf,
+    pub(crate) child: Option<Child>,
+    /// Set between pause and resume, so that cluster queries skip a server that cannot answer.
+    pub(crate) paused: AtomicBool,
 }
 
-/// N independent `redis-server` processes on loopback.
+impl Node {
+    /// Running and not SIGSTOPped: it can answer a query.
+    pub(crate) fn answers(&self) -> bool {
+        self.child.is_some() && !self.paused.load(Ordering::Relaxed)
+    }
+}
+
+/// N independent members on loopback: each one `redis-server` process, or with
+/// [`ClusterOptions::shards`] a Redis Cluster of several.
 pub struct LocalCluster {
-    nodes: Vec<Node>,
-    options: ClusterOptions,
-    binary: PathBuf,
+    /// Per member, its processes. Clustered: shard `s`'s primary at `s * (1 + replicas)`,
+    /// followed by its replicas.
+    pub(crate) members: Vec<Vec<Node>>,
+    pub(crate) options: ClusterOptions,
+    pub(crate) binary: PathBuf,
     _root: tempfile::TempDir,
 }
 
 impl fmt::Debug for LocalCluster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalCluster")
-            .field("ports", &self.nodes.iter().map(|n| n.port).collect::<Vec<_>>())
+            .field(
+                "ports",
+                &self
+                    .members
+                    .iter()
+                    .map(|m| m.iter().map(|n| n.port).collect::<Vec<_>>())
+                    .collect::<Vec<_>>(),
+            )
             .field("persistence", &self.options.persistence)
+            .field("shards", &self.options.shards)
+            .field("replicas", &self.options.replicas)
             .finish()
     }
 }
 
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 const PORT_TRIES: usize = 5;
+/// Redis Cluster listens on `port + 10000` for its bus.
+const BUS_OFFSET: u16 = 10000;
 
 fn find_binary() -> Result<PathBuf, Error> {
     if let Some(bin) = std::env::var_os("REDIS_SERVER_BIN") {
@@ -158,7 +208,23 @@ fn free_port() -> Result<u16, Error> {
     l.local_addr().map(|a| a.port()).map_err(|e| Error(e.to_string()))
 }
 
-fn log_tail(dir: &Path, lines: usize) -> String {
+/// A free port whose cluster bus port (`port + 10000`) is free too. Both are held while checking,
+/// so the pair was free at one moment; the same race as [`free_port`] remains.
+fn free_cluster_port() -> Result<u16, Error> {
+    for _ in 0..100 {
+        let l = TcpListener::bind("127.0.0.1:0").map_err(|e| Error(format!("bind 127.0.0.1:0: {e}")))?;
+        let port = l.local_addr().map_err(|e| Error(e.to_string()))?.port();
+        let Some(bus) = port.checked_add(BUS_OFFSET) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", bus)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(Error("no free port p with p + 10000 free in 100 tries".into()))
+}
+
+pub(crate) fn log_tail(dir: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
@@ -191,55 +257,99 @@ impl LocalCluster {
         Self::start_with(n, ClusterOptions::default())
     }
 
-    /// Starts `n` nodes with `options`.
+    /// Starts `n` members with `options`. With [`ClusterOptions::shards`] above 1, every member
+    /// is a Redis Cluster, joined with `redis-cli --cluster create`; this returns once every
+    /// process of every member reports `cluster_state:ok`, all agree on the slot map and on who
+    /// replicates whom, and every replica's link to its primary is up.
     ///
     /// # Errors
-    /// As [`start`](Self::start).
+    /// As [`start`](Self::start); for clustered members also when the options are not possible
+    /// (fewer than 3 shards, replicas without shards, TLS), `redis-cli` is missing or fails, or
+    /// the cluster does not settle in time (the message holds log tails).
     pub fn start_with(n: usize, options: ClusterOptions) -> Result<Self, Error> {
+        crate::shards::check_options(&options)?;
         let binary = find_binary()?;
         let root = tempfile::Builder::new()
             .prefix("quorumlock-cluster-")
             .tempdir()
             .map_err(|e| Error(format!("temp dir: {e}")))?;
+        let per_member = if options.shards > 1 {
+            options.shards * (1 + options.replicas)
+        } else {
+            1
+        };
         let mut cluster = Self {
-            nodes: Vec::with_capacity(n),
+            members: Vec::with_capacity(n),
             options,
             binary,
             _root: root,
         };
         for i in 0..n {
-            let dir = cluster._root.path().join(format!("node{i}"));
-            std::fs::create_dir_all(&dir).map_err(|e| Error(format!("create {}: {e}", dir.display())))?;
-            cluster.nodes.push(Node {
-                port: 0,
-                tls_port: 0,
-                dir,
-                child: None,
-            });
-            let mut last = None;
-            for _ in 0..PORT_TRIES {
-                cluster.nodes[i].port = free_port()?;
-                if cluster.options.tls.is_some() {
-                    cluster.nodes[i].tls_port = free_port()?;
-                }
-                match cluster.launch(i) {
-                    Ok(()) => {
-                        last = None;
-                        break;
-                    }
-                    Err(e) if e.0.contains("Address already in use") => last = Some(e),
-                    Err(e) => return Err(e),
-                }
+            cluster.members.push(Vec::with_capacity(per_member));
+            for j in 0..per_member {
+                let dir = if per_member == 1 {
+                    cluster._root.path().join(format!("node{i}"))
+                } else {
+                    cluster._root.path().join(format!("node{i}-{j}"))
+                };
+                std::fs::create_dir_all(&dir).map_err(|e| Error(format!("create {}: {e}", dir.display())))?;
+                cluster.members[i].push(Node {
+                    port: 0,
+                    tls_port: 0,
+                    dir,
+                    child: None,
+                    paused: AtomicBool::new(false),
+                });
+                cluster.start_node(i, j)?;
             }
-            if let Some(e) = last {
-                return Err(e);
-            }
+        }
+        if cluster.clustered() {
+            crate::shards::form(&mut cluster)?;
         }
         Ok(cluster)
     }
 
-    fn launch(&mut self, i: usize) -> Result<(), Error> {
-        let node = &self.nodes[i];
+    /// Whether members are Redis Clusters.
+    pub(crate) fn clustered(&self) -> bool {
+        self.options.shards > 1
+    }
+
+    /// Picks a port (a retry takes another one if the server found it in use) and launches.
+    fn start_node(&mut self, i: usize, j: usize) -> Result<(), Error> {
+        let mut last = None;
+        for _ in 0..PORT_TRIES {
+            let port = if self.clustered() {
+                free_cluster_port()?
+            } else {
+                free_port()?
+            };
+            self.members[i][j].port = port;
+            if self.options.tls.is_some() {
+                self.members[i][j].tls_port = free_port()?;
+            }
+            // A failed start may have written a node id of its own.
+            let _ = std::fs::remove_file(self.members[i][j].dir.join("nodes.conf"));
+            match self.launch(i, j) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.0.contains("Address already in use") => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error("no port tried".into())))
+    }
+
+    /// "node 2" for a single server, "node 2 process 4" for a process of a clustered member.
+    pub(crate) fn label(&self, i: usize, j: usize) -> String {
+        if self.clustered() {
+            format!("node {i} process {j}")
+        } else {
+            format!("node {i}")
+        }
+    }
+
+    pub(crate) fn launch(&mut self, i: usize, j: usize) -> Result<(), Error> {
+        let label = self.label(i, j);
+        let node = &self.members[i][j];
         let (port, tls_port, dir) = (node.port, node.tls_port, node.dir.clone());
         let mut cmd = Command::new(&self.binary);
         let (appendonly, fsync) = match self.options.persistence {
@@ -265,6 +375,9 @@ impl LocalCluster {
             .arg(fsync)
             .arg("--enable-debug-command")
             .arg("local");
+        if self.clustered() {
+            crate::shards::cluster_args(&mut cmd, &dir, self.options.password.as_deref());
+        }
         if let Some(pw) = &self.options.password {
             cmd.arg("--requirepass").arg(pw);
         }
@@ -296,12 +409,14 @@ impl LocalCluster {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if answers_ping(port) {
-                self.nodes[i].child = Some(child);
+                let node = &mut self.members[i][j];
+                node.child = Some(child);
+                node.paused.store(false, Ordering::Relaxed);
                 return Ok(());
             }
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(Error(format!(
-                    "redis-server node {i} on port {port} exited ({status}) at start; log tail:\n{}",
+                    "redis-server {label} on port {port} exited ({status}) at start; log tail:\n{}",
                     log_tail(&dir, 20)
                 )));
             }
@@ -309,7 +424,7 @@ impl LocalCluster {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(Error(format!(
-                    "redis-server node {i} on port {port} did not answer PING within {START_TIMEOUT:?}; log tail:\n{}",
+                    "redis-server {label} on port {port} did not answer PING within {START_TIMEOUT:?}; log tail:\n{}",
                     log_tail(&dir, 20)
                 )));
             }
@@ -317,38 +432,52 @@ impl LocalCluster {
         }
     }
 
-    /// Number of nodes.
+    /// Number of nodes (members).
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.members.len()
     }
 
     /// Whether the cluster has no nodes.
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.members.is_empty()
     }
 
-    /// Node `i`'s port on 127.0.0.1.
+    /// Node `i`'s port on 127.0.0.1; for a clustered member, shard 0's.
     pub fn port(&self, i: usize) -> u16 {
-        self.nodes[i].port
+        self.members[i][0].port
     }
 
     /// Node `i`'s URL for clients: as the [`ClusterOptions::user`] if one is set, else as the
     /// default user (with the password if one is set).
+    ///
+    /// A clustered member's URL lists the ports its shards' primaries were started on, with the
+    /// credentials on the first host: `redis+cluster://:pw@127.0.0.1:p1,127.0.0.1:p2,...`.
     pub fn url(&self, i: usize) -> String {
+        if self.clustered() {
+            let hosts: Vec<String> = (0..self.options.shards)
+                .map(|s| format!("127.0.0.1:{}", self.shard_port(i, s)))
+                .collect();
+            let auth = match (&self.options.user, &self.options.password) {
+                (Some((name, password, _)), _) => format!("{name}:{password}@"),
+                (None, Some(pw)) => format!(":{pw}@"),
+                (None, None) => String::new(),
+            };
+            return format!("redis+cluster://{auth}{}", hosts.join(","));
+        }
         match &self.options.user {
             Some((name, password, _)) => {
-                format!("redis://{name}:{password}@127.0.0.1:{}", self.nodes[i].port)
+                format!("redis://{name}:{password}@127.0.0.1:{}", self.port(i))
             }
             None => self.admin_url(i),
         }
     }
 
     /// Node `i`'s URL as the default user, which may run every command: for auditors and fault
-    /// injection.
+    /// injection. For a clustered member: a plain `redis://` URL of shard 0's first primary.
     pub fn admin_url(&self, i: usize) -> String {
         match &self.options.password {
-            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}", self.nodes[i].port),
-            None => format!("redis://127.0.0.1:{}", self.nodes[i].port),
+            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}", self.port(i)),
+            None => format!("redis://127.0.0.1:{}", self.port(i)),
         }
     }
 
@@ -358,7 +487,7 @@ impl LocalCluster {
     /// If the cluster was started without [`ClusterOptions::tls`].
     pub fn tls_url(&self, i: usize, host: &str) -> String {
         assert!(self.options.tls.is_some(), "the cluster has no TLS port");
-        format!("rediss://{host}:{}", self.nodes[i].tls_port)
+        format!("rediss://{host}:{}", self.members[i][0].tls_port)
     }
 
     /// Every node's URL, in order.
@@ -366,20 +495,23 @@ impl LocalCluster {
         (0..self.len()).map(|i| self.url(i)).collect()
     }
 
-    /// Node `i`'s process id, if it is running.
+    /// Node `i`'s process id, if it is running; for a clustered member, shard 0's primary's.
     pub fn pid(&self, i: usize) -> Option<u32> {
-        self.nodes[i].child.as_ref().map(Child::id)
+        self.members[i][0].child.as_ref().map(Child::id)
     }
 
-    /// The last `lines` lines of node `i`'s log.
+    /// The last `lines` lines of node `i`'s log; for a clustered member, shard 0's.
     pub fn log_tail(&self, i: usize, lines: usize) -> String {
-        log_tail(&self.nodes[i].dir, lines)
+        log_tail(&self.members[i][0].dir, lines)
     }
 
-    fn signal(&self, i: usize, sig: libc::c_int) -> Result<(), Error> {
-        let pid = self
-            .pid(i)
-            .ok_or_else(|| Error(format!("node {i} is not running")))?;
+    pub(crate) fn signal_node(&self, i: usize, j: usize, sig: libc::c_int) -> Result<(), Error> {
+        let node = &self.members[i][j];
+        let pid = node
+            .child
+            .as_ref()
+            .map(Child::id)
+            .ok_or_else(|| Error(format!("{} is not running", self.label(i, j))))?;
         // SAFETY: kill(2) on the pid of our own, not yet reaped, child.
         if unsafe { libc::kill(pid as libc::pid_t, sig) } != 0 {
             return Err(Error(format!(
@@ -387,17 +519,32 @@ impl LocalCluster {
                 std::io::Error::last_os_error()
             )));
         }
+        match sig {
+            libc::SIGSTOP => node.paused.store(true, Ordering::Relaxed),
+            libc::SIGCONT => node.paused.store(false, Ordering::Relaxed),
+            _ => {}
+        }
         Ok(())
     }
 
-    /// SIGKILLs node `i` and reaps it. Killing a node that is down is a no-op.
+    pub(crate) fn kill_node(&mut self, i: usize, j: usize) -> Result<(), Error> {
+        if let Some(mut child) = self.members[i][j].child.take() {
+            child
+                .kill()
+                .map_err(|e| Error(format!("kill {}: {e}", self.label(i, j))))?;
+            let _ = child.wait();
+        }
+        Ok(())
+    }
+
+    /// SIGKILLs node `i` and reaps it (every process of a clustered member, replicas included).
+    /// Killing a node that is down is a no-op.
     ///
     /// # Errors
     /// When the signal cannot be sent.
     pub fn kill(&mut self, i: usize) -> Result<(), Error> {
-        if let Some(mut child) = self.nodes[i].child.take() {
-            child.kill().map_err(|e| Error(format!("kill node {i}: {e}")))?;
-            let _ = child.wait();
+        for j in 0..self.members[i].len() {
+            self.kill_node(i, j)?;
         }
         Ok(())
     }
@@ -405,63 +552,80 @@ impl LocalCluster {
     /// Starts node `i` again on the same port with its data directory as it is (an AOF profile
     /// reloads its data; [`Persistence::None`] comes back empty).
     ///
+    /// A clustered member starts each of its processes that is down (they rejoin with their
+    /// `nodes.conf`) and waits until the cluster settles, as [`start_with`](Self::start_with)
+    /// does.
+    ///
     /// # Errors
-    /// When the node is still running or does not come up.
+    /// When the node is still running (for a clustered member: every process is) or does not
+    /// come up.
     pub fn restart(&mut self, i: usize) -> Result<(), Error> {
-        if self.nodes[i].child.is_some() {
+        if self.is_running(i) {
             return Err(Error(format!("node {i} is running: kill it first")));
         }
-        self.launch(i)
+        for j in 0..self.members[i].len() {
+            if self.members[i][j].child.is_none() {
+                self.launch(i, j)?;
+            }
+        }
+        if self.clustered() {
+            self.wait_for_cluster_ok(i)?;
+        }
+        Ok(())
     }
 
     /// Starts node `i` again on the same port with its data files deleted first: a node that
-    /// lost its memory (amnesia), whatever the persistence profile.
+    /// lost its memory (amnesia), whatever the persistence profile. A clustered member keeps its
+    /// `nodes.conf`, so it loses its keys but not its place in the cluster; only the processes
+    /// that are down are wiped.
     ///
     /// # Errors
     /// As [`restart`](Self::restart).
     pub fn restart_empty(&mut self, i: usize) -> Result<(), Error> {
-        let dir = &self.nodes[i].dir;
-        for entry in std::fs::read_dir(dir)
-            .map_err(|e| Error(e.to_string()))?
-            .flatten()
-        {
-            if entry.file_name() != "redis.log" {
-                let p = entry.path();
-                let _ = if p.is_dir() {
-                    std::fs::remove_dir_all(&p)
-                } else {
-                    std::fs::remove_file(&p)
-                };
+        for node in self.members[i].iter().filter(|n| n.child.is_none()) {
+            for entry in std::fs::read_dir(&node.dir)
+                .map_err(|e| Error(e.to_string()))?
+                .flatten()
+            {
+                if entry.file_name() != "redis.log" && entry.file_name() != "nodes.conf" {
+                    let p = entry.path();
+                    let _ = if p.is_dir() {
+                        std::fs::remove_dir_all(&p)
+                    } else {
+                        std::fs::remove_file(&p)
+                    };
+                }
             }
         }
         self.restart(i)
     }
 
-    /// SIGSTOPs node `i`: its socket stays open and requests queue up unanswered.
+    /// SIGSTOPs node `i` (every process of a clustered member): its socket stays open and
+    /// requests queue up unanswered.
     ///
     /// # Errors
     /// When the node is not running.
     pub fn pause(&self, i: usize) -> Result<(), Error> {
-        self.signal(i, libc::SIGSTOP)
+        (0..self.members[i].len()).try_for_each(|j| self.signal_node(i, j, libc::SIGSTOP))
     }
 
-    /// SIGCONTs node `i`.
+    /// SIGCONTs node `i` (every process of a clustered member).
     ///
     /// # Errors
     /// When the node is not running.
     pub fn resume(&self, i: usize) -> Result<(), Error> {
-        self.signal(i, libc::SIGCONT)
+        (0..self.members[i].len()).try_for_each(|j| self.signal_node(i, j, libc::SIGCONT))
     }
 
-    /// Whether node `i` has a running process.
+    /// Whether node `i` has a running process (for a clustered member: every process runs).
     pub fn is_running(&self, i: usize) -> bool {
-        self.nodes[i].child.is_some()
+        self.members[i].iter().all(|n| n.child.is_some())
     }
 }
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
-        for node in &mut self.nodes {
+        for node in self.members.iter_mut().flatten() {
             if let Some(mut child) = node.child.take() {
                 let _ = child.kill();
                 let _ = child.wait();

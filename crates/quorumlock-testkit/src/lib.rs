@@ -12,6 +12,11 @@
 //! and deliver them later, after newer connections' traffic ([`Proxy::hold_requests`],
 //! [`Proxy::deliver_held`]): late bytes, as from a retransmission.
 //!
+//! With [`ClusterOptions::shards`], each member is instead a Redis Cluster of several primary
+//! shards (optionally with replicas) on loopback, with per-shard kill, restart, pause and
+//! failover, and slot moves that stop half-way so clients see `-ASK` redirections
+//! ([`LocalCluster::begin_move_slot`]).
+//!
 //! This crate does not depend on `quorumlock`, so it can test any lock client.
 //!
 //! ```no_run
@@ -27,10 +32,15 @@
 mod cluster;
 mod history;
 mod proxy;
+mod resp;
+mod shards;
+mod slots;
 mod spawner;
 mod tls;
 
 pub use cluster::{nodes_from_env_or_local, ClusterOptions, Error, LocalCluster, Persistence};
 pub use history::{Grant, GrantId, History, Violation, FENCED_WRITE};
 pub use proxy::{Counter, Delivered, Direction, Fault, Proxy};
+pub use resp::Reply;
+pub use slots::{key_slot, SlotMove, SLOTS};
 pub use tls::{ServerTls, TestPki};

@@ -262,6 +262,38 @@ fn a_replica_takes_over_a_killed_primary() {
 }
 
 #[test]
+fn a_member_with_replicas_restarts_empty_as_a_whole() {
+    let opts = ClusterOptions::default()
+        .shards(3)
+        .replicas(1)
+        .persistence(Persistence::AofAlways);
+    let mut cluster = LocalCluster::start_with(1, opts).unwrap();
+    let key = key_per_shard(&cluster, 0, "e:")[&2].clone();
+    assert_eq!(
+        redis_cli_c(cluster.shard_port(0, 0), None, &["SET", &key, "gone"]),
+        "OK"
+    );
+    cluster.pause(0).unwrap();
+    cluster.resume(0).unwrap();
+    cluster.kill(0).unwrap();
+    assert!((0..3).all(|s| cluster.shard_pid(0, s).is_none() && cluster.replica_pid(0, s).is_none()));
+    cluster.restart_empty(0).unwrap();
+    // Same layout and slots (nodes.conf kept), no data.
+    assert_eq!(cluster.primary_of(0, key_slot(key.as_bytes())).unwrap(), 2);
+    assert_eq!(
+        cluster.serving_port(0, key_slot(key.as_bytes())).unwrap(),
+        cluster.shard_port(0, 2)
+    );
+    assert_eq!(
+        cluster
+            .command(cluster.shard_port(0, 2), &["GET", key.as_str()])
+            .unwrap(),
+        Reply::Bulk(None)
+    );
+    assert!(format!("{cluster:?}").contains("process_ports"));
+}
+
+#[test]
 fn a_slot_moves_with_its_keys_and_asks_half_way() {
     let pw = "pw";
     let cluster = LocalCluster::start_with(1, ClusterOptions::default().shards(3).password(pw)).unwrap();

@@ -161,19 +161,19 @@ pub struct LocalCluster {
 
 impl fmt::Debug for LocalCluster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LocalCluster")
-            .field(
-                "ports",
-                &self
-                    .members
-                    .iter()
-                    .map(|m| m.iter().map(|n| n.port).collect::<Vec<_>>())
-                    .collect::<Vec<_>>(),
-            )
-            .field("persistence", &self.options.persistence)
-            .field("shards", &self.options.shards)
-            .field("replicas", &self.options.replicas)
-            .finish()
+        let mut d = f.debug_struct("LocalCluster");
+        d.field(
+            "ports",
+            &self.members.iter().map(|m| m[0].port).collect::<Vec<_>>(),
+        )
+        .field("persistence", &self.options.persistence);
+        if self.clustered() {
+            let all = |m: &Vec<Node>| m.iter().map(|n| n.port).collect::<Vec<_>>();
+            d.field("shards", &self.options.shards)
+                .field("replicas", &self.options.replicas)
+                .field("process_ports", &self.members.iter().map(all).collect::<Vec<_>>());
+        }
+        d.finish()
     }
 }
 

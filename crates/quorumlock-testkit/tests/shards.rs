@@ -105,12 +105,18 @@ fn two_members_of_three_shards_serve_every_slot_and_spread_keys() {
             }
         }
     }
-    // The two members are separate clusters: member 1 never saw member 0's keys.
-    let key = &key_per_shard(&cluster, 1, "spread:")[&0];
+    // The two members are separate clusters.
     assert_eq!(
-        cluster.command(cluster.shard_port(1, 0), &["DBSIZE"]).unwrap(),
-        Reply::Int(1),
-        "{key}"
+        redis_cli_c(cluster.shard_port(0, 0), None, &["SET", "only-in-0", "v"]),
+        "OK"
+    );
+    assert_eq!(
+        redis_cli_c(cluster.shard_port(0, 1), None, &["GET", "only-in-0"]),
+        "v"
+    );
+    assert_eq!(
+        redis_cli_c(cluster.shard_port(1, 1), None, &["GET", "only-in-0"]),
+        ""
     );
 }
 
@@ -259,6 +265,38 @@ fn a_replica_takes_over_a_killed_primary() {
             "pid {pid} outlived the cluster"
         );
     }
+}
+
+#[test]
+fn a_member_with_replicas_restarts_empty_as_a_whole() {
+    let opts = ClusterOptions::default()
+        .shards(3)
+        .replicas(1)
+        .persistence(Persistence::AofAlways);
+    let mut cluster = LocalCluster::start_with(1, opts).unwrap();
+    let key = key_per_shard(&cluster, 0, "e:")[&2].clone();
+    assert_eq!(
+        redis_cli_c(cluster.shard_port(0, 0), None, &["SET", &key, "gone"]),
+        "OK"
+    );
+    cluster.pause(0).unwrap();
+    cluster.resume(0).unwrap();
+    cluster.kill(0).unwrap();
+    assert!((0..3).all(|s| cluster.shard_pid(0, s).is_none() && cluster.replica_pid(0, s).is_none()));
+    cluster.restart_empty(0).unwrap();
+    // Same layout and slots (nodes.conf kept), no data.
+    assert_eq!(cluster.primary_of(0, key_slot(key.as_bytes())).unwrap(), 2);
+    assert_eq!(
+        cluster.serving_port(0, key_slot(key.as_bytes())).unwrap(),
+        cluster.shard_port(0, 2)
+    );
+    assert_eq!(
+        cluster
+            .command(cluster.shard_port(0, 2), &["GET", key.as_str()])
+            .unwrap(),
+        Reply::Bulk(None)
+    );
+    assert!(format!("{cluster:?}").contains("process_ports"));
 }
 
 #[test]

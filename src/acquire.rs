@@ -13,7 +13,7 @@ use tracing::Instrument;
 use crate::error::{Error, ErrorKind, Operation};
 use crate::fanout::Unready;
 use crate::fencing;
-use crate::key::{lock_key, tomb_key, Keys};
+use crate::key::{slot_group, Keys, Layout};
 use crate::lock::{Lock, LockParts};
 use crate::reply::{LockRef, Request};
 use crate::retry::{Retry, Stop};
@@ -63,13 +63,14 @@ async fn acquire_unmeasured(
     if let Some(e) = shared.misconfigured(Operation::Acquire) {
         return Err(e);
     }
-    let keys: Keys = resources
-        .iter()
-        .map(|r| lock_key(&shared.prefix, r).into_boxed_slice())
-        .collect();
+    let layout = shared.layout;
+    if layout == Layout::Tagged {
+        one_slot_group(&resources)?;
+    }
+    let keys: Keys = resources.iter().map(|r| layout.lock(&shared.prefix, r)).collect();
     let fence_keys = shared
         .fencing
-        .then(|| fencing::fence_keys(&shared.prefix, &resources));
+        .then(|| fencing::fence_keys(layout, &shared.prefix, &resources));
     let span = tracing::debug_span!(
         "quorumlock.acquire",
         resource = %resources.join(", "),
@@ -90,6 +91,24 @@ async fn acquire_unmeasured(
     retry_loop(&attempts, retry, waiter.as_ref())
         .instrument(span)
         .await
+}
+
+/// On a Redis Cluster member a lock's keys must share one slot (one script touches them all), so
+/// a lock of several resources needs them in one slot group.
+fn one_slot_group(resources: &[Box<str>]) -> Result<(), Error> {
+    let first = slot_group(&resources[0]);
+    match resources.iter().find(|r| slot_group(r) != first) {
+        None => Ok(()),
+        Some(other) => Err(Error::invalid_input(
+            Operation::Acquire,
+            format!(
+                "{:?} and {other:?} are in different slot groups: with a Redis Cluster member, the \
+                 resources of one lock must share a hash tag, as in {{order:17}}:items and \
+                 {{order:17}}:payment (docs/scaling.md)",
+                resources[0]
+            ),
+        )),
+    }
 }
 
 /// What every attempt of one acquisition shares.
@@ -182,9 +201,12 @@ async fn attempt_once(a: &Attempts<'_>) -> Result<Lock, Failed> {
     let expires = t0 + ttl.node_timeout + ttl.effective + ttl.drift;
     let lock = LockRef {
         keys: a.keys.clone(),
-        tomb: tomb_key(&shared.prefix, token.as_str()),
+        tomb: shared
+            .layout
+            .tomb(&shared.prefix, &a.resources[0], token.as_str()),
         token,
         ttl_ms: ttl.ms,
+        always_tomb: shared.layout == Layout::Tagged,
     };
     let req = Arc::new(match a.fence_keys {
         Some(fk) => Request::acquire_fenced(&lock, fk),

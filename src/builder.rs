@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use crate::error::{Error, NodeId};
 use crate::identity::{same_endpoint, Identities};
-use crate::key::DEFAULT_PREFIX;
+use crate::key::{Layout, DEFAULT_PREFIX};
 use crate::node::Node;
 use crate::nodes::NodeSet;
 use crate::retry::Retry;
 use crate::shared::Shared;
-use crate::url::{parse_node, redact, TlsOptions};
+use crate::url::{parse_member, redact, Endpoint, TlsOptions};
 use crate::wake::WakeHub;
 
 /// Connect timeout when no node timeout is configured (the node timeout is then derived from
@@ -230,32 +230,41 @@ impl RedlockBuilder {
         }
         self.retry.validate().map_err(Error::config)?;
         let connect_timeout = self.node_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        let mut parsed: Vec<(String, redis::Client)> = Vec::with_capacity(self.nodes.len());
+        let mut parsed: Vec<(String, Endpoint)> = Vec::with_capacity(self.nodes.len());
         for (index, raw) in self.nodes.iter().enumerate() {
-            let (addr, client) = parse_node(index, raw, &self.tls)?;
+            let (addr, endpoint) = parse_member(index, raw, &self.tls, connect_timeout)?;
             // Rule (e): one server counts once. Same host (by its normal form) and port is one
-            // server, whatever the database; other aliases are caught when connecting.
-            let endpoint = client.get_connection_info().addr();
-            if let Some((other, (other_addr, _))) = parsed
-                .iter()
-                .enumerate()
-                .find(|(_, (_, c))| same_endpoint(c.get_connection_info().addr(), endpoint))
-            {
+            // server, whatever the database; other aliases, and one cluster reached through
+            // two different shards, are caught when connecting.
+            let other = parsed.iter().enumerate().find(|(_, (_, e))| {
+                e.addrs()
+                    .iter()
+                    .any(|a| endpoint.addrs().iter().any(|b| same_endpoint(a, b)))
+            });
+            if let Some((other, (other_addr, _))) = other {
                 return Err(Error::config(format!(
                     "nodes {other} ({other_addr}) and {index} ({addr}) are the same server listed \
                      twice: list each redis-server once (two databases of one server are one node)"
                 )));
             }
-            parsed.push((addr, client));
+            parsed.push((addr, endpoint));
+        }
+        let clustered = parsed.iter().any(|(_, e)| matches!(e, Endpoint::Cluster { .. }));
+        if clustered && self.key_prefix.contains(['{', '}']) {
+            return Err(Error::config(format!(
+                "key prefix {:?} contains a brace: with a Redis Cluster member every key carries a \
+                 hash tag, and a brace in the prefix would move it",
+                self.key_prefix
+            )));
         }
         let identities = Arc::new(Identities::new(parsed.iter().map(|(a, _)| a.clone()).collect()));
         let nodes = parsed
             .into_iter()
             .enumerate()
-            .map(|(index, (addr, client))| {
+            .map(|(index, (addr, endpoint))| {
                 Arc::new(Node::new(
                     NodeId::new(index, addr),
-                    client,
+                    endpoint,
                     connect_timeout,
                     identities.clone(),
                 ))
@@ -273,6 +282,7 @@ impl RedlockBuilder {
             retry: self.retry,
             max_hold: self.max_hold,
             fencing: self.fencing,
+            layout: if clustered { Layout::Tagged } else { Layout::Plain },
             prefix: self.key_prefix.into(),
         })
     }

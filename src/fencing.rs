@@ -13,18 +13,15 @@ use std::time::Instant;
 
 use crate::error::{Error, ErrorKind, Operation};
 use crate::fanout::Fanout;
-use crate::key::{fence_key, Keys};
+use crate::key::{Keys, Layout};
 use crate::nodes::NodeSet;
 use crate::reply::{LockRef, Request};
 use crate::shared::Ttl;
 use crate::validity::validity;
 
 /// The fence counter keys of a lock on `resources` (sorted, as its lock keys are).
-pub(crate) fn fence_keys(prefix: &str, resources: &[Box<str>]) -> Keys {
-    resources
-        .iter()
-        .map(|r| fence_key(prefix, r).into_boxed_slice())
-        .collect()
+pub(crate) fn fence_keys(layout: Layout, prefix: &str, resources: &[Box<str>]) -> Keys {
+    resources.iter().map(|r| layout.fence(prefix, r)).collect()
 }
 
 // The next two are the scripts' rules as a specification: the nodes run the Lua, the tests
@@ -149,8 +146,12 @@ mod tests {
                     .iter()
                     .map(|r| crate::key::lock_key("t:", r).into_boxed_slice())
                     .collect();
-                let counter_keys: Vec<Box<[u8]>> =
-                    fence_keys("t:", &res.iter().map(|r| r.as_str().into()).collect::<Vec<_>>()).to_vec();
+                let counter_keys: Vec<Box<[u8]>> = fence_keys(
+                    Layout::Plain,
+                    "t:",
+                    &res.iter().map(|r| r.as_str().into()).collect::<Vec<_>>(),
+                )
+                .to_vec();
                 for (k, c) in counter_keys.iter().zip(&counters) {
                     if let Some(c) = c {
                         let _: () = con.set(&k[..], c).unwrap();
@@ -174,6 +175,18 @@ mod tests {
                     let stored: u64 = con.get(&k[..]).unwrap();
                     prop_assert_eq!(stored, fence);
                 }
+                // The same request again (a cluster member's re-send): granted again, same
+                // fence, nothing changed.
+                let again: (String, u64) = crate::scripts::ACQUIRE_FENCED
+                    .eval(&keys, &[b"tok", b"10000"])
+                    .query(con)
+                    .unwrap();
+                prop_assert_eq!(again, ("tok".to_owned(), fence));
+                let other: i64 = crate::scripts::ACQUIRE_FENCED
+                    .eval(&keys, &[b"other", b"10000"])
+                    .query(con)
+                    .unwrap();
+                prop_assert_eq!(other, 0, "another token is refused");
                 let raise_keys: Vec<Box<[u8]>> = counter_keys.clone();
                 let _: i64 = crate::scripts::FENCE_RAISE
                     .eval(&raise_keys, &[raise_to.to_string().as_bytes()])

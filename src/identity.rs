@@ -23,11 +23,14 @@ use redis::aio::MultiplexedConnection;
 use crate::error::NodeOutcome;
 use crate::reply::{classify_error, classify_server_reply, describe, one_line};
 
-/// The `run_id` last seen behind each node, and the first conflict found.
+/// The server identities last seen behind each node, and the first conflict found. A single
+/// server is its `run_id` (and, if it runs in cluster mode, its cluster node id); a cluster
+/// member is the node id of every node of its cluster, so one cluster listed twice, or one of
+/// its shards also listed as a member of its own, shares an identity with another member.
 #[derive(Debug)]
 pub(crate) struct Identities {
     addrs: Box<[Box<str>]>,
-    run_ids: Mutex<Vec<Option<Box<str>>>>,
+    ids: Mutex<Vec<Vec<String>>>,
     conflict: OnceLock<Arc<str>>,
 }
 
@@ -37,21 +40,20 @@ impl Identities {
         let n = addrs.len();
         Self {
             addrs: addrs.into_iter().map(Into::into).collect(),
-            run_ids: Mutex::new(vec![None; n]),
+            ids: Mutex::new(vec![Vec::new(); n]),
             conflict: OnceLock::new(),
         }
     }
 
-    /// Records that node `index` now reaches the server `run_id`. Refuses (and remembers the
-    /// conflict) if another node reaches the same server.
-    pub(crate) fn register(&self, index: usize, run_id: &str) -> Result<(), NodeOutcome> {
-        let mut ids = self.run_ids.lock().unwrap_or_else(|p| p.into_inner());
-        let other = ids
-            .iter()
-            .enumerate()
-            .find(|(j, id)| *j != index && id.as_deref() == Some(run_id))
-            .map(|(j, _)| j);
-        if let Some(other) = other {
+    /// Records that node `index` now reaches the servers `found`. Refuses (and remembers the
+    /// conflict) if another node reaches one of them.
+    pub(crate) fn register(&self, index: usize, found: Vec<String>) -> Result<(), NodeOutcome> {
+        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        let other = ids.iter().enumerate().find_map(|(j, theirs)| {
+            let shared = theirs.iter().find(|id| found.contains(id))?;
+            (j != index).then(|| (j, shared.clone()))
+        });
+        if let Some((other, run_id)) = other {
             let (first, second) = (other.min(index), other.max(index));
             let message: Arc<str> = format!(
                 "nodes {first} ({}) and {second} ({}) are the same redis-server (run_id {run_id}) \
@@ -63,7 +65,7 @@ impl Identities {
             tracing::error!(%message, "node list names one server twice");
             return Err(NodeOutcome::SameServer(message));
         }
-        ids[index] = Some(run_id.into());
+        ids[index] = found;
         Ok(())
     }
 
@@ -129,7 +131,7 @@ fn normal_host(host: &str) -> String {
 pub(crate) async fn handshake(
     conn: &mut MultiplexedConnection,
     timeout: Duration,
-) -> Result<String, NodeOutcome> {
+) -> Result<Vec<String>, NodeOutcome> {
     let exchange = async {
         match conn.send_packed_command(&redis::cmd("PING")).await {
             Ok(redis::Value::SimpleString(s)) if s == "PONG" => {}
@@ -154,19 +156,36 @@ pub(crate) async fn handshake(
                 });
             }
         }
-        match conn.send_packed_command(redis::cmd("INFO").arg("server")).await {
-            Ok(redis::Value::ServerError(e)) => Err(identity_denied(classify_server_reply(&e))),
-            Ok(value) => run_id(&value).ok_or_else(|| {
-                NodeOutcome::Protocol(
-                    format!(
-                        "connection handshake: INFO server has no run_id: {}",
-                        describe(&value)
-                    )
-                    .into(),
+        let info = match conn.send_packed_command(redis::cmd("INFO").arg("server")).await {
+            Ok(redis::Value::ServerError(e)) => return Err(identity_denied(classify_server_reply(&e))),
+            Ok(value) => value,
+            Err(e) => return Err(identity_denied(classify_error(&e))),
+        };
+        let run_id = info_field(&info, "run_id").ok_or_else(|| {
+            NodeOutcome::Protocol(
+                format!(
+                    "connection handshake: INFO server has no run_id: {}",
+                    describe(&info)
                 )
-            }),
-            Err(e) => Err(identity_denied(classify_error(&e))),
+                .into(),
+            )
+        })?;
+        let mut ids = vec![run_id];
+        // A shard of a cluster listed as a member of its own: its cluster node id is how a
+        // cluster member knows it.
+        if info_field(&info, "redis_mode").as_deref() == Some("cluster") {
+            match conn.send_packed_command(redis::cmd("CLUSTER").arg("MYID")).await {
+                Ok(redis::Value::BulkString(id)) => ids.push(String::from_utf8_lossy(&id).into_owned()),
+                Ok(redis::Value::ServerError(e)) => return Err(identity_denied(classify_server_reply(&e))),
+                Ok(other) => {
+                    return Err(NodeOutcome::Protocol(
+                        format!("connection handshake: CLUSTER MYID answered {}", describe(&other)).into(),
+                    ))
+                }
+                Err(e) => return Err(identity_denied(classify_error(&e))),
+            }
         }
+        Ok(ids)
     };
     tokio::time::timeout(timeout, exchange)
         .await
@@ -184,17 +203,66 @@ fn identity_denied(outcome: NodeOutcome) -> NodeOutcome {
     }
 }
 
-/// The `run_id` field of an `INFO server` reply.
-fn run_id(value: &redis::Value) -> Option<String> {
+/// One field (`run_id`, `redis_mode`) of an `INFO server` reply.
+fn info_field(value: &redis::Value, field: &str) -> Option<String> {
     let text = match value {
         redis::Value::BulkString(b) => std::str::from_utf8(b).ok()?,
         redis::Value::VerbatimString { text, .. } => text.as_str(),
         _ => return None,
     };
     text.lines()
-        .find_map(|l| l.strip_prefix("run_id:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .map(|id| id.trim().to_owned())
         .filter(|id| !id.is_empty())
+}
+
+/// The first exchanges on a new connection to a cluster member: `PING`, then `CLUSTER NODES`
+/// for the node id of every node of the cluster (its identity, rule (e)). redis-rs made the
+/// shards' own connections; a stray reply on one of them cannot read as a grant either, since
+/// a grant names its own token.
+pub(crate) async fn cluster_handshake(
+    conn: &mut redis::cluster_async::ClusterConnection,
+    timeout: Duration,
+) -> Result<Vec<String>, NodeOutcome> {
+    use redis::aio::ConnectionLike;
+    let exchange = async {
+        match conn.req_packed_command(&redis::cmd("PING")).await {
+            Ok(redis::Value::SimpleString(s)) if s == "PONG" => {}
+            Ok(other) => {
+                return Err(NodeOutcome::Protocol(
+                    format!("cluster handshake: PING answered {}", describe(&other)).into(),
+                ))
+            }
+            Err(e) => return Err(classify_error(&e)),
+        }
+        match conn.req_packed_command(redis::cmd("CLUSTER").arg("NODES")).await {
+            Ok(value) => cluster_node_ids(&value).ok_or_else(|| {
+                NodeOutcome::Protocol(
+                    format!("cluster handshake: CLUSTER NODES answered {}", describe(&value)).into(),
+                )
+            }),
+            Err(e) => Err(identity_denied(classify_error(&e))),
+        }
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or(Err(NodeOutcome::Timeout))
+}
+
+/// The node ids (first field of each line) of a `CLUSTER NODES` reply.
+fn cluster_node_ids(value: &redis::Value) -> Option<Vec<String>> {
+    let text = match value {
+        redis::Value::BulkString(b) => std::str::from_utf8(b).ok()?,
+        redis::Value::VerbatimString { text, .. } => text.as_str(),
+        _ => return None,
+    };
+    let ids: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|id| id.len() == 40 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_owned)
+        .collect();
+    (!ids.is_empty()).then_some(ids)
 }
 
 #[cfg(test)]
@@ -209,11 +277,11 @@ mod tests {
             "redis://b:1".into(),
             "redis://c:1".into(),
         ]);
-        assert!(ids.register(0, "x").is_ok());
-        assert!(ids.register(1, "y").is_ok());
+        assert!(ids.register(0, vec!["x".into()]).is_ok());
+        assert!(ids.register(1, vec!["y".into()]).is_ok());
         // A reconnect of the same node to the same server is fine.
-        assert!(ids.register(0, "x").is_ok());
-        match ids.register(2, "x") {
+        assert!(ids.register(0, vec!["x".into()]).is_ok());
+        match ids.register(2, vec!["x".into()]) {
             Err(NodeOutcome::SameServer(m)) => {
                 assert!(m.contains("nodes 0 (redis://a:1) and 2 (redis://c:1)"), "{m}")
             }
@@ -221,7 +289,17 @@ mod tests {
         }
         assert!(ids.conflict().is_some());
         // A restarted server has a new run_id.
-        assert!(ids.register(1, "y2").is_ok());
+        assert!(ids.register(1, vec!["y2".into()]).is_ok());
+        // A cluster member is every node of its cluster: one of them behind another member
+        // is the same server.
+        let ids = Identities::new(vec!["redis+cluster://a:1".into(), "redis://b:1".into()]);
+        assert!(ids
+            .register(0, vec!["n1".into(), "n2".into(), "n3".into()])
+            .is_ok());
+        assert!(matches!(
+            ids.register(1, vec!["r9".into(), "n2".into()]),
+            Err(NodeOutcome::SameServer(_))
+        ));
     }
 
     #[test]
@@ -240,8 +318,27 @@ mod tests {
         let info = redis::Value::BulkString(
             b"# Server\r\nredis_version:7.0.15\r\nrun_id:5e1a0c\r\ntcp_port:7000\r\n".to_vec(),
         );
-        assert_eq!(run_id(&info).as_deref(), Some("5e1a0c"));
-        assert_eq!(run_id(&redis::Value::BulkString(b"# Server\r\n".to_vec())), None);
-        assert_eq!(run_id(&redis::Value::Okay), None);
+        assert_eq!(info_field(&info, "run_id").as_deref(), Some("5e1a0c"));
+        assert_eq!(info_field(&info, "run").as_deref(), None, "a whole field name");
+        let empty = redis::Value::BulkString(b"# Server\r\n".to_vec());
+        assert_eq!(info_field(&empty, "run_id"), None);
+        assert_eq!(info_field(&redis::Value::Okay, "run_id"), None);
+    }
+
+    #[test]
+    fn cluster_node_ids_are_read_from_cluster_nodes() {
+        let id = |c: char| c.to_string().repeat(40);
+        let text = format!(
+            "{} 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460\n\
+             {} 127.0.0.1:7001@17001 master - 0 0 2 connected 5461-10922\n",
+            id('a'),
+            id('b')
+        );
+        let ids = cluster_node_ids(&redis::Value::BulkString(text.into_bytes()));
+        assert_eq!(ids, Some(vec![id('a'), id('b')]));
+        assert_eq!(
+            cluster_node_ids(&redis::Value::BulkString(b"garbage".to_vec())),
+            None
+        );
     }
 }

@@ -7,7 +7,6 @@ use futures::future::join_all;
 use redis::Value;
 
 use crate::error::{Error, NodeId, NodeOutcome, Operation};
-use crate::key::{fence_key, lock_key};
 use crate::scripts::INSPECT;
 use crate::shared::{resource_set, Shared};
 use crate::token::fingerprint_of;
@@ -44,6 +43,9 @@ pub struct NodeView {
     pub state: NodeState,
     /// Its fence counter (`None` if the resource was never acquired with fencing there).
     pub fence: Option<u64>,
+    /// For a Redis Cluster member, the address of the shard that serves the resource's keys
+    /// (`None` for a single server, or when the cluster did not say).
+    pub shard: Option<String>,
 }
 
 /// The state of one resource on every node. Made by [`Redlock::inspect`](crate::Redlock::inspect).
@@ -119,18 +121,26 @@ pub(crate) async fn inspect(shared: &Shared, resource: &str) -> Result<Inspectio
     Error::require_runtime(Operation::Inspect)?;
     resource_set([resource], Operation::Inspect)?;
     let keys: Vec<Box<[u8]>> = vec![
-        lock_key(&shared.prefix, resource).into(),
-        fence_key(&shared.prefix, resource).into(),
+        shared.layout.lock(&shared.prefix, resource),
+        shared.layout.fence(&shared.prefix, resource),
     ];
     let primary = INSPECT.evalsha(&keys, &[]);
     let fallback = INSPECT.eval(&keys, &[]);
     let timeout = shared.node_timeout.unwrap_or(DEFAULT_INSPECT_TIMEOUT);
-    let replies = join_all(shared.nodes.iter().map(|n| n.query(&primary, &fallback, timeout))).await;
+    let replies = join_all(shared.nodes.iter().map(|n| async {
+        let reply = n.query(&primary, &fallback, timeout).await;
+        let shard = match n.is_cluster() {
+            true => shard_of(n, &keys[0], timeout).await,
+            false => None,
+        };
+        (reply, shard)
+    }))
+    .await;
     let nodes = shared
         .nodes
         .iter()
         .zip(replies)
-        .map(|(n, reply)| {
+        .map(|(n, (reply, shard))| {
             let (state, fence) = match reply {
                 Ok(value) => read(&value),
                 Err(outcome) => (NodeState::Failed(outcome), None),
@@ -139,6 +149,7 @@ pub(crate) async fn inspect(shared: &Shared, resource: &str) -> Result<Inspectio
                 node: n.id.clone(),
                 state,
                 fence,
+                shard,
             }
         })
         .collect();
@@ -146,6 +157,35 @@ pub(crate) async fn inspect(shared: &Shared, resource: &str) -> Result<Inspectio
         resource: resource.to_owned(),
         quorum: shared.quorum(),
         nodes,
+    })
+}
+
+/// The address of the shard of a cluster member that serves `key`: its slot (`CLUSTER KEYSLOT`)
+/// looked up in the member's slot map (`CLUSTER SLOTS`). `None` if the cluster does not say.
+async fn shard_of(node: &std::sync::Arc<crate::node::Node>, key: &[u8], timeout: Duration) -> Option<String> {
+    let keyslot = redis::cmd("CLUSTER").arg("KEYSLOT").arg(key).clone();
+    let Ok(Value::Int(slot)) = node.query(&keyslot, &keyslot, timeout).await else {
+        return None;
+    };
+    let slots = redis::cmd("CLUSTER").arg("SLOTS").clone();
+    let Ok(Value::Array(ranges)) = node.query(&slots, &slots, timeout).await else {
+        return None;
+    };
+    ranges.iter().find_map(|range| match range {
+        Value::Array(r) => match r.as_slice() {
+            [Value::Int(start), Value::Int(end), Value::Array(primary), ..]
+                if (*start..=*end).contains(&slot) =>
+            {
+                match primary.as_slice() {
+                    [Value::BulkString(host), Value::Int(port), ..] => {
+                        Some(format!("{}:{port}", String::from_utf8_lossy(host)))
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        },
+        _ => None,
     })
 }
 

@@ -14,22 +14,18 @@ pub(crate) type Keys = std::sync::Arc<[Box<[u8]>]>;
 /// The default key prefix.
 pub(crate) const DEFAULT_PREFIX: &str = "quorumlock:";
 
+/// The plain lock key of `resource` (tests and `bench_internals`; the library names keys through
+/// [`Layout`]).
+#[cfg(any(test, feature = "bench-internals"))]
 pub(crate) fn lock_key(prefix: &str, resource: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(prefix.len() + 5 + resource.len());
-    k.extend_from_slice(prefix.as_bytes());
-    k.extend_from_slice(b"lock:");
-    k.extend_from_slice(resource.as_bytes());
-    k
+    Layout::Plain.lock(prefix, resource).into()
 }
 
-/// The fence counter of `resource`. The `fence:` namespace differs from `lock:` in its first
-/// byte, so no resource name makes a counter collide with a lock key.
+/// The plain fence counter of `resource`. The `fence:` namespace differs from `lock:` in its
+/// first byte, so no resource name makes a counter collide with a lock key.
+#[cfg(test)]
 pub(crate) fn fence_key(prefix: &str, resource: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(prefix.len() + 6 + resource.len());
-    k.extend_from_slice(prefix.as_bytes());
-    k.extend_from_slice(b"fence:");
-    k.extend_from_slice(resource.as_bytes());
-    k
+    Layout::Plain.fence(prefix, resource).into()
 }
 
 /// The tombstone of `token`: written by a release that found nothing of this token to delete,
@@ -38,8 +34,12 @@ pub(crate) fn fence_key(prefix: &str, resource: &str) -> Vec<u8> {
 /// `fence:` in its first byte, and a token is 32 hex digits, so it never meets another key.
 ///
 /// Shared: the lock, its requests and their undo all carry it, and a clone is then a count.
+#[cfg(any(test, feature = "bench-internals"))]
 pub(crate) fn tomb_key(prefix: &str, token: &str) -> std::sync::Arc<[u8]> {
-    let parts: [&[u8]; 3] = [prefix.as_bytes(), b"tomb:", token.as_bytes()];
+    joined(&[prefix.as_bytes(), b"tomb:", token.as_bytes()])
+}
+
+fn joined(parts: &[&[u8]]) -> std::sync::Arc<[u8]> {
     // Made at its final size in one allocation (an exact-size iterator), then filled: collecting
     // the bytes themselves went through a Vec and cost more than the rest of the request.
     let mut key: std::sync::Arc<[u8]> = std::iter::repeat_n(0, parts.iter().map(|p| p.len()).sum()).collect();
@@ -51,6 +51,76 @@ pub(crate) fn tomb_key(prefix: &str, token: &str) -> std::sync::Arc<[u8]> {
         }
     }
     key
+}
+
+/// How keys are named on the members.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// `<prefix><namespace>:<resource>`: every member is one server.
+    Plain,
+    /// `<prefix><namespace>:{<tag>}<resource>`, when a member is a Redis Cluster: a script may
+    /// only touch keys of one slot, so a lock's keys, its fence counters and its tombstone carry
+    /// one hash tag. The tag is 16 hex digits of the resource's slot group ([`slot_group`]), so
+    /// no resource name, braces included, can move a key to another slot, and the key still
+    /// ends with the whole name (keys stay injective). docs/scaling.md.
+    Tagged,
+}
+
+/// The part of a resource name that decides its slot on a cluster member: the content of its
+/// own hash tag by Redis' rule (the first `{`, up to the first `}` after it, if not empty), so
+/// that `{order:17}:items` and `{order:17}:payment` can be locked together; otherwise the whole
+/// name.
+pub(crate) fn slot_group(resource: &str) -> &str {
+    let Some(open) = resource.find('{') else {
+        return resource;
+    };
+    match resource[open + 1..].find('}') {
+        Some(len) if len > 0 => &resource[open + 1..open + 1 + len],
+        _ => resource,
+    }
+}
+
+/// `{` + 16 hex digits + `}` for `resource`'s slot group: FNV-1a 64. Written out rather than
+/// taken from a crate: the tag only spreads groups over slots, and must never change between
+/// releases (it is part of every key on a cluster member).
+fn hash_tag(resource: &str) -> [u8; 18] {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in slot_group(resource).bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut tag = [0u8; 18];
+    tag[0] = b'{';
+    tag[17] = b'}';
+    for (i, d) in tag[1..17].iter_mut().enumerate() {
+        *d = b"0123456789abcdef"[((h >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    tag
+}
+
+impl Layout {
+    fn key(self, prefix: &str, namespace: &[u8], resource: &str, name: &[u8]) -> std::sync::Arc<[u8]> {
+        match self {
+            Self::Plain => joined(&[prefix.as_bytes(), namespace, name]),
+            Self::Tagged => joined(&[prefix.as_bytes(), namespace, &hash_tag(resource), name]),
+        }
+    }
+
+    /// The lock key of `resource`.
+    pub(crate) fn lock(self, prefix: &str, resource: &str) -> Box<[u8]> {
+        self.key(prefix, b"lock:", resource, resource.as_bytes())[..].into()
+    }
+
+    /// The fence counter of `resource`.
+    pub(crate) fn fence(self, prefix: &str, resource: &str) -> Box<[u8]> {
+        self.key(prefix, b"fence:", resource, resource.as_bytes())[..].into()
+    }
+
+    /// The tombstone of `token`, in the slot of `resource` (a lock's first resource: on a
+    /// cluster member all of a lock's resources share one slot group).
+    pub(crate) fn tomb(self, prefix: &str, resource: &str, token: &str) -> std::sync::Arc<[u8]> {
+        self.key(prefix, b"tomb:", resource, token.as_bytes())
+    }
 }
 
 #[cfg(test)]
@@ -93,6 +163,41 @@ mod tests {
             let k = lock_key(DEFAULT_PREFIX, &r);
             prop_assert!(k.starts_with(b"quorumlock:lock:"));
             prop_assert!(k.ends_with(r.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn slot_groups_follow_redis_hash_tag_rule() {
+        assert_eq!(slot_group("{order:17}:items"), "order:17");
+        assert_eq!(slot_group("x{a}{b}"), "a");
+        assert_eq!(slot_group("{}x"), "{}x", "an empty tag is no tag");
+        assert_eq!(slot_group("x{y"), "x{y");
+        assert_eq!(slot_group("plain"), "plain");
+    }
+
+    proptest! {
+        /// Tagged keys stay injective and keep one slot per lock: the tag is the first brace
+        /// pair of the key whatever the name, and two names of one group share it.
+        #[test]
+        fn tagged_keys_are_injective_and_share_their_groups_tag(a in any::<String>(), b in any::<String>()) {
+            let t = Layout::Tagged;
+            if a != b {
+                prop_assert_ne!(t.lock(DEFAULT_PREFIX, &a), t.lock(DEFAULT_PREFIX, &b));
+            }
+            let lock = t.lock(DEFAULT_PREFIX, &a);
+            let fence = t.fence(DEFAULT_PREFIX, &a);
+            let tomb = t.tomb(DEFAULT_PREFIX, &a, "0123456789abcdef0123456789abcdef");
+            let tag = |k: &[u8]| {
+                let open = k.iter().position(|c| *c == b'{').unwrap();
+                let close = open + k[open..].iter().position(|c| *c == b'}').unwrap();
+                k[open..=close].to_vec()
+            };
+            prop_assert_eq!(tag(&lock), hash_tag(&a).to_vec());
+            prop_assert_eq!(tag(&fence), tag(&lock));
+            prop_assert_eq!(tag(&tomb), tag(&lock));
+            let grouped = format!("{{{}}}:{b}", slot_group(&a).replace('}', ""));
+            prop_assume!(!slot_group(&a).contains('}') && !slot_group(&a).is_empty());
+            prop_assert_eq!(slot_group(&grouped), slot_group(&a));
         }
     }
 }

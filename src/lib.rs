@@ -81,6 +81,7 @@ mod identity;
 mod inspect;
 mod key;
 mod kind;
+mod link;
 mod lock;
 mod metrics;
 mod node;
@@ -159,6 +160,7 @@ pub mod bench_internals {
             tomb: crate::key::tomb_key("quorumlock:", token.as_str()),
             token,
             ttl_ms: 10_000,
+            always_tomb: false,
         };
         crate::reply::Request::acquire(&lock)
             .primary()

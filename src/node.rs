@@ -1,4 +1,7 @@
-//! One lock node: a lazily made, shared, self-healing multiplexed connection.
+//! One lock node (a member of the quorum): a lazily made, shared, self-healing connection. A
+//! member is one redis-server (a multiplexed connection) or a Redis Cluster (redis-rs' cluster
+//! connection, which routes each request to the shard serving its keys and follows `MOVED` and
+//! `ASK`); everything above this module sees one member either way.
 //!
 //! Written here rather than taken from redis-rs' `ConnectionManager` because that type keeps a
 //! failed lazy connect forever when the failure is not an I/O error (a `WRONGPASS` at start-up
@@ -15,14 +18,14 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
-use redis::aio::MultiplexedConnection;
-use tokio::sync::Notify;
 
 use crate::error::{NodeId, NodeOutcome};
-use crate::identity::{handshake, Identities};
+use crate::identity::{cluster_handshake, handshake, Identities};
+use crate::link::{send, Conn, Link};
 use crate::reply::{
-    breaks_connection, classify_error, classify_server_reply, classify_value, fence_of, is_noscript, Request,
+    breaks_connection, classify_error, classify_server_reply, classify_value, fence_of, Request,
 };
+use crate::url::Endpoint;
 
 /// One node's answer.
 #[derive(Clone, Debug)]
@@ -63,46 +66,9 @@ enum Slot {
     Ready(Conn),
 }
 
-/// An established connection. `closed` is set when the client stops trusting it (a protocol
-/// error, a run of timeouts): every request still waiting on it gives up at once, so the last
-/// handle is dropped and redis-rs closes the socket, instead of requests reading on a stream
-/// that is known to be out of step.
-#[derive(Clone)]
-struct Conn {
-    conn: MultiplexedConnection,
-    generation: u64,
-    closed: Arc<Closed>,
-}
-
-/// A flag and a `Notify` rather than a `CancellationToken`: every request clones, polls and
-/// drops one, and the token takes its tree's mutex for each of those (docs/benchmarks.md).
-#[derive(Default)]
-struct Closed {
-    closed: AtomicBool,
-    notify: Notify,
-}
-
-impl Closed {
-    fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        self.notify.notify_waiters();
-    }
-
-    /// Resolves once the connection is closed, at once if it already is.
-    async fn wait(&self) {
-        // Made before the flag is read: `notify_waiters` wakes every `Notified` that exists
-        // when it runs, so a close between the two is not missed.
-        let notified = self.notify.notified();
-        if self.closed.load(Ordering::Acquire) {
-            return;
-        }
-        notified.await;
-    }
-}
-
 pub(crate) struct Node {
     pub(crate) id: NodeId,
-    client: redis::Client,
+    endpoint: Endpoint,
     config: redis::AsyncConnectionConfig,
     connect_timeout: Duration,
     slot: Arc<Mutex<Slot>>,
@@ -128,7 +94,7 @@ fn lock(slot: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
 impl Node {
     pub(crate) fn new(
         id: NodeId,
-        client: redis::Client,
+        endpoint: Endpoint,
         connect_timeout: Duration,
         identities: Arc<Identities>,
     ) -> Self {
@@ -139,7 +105,7 @@ impl Node {
             .set_response_timeout(None);
         Self {
             id,
-            client,
+            endpoint,
             config,
             connect_timeout,
             slot: Arc::new(Mutex::new(Slot::Idle {
@@ -289,20 +255,34 @@ impl Node {
         let Some(this) = node.upgrade() else {
             return Err(NodeOutcome::Io("client dropped".into()));
         };
-        let client = this.client.clone();
+        let endpoint = match &this.endpoint {
+            Endpoint::Single(c) => Ok(c.clone()),
+            Endpoint::Cluster { client, .. } => Err(client.clone()),
+        };
         let config = this.config.clone();
         let connect_timeout = this.connect_timeout;
         let identities = this.identities.clone();
         let index = this.id.index();
         drop(this);
-        let result = match client.get_multiplexed_async_connection_with_config(&config).await {
-            Ok(mut conn) => match handshake(&mut conn, connect_timeout).await {
-                // Rule (e): one server counts once. Checked on every new connection, because a
-                // restarted server has a new run_id and a DNS name may move.
-                Ok(run_id) => identities.register(index, &run_id).map(|()| conn),
-                Err(e) => Err(e),
+        // Rule (e): one server counts once. Checked on every new connection, because a restarted
+        // server has a new run_id and a DNS name may move.
+        let result = match endpoint {
+            Ok(client) => match client.get_multiplexed_async_connection_with_config(&config).await {
+                Ok(mut conn) => match handshake(&mut conn, connect_timeout).await {
+                    Ok(ids) => identities.register(index, ids).map(|()| Link::Single(conn)),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(classify_error(&e)),
             },
-            Err(e) => Err(classify_error(&e)),
+            Err(cluster) => match tokio::time::timeout(connect_timeout, cluster.get_async_connection()).await
+            {
+                Ok(Ok(mut conn)) => match cluster_handshake(&mut conn, connect_timeout).await {
+                    Ok(ids) => identities.register(index, ids).map(|()| Link::Cluster(conn)),
+                    Err(e) => Err(e),
+                },
+                Ok(Err(e)) => Err(classify_error(&e)),
+                Err(_) => Err(NodeOutcome::Timeout),
+            },
         };
         let Some(this) = node.upgrade() else {
             return Err(NodeOutcome::Io("client dropped".into()));
@@ -334,9 +314,15 @@ impl Node {
         }
     }
 
-    /// The redis-rs client, for the release subscriber's own connection.
+    /// A plain redis-rs client for the release subscriber's own connection (a cluster
+    /// member's first address: a cluster broadcasts `PUBLISH` to every shard).
     pub(crate) fn client(&self) -> &redis::Client {
-        &self.client
+        self.endpoint.plain()
+    }
+
+    /// Whether this member is a Redis Cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.endpoint, Endpoint::Cluster { .. })
     }
 
     /// Closes the current connection so that the next call makes a new one: requests still
@@ -358,21 +344,4 @@ impl Node {
             }
         }
     }
-}
-
-/// Sends `primary`, and the script's `EVAL` form if the node answered `NOSCRIPT`. The `EVAL`
-/// goes out after the `NOSCRIPT` reply, so requests issued meanwhile run before it; for an
-/// acquire that is harmless because a release that ran first left a tombstone.
-async fn send(
-    conn: &mut MultiplexedConnection,
-    primary: &redis::Cmd,
-    fallback: impl FnOnce() -> Option<redis::Cmd>,
-) -> redis::RedisResult<redis::Value> {
-    let reply = conn.send_packed_command(primary).await;
-    if is_noscript(&reply) {
-        if let Some(fallback) = fallback() {
-            return conn.send_packed_command(&fallback).await;
-        }
-    }
-    reply
 }

@@ -50,6 +50,9 @@ pub(crate) struct LockRef {
     pub(crate) tomb: Arc<[u8]>,
     pub(crate) token: Token,
     pub(crate) ttl_ms: u64,
+    /// Whether its releases leave a tombstone even where they deleted the key: on a Redis
+    /// Cluster member a request may be sent again after the release (release.lua).
+    pub(crate) always_tomb: bool,
 }
 
 /// A script argument. A number is written by redis-rs in decimal, without a `String`.
@@ -150,10 +153,11 @@ impl Request {
         let args = [
             Arg::Bytes(lock.token.as_bytes()),
             Arg::Int(lock.ttl_ms),
+            Arg::Bytes(if lock.always_tomb { b"1" } else { b"0" }),
             Arg::Bytes(channel.unwrap_or_default()),
             Arg::Bytes(&id),
         ];
-        let args = if channel.is_some() { &args[..] } else { &args[..2] };
+        let args = if channel.is_some() { &args[..] } else { &args[..3] };
         Self::new(Op::Release, &RELEASE, lock, keys, args)
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Operation};
-use crate::key::MAX_RESOURCE_LEN;
+use crate::key::{Layout, MAX_RESOURCE_LEN};
 use crate::nodes::NodeSet;
 use crate::retry::Retry;
 use crate::validity::{drift, whole_millis, MAX_TTL};
@@ -27,6 +27,8 @@ pub(crate) struct Shared {
     /// Present when wake-on-release is on.
     pub(crate) wake: Option<Arc<WakeHub>>,
     pub(crate) prefix: Box<str>,
+    /// Tagged when a member is a Redis Cluster: then every key carries its resource's hash tag.
+    pub(crate) layout: Layout,
 }
 
 impl Drop for Shared {

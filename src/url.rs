@@ -2,9 +2,118 @@
 //! of the configuration: the builder hands each URL here and gets back the address shown in
 //! errors and the redis-rs client that connects to it.
 
+use std::time::Duration;
+
+use redis::cluster::ClusterClient;
 use redis::IntoConnectionInfo;
 
 use crate::error::Error;
+
+/// What one member URL names: one redis-server, or a whole Redis Cluster
+/// (`redis+cluster://h1:p1,h2:p2`), which counts as one member of the quorum.
+// One per member, made once: the size difference of the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Endpoint {
+    Single(redis::Client),
+    Cluster {
+        client: ClusterClient,
+        /// One plain client per seed address: the duplicate check compares them, and the
+        /// release subscriber connects to the first (a cluster broadcasts `PUBLISH` to every
+        /// shard).
+        seeds: Vec<redis::Client>,
+    },
+}
+
+impl Endpoint {
+    /// The addresses given for this member.
+    pub(crate) fn addrs(&self) -> Vec<&redis::ConnectionAddr> {
+        match self {
+            Self::Single(c) => vec![c.get_connection_info().addr()],
+            Self::Cluster { seeds, .. } => seeds.iter().map(|c| c.get_connection_info().addr()).collect(),
+        }
+    }
+
+    /// A plain client for this member's own connections (the release subscriber).
+    pub(crate) fn plain(&self) -> &redis::Client {
+        match self {
+            Self::Single(c) => c,
+            Self::Cluster { seeds, .. } => &seeds[0],
+        }
+    }
+}
+
+/// Redirections and re-sends redis-rs may make for one request to a cluster member. A `MOVED`
+/// or `ASK` (a slot moving between shards) must be followed; a re-send after a broken
+/// connection may repeat a request that was applied, which the scripts make harmless (an
+/// acquire already granted to its token is granted again; a release always leaves a
+/// tombstone on cluster members). Every call stays bounded by the node timeout whatever this is.
+const CLUSTER_RETRIES: u32 = 4;
+
+/// Parses one member URL: a single server ([`parse_node`]) or a cluster.
+pub(crate) fn parse_member(
+    index: usize,
+    raw: &str,
+    tls: &TlsOptions,
+    timeout: Duration,
+) -> Result<(String, Endpoint), Error> {
+    let plain_scheme = match raw.split_once("://") {
+        Some(("redis+cluster", _)) => "redis",
+        Some(("rediss+cluster", _)) => "rediss",
+        _ => {
+            let (addr, client) = parse_node(index, raw, tls)?;
+            return Ok((addr, Endpoint::Single(client)));
+        }
+    };
+    let (scheme, rest) = raw.split_once("://").unwrap_or_default();
+    // Authority up to the first '/', '?' or '#'; credentials before its last '@'.
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (auth, hosts) = match authority.rfind('@') {
+        Some(at) => (&authority[..=at], &authority[at + 1..]),
+        None => ("", authority),
+    };
+    let shown = format!("{scheme}://{}{hosts}", if auth.is_empty() { "" } else { "***@" });
+    let fail = |what: &str| Error::config(format!("node {index} ({shown}): {what}"));
+    if tail.contains("tls_") {
+        return Err(fail(
+            "TLS files of a cluster member are given with the builder's TLS options, not in its URL",
+        ));
+    }
+    let mut seeds = Vec::new();
+    let mut infos = Vec::new();
+    for host in hosts.split(',') {
+        if host.is_empty() {
+            return Err(fail("an empty address in the cluster's address list"));
+        }
+        let (_, client) = parse_node(index, &format!("{plain_scheme}://{auth}{host}{tail}"), tls)?;
+        if client.get_connection_info().redis_settings().db() != 0 {
+            return Err(fail("a Redis Cluster has only database 0"));
+        }
+        infos.push(client.get_connection_info().clone());
+        seeds.push(client);
+    }
+    let mut builder = ClusterClient::builder(infos)
+        .connection_timeout(timeout)
+        .response_timeout(timeout)
+        .retries(CLUSTER_RETRIES);
+    if plain_scheme == "rediss" && (tls.ca_pem.is_some() || tls.client.is_some()) {
+        builder = builder.certs(redis::TlsCertificates {
+            client_tls: tls
+                .client
+                .clone()
+                .map(|(client_cert, client_key)| redis::ClientTlsConfig {
+                    client_cert,
+                    client_key,
+                }),
+            root_cert: tls.ca_pem.clone(),
+        });
+    }
+    let client = builder
+        .build()
+        .map_err(|e| fail(e.detail().unwrap_or("invalid cluster configuration")))?;
+    let addr = format!("{scheme}://{hosts}");
+    Ok((addr, Endpoint::Cluster { client, seeds }))
+}
 
 /// TLS settings shared by every `rediss://` node (a node's URL may override the files).
 #[derive(Clone, Default)]
@@ -17,6 +126,16 @@ pub(crate) struct TlsOptions {
 /// A URL with user name and password replaced by `***`, for messages. Input that does not parse
 /// as a URL is not echoed at all: it could be a password pasted in the wrong place.
 pub(crate) fn redact(url: &str) -> String {
+    if let Some(rest) = url
+        .strip_prefix("redis+cluster://")
+        .or_else(|| url.strip_prefix("rediss+cluster://"))
+    {
+        let scheme = &url[..url.len() - rest.len()];
+        let hosts = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+        let hosts = &hosts[..hosts.find(['/', '?', '#']).unwrap_or(hosts.len())];
+        let auth = if rest.contains('@') { "***@" } else { "" };
+        return format!("{scheme}{auth}{hosts}");
+    }
     match url::Url::parse(url) {
         Ok(mut u) => {
             if !u.username().is_empty() || u.password().is_some() {

@@ -9,14 +9,34 @@
 -- for every counter, server time in microseconds), stores it in every counter, and returns
 -- {ARGV[1], fence}: the token (see acquire.lua) and the fence, a positive integer.
 -- Microseconds since 1970 stay far below 2^53, so Lua's doubles hold them exactly.
+-- Keys that all hold ARGV[1] already are this request sent again (see acquire.lua): granted
+-- again, unchanged, with the highest of the counters (at least the fence first given, which
+-- the first run stored in every counter).
 local n = (#KEYS - 1) / 2
 if redis.call('EXISTS', KEYS[2 * n + 1]) == 1 then
   return 0
 end
+local ours = 0
 for i = 1, n do
-  if redis.call('GET', KEYS[i]) then
+  local v = redis.call('GET', KEYS[i])
+  if v == ARGV[1] then
+    ours = ours + 1
+  elseif v then
     return 0
   end
+end
+if ours == n then
+  local high = 0
+  for i = n + 1, 2 * n do
+    local c = tonumber(redis.call('GET', KEYS[i]) or '0')
+    if c > high then
+      high = c
+    end
+  end
+  return {ARGV[1], high}
+end
+if ours > 0 then
+  return 0
 end
 local t = redis.call('TIME')
 local fence = tonumber(t[1]) * 1000000 + tonumber(t[2])

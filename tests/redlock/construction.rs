@@ -417,3 +417,55 @@ async fn a_request_arriving_after_its_release_leaves_no_key() {
     }
     assert_no_lock_keys(&cluster, "after the late bytes");
 }
+
+/// docs/testing.md, "Cluster members": redis-rs may send a request to a cluster member again
+/// after a broken connection. The same acquisition sent twice is granted twice (never read as a
+/// refusal of our own key), a partial match grants nothing, and a release in the cluster layout
+/// leaves a tombstone even where it deleted, so a re-sent acquire arriving after it is refused.
+#[tokio::test]
+async fn a_resent_request_is_harmless_before_and_after_its_release() {
+    let cluster = LocalCluster::start(1).unwrap();
+    let acquire = include_str!("../../src/scripts/acquire.lua");
+    let many = include_str!("../../src/scripts/acquire_many.lua");
+    let release = include_str!("../../src/scripts/release.lua");
+    let mut con = redis::Client::open(cluster.url(0))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let tok = "0123456789abcdef0123456789abcdef";
+    let granted = redis::Value::BulkString(tok.as_bytes().to_vec());
+    let (refused, deleted) = (redis::Value::Int(0), redis::Value::Int(1));
+    let mut run = async |script: &str, keys: &[&str], args: &[&str]| -> redis::Value {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(script).arg(keys.len()).arg(keys).arg(args);
+        cmd.query_async(&mut con).await.unwrap()
+    };
+    for _ in 0..2 {
+        assert_eq!(run(acquire, &["k", "t"], &[tok, "10000"]).await, granted);
+    }
+    assert_eq!(run(acquire, &["k", "t2"], &["other", "10000"]).await, refused);
+    for _ in 0..2 {
+        assert_eq!(run(many, &["m1", "m2", "t"], &[tok, "10000"]).await, granted);
+    }
+    // Only one of the keys is ours: nothing is granted or set.
+    assert_eq!(run(acquire, &["p1", "t"], &[tok, "10000"]).await, granted);
+    assert_eq!(run(many, &["p1", "p2", "t"], &[tok, "10000"]).await, refused);
+    let get = "return redis.call('GET', KEYS[1])";
+    assert_eq!(run(get, &["p2"], &[]).await, redis::Value::Nil);
+    // Single-server layout: a release that deletes leaves no tombstone.
+    assert_eq!(run(release, &["k", "t"], &[tok, "10000", "0"]).await, deleted);
+    assert_eq!(
+        run(acquire, &["k", "t"], &[tok, "10000"]).await,
+        granted,
+        "no tombstone was left"
+    );
+    // Cluster layout: it does, and the acquire sent again after it is refused.
+    assert_eq!(run(release, &["k", "t"], &[tok, "10000", "1"]).await, deleted);
+    assert_eq!(run(acquire, &["k", "t"], &[tok, "10000"]).await, refused);
+    assert_eq!(
+        run(acquire, &["k", "t3"], &["third", "10000"]).await,
+        redis::Value::BulkString(b"third".to_vec()),
+        "the key itself was deleted"
+    );
+}

@@ -270,7 +270,7 @@ impl Raw {
             Mode::Scripts => evalsha(
                 &self.release_sha,
                 &[held.key.as_bytes(), token.tomb()],
-                &[token.value(), itoa(self.ttl_ms).as_bytes()],
+                &[token.value(), itoa(self.ttl_ms).as_bytes(), b"0"],
             ),
             Mode::Early | Mode::WaitAll => evalsha(&self.cas_sha, &[held.key.as_bytes()], &[token.value()]),
         });

@@ -70,8 +70,9 @@ pub(crate) struct Global {
         value_delimiter = ',',
         global = true,
         hide_env_values = true,
-        help = "Lock nodes, comma-separated URLs: redis://[user:pass@]host:port, rediss://... for TLS. \
-                Use an odd number of independent servers (3, 5, 7), never replicas of each other"
+        help = "Lock nodes, comma-separated URLs: redis://[user:pass@]host:port, rediss://... for TLS, \
+                redis+cluster://host:port,host:port for a member that is a Redis Cluster. Use an odd \
+                number of independent members (3, 5, 7), never replicas of each other"
     )]
     pub(crate) nodes: Vec<String>,
 
@@ -92,6 +93,24 @@ pub(crate) struct Global {
     /// stdout is the command's).
     #[arg(long, global = true)]
     pub(crate) json: bool,
+}
+
+impl Global {
+    /// The member URLs: the comma-separated pieces, with the address list of a
+    /// `redis+cluster://` URL (pieces without a scheme) joined back onto it.
+    pub(crate) fn members(&self) -> Vec<String> {
+        let mut members: Vec<String> = Vec::new();
+        for piece in self.nodes.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+            match members.last_mut() {
+                Some(last) if !piece.contains("://") && last.contains("+cluster://") => {
+                    last.push(',');
+                    last.push_str(piece);
+                }
+                _ => members.push(piece.to_owned()),
+            }
+        }
+        members
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,6 +197,26 @@ mod tests {
     #[test]
     fn the_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_cluster_members_address_list_stays_one_member() {
+        let cli = Cli::try_parse_from([
+            "quorumlock",
+            "--nodes",
+            "redis+cluster://a:1,b:2,redis://c:3,rediss+cluster://d:4,e:5",
+            "status",
+            "r",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.global.members(),
+            [
+                "redis+cluster://a:1,b:2",
+                "redis://c:3",
+                "rediss+cluster://d:4,e:5"
+            ]
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub(crate) fn client(
     configure: impl FnOnce(RedlockBuilder) -> RedlockBuilder,
 ) -> Result<Redlock, Error> {
     let mut b = Redlock::builder()
-        .nodes(global.nodes.iter().map(|n| n.trim()).filter(|n| !n.is_empty()))
+        .nodes(global.members())
         .key_prefix(&global.key_prefix);
     if let Some(t) = global.node_timeout {
         b = b.node_timeout(t);
@@ -95,7 +95,12 @@ fn to_text(view: &Inspection) -> String {
             other => format!("{other:?}"),
         };
         let fence = v.fence.map(|f| format!("  fence {f}")).unwrap_or_default();
-        let _ = writeln!(out, "  {:width$}  {state}{fence}", v.node.addr());
+        let shard = v
+            .shard
+            .as_ref()
+            .map(|s| format!("  shard {s}"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "  {:width$}  {state}{fence}{shard}", v.node.addr());
     }
     out
 }
@@ -117,7 +122,7 @@ fn to_json(view: &Inspection) -> serde_json::Value {
                 _ => ("unknown", None, None, None),
             };
             json!({"node": v.node.addr(), "state": state, "holder": holder, "ttl_ms": ttl_ms,
-                   "fence": v.fence, "error": error})
+                   "fence": v.fence, "shard": v.shard, "error": error})
         })
         .collect();
     let holder = view.holder();

@@ -1,0 +1,303 @@
+//! docs/testing.md, "Cluster members" (issue 14): members that are Redis Clusters of 3 shards,
+//! against real redis-server processes. The quorum counts members, never shards; every rule of
+//! a single-server member holds per member: early decision, obligations, late bytes, server
+//! identity, fencing across a failover, and resharding while locks are held.
+
+use std::time::Duration;
+
+use quorumlock::{ErrorKind, Redlock, Retry};
+use quorumlock_testkit::{key_slot, ClusterOptions, LocalCluster, Reply};
+
+const TTL: Duration = Duration::from_secs(10);
+
+fn client(urls: impl IntoIterator<Item = String>) -> quorumlock::RedlockBuilder {
+    Redlock::builder()
+        .nodes(urls)
+        .node_timeout(Duration::from_millis(500))
+        .retry(Retry::none())
+}
+
+/// Every key of every process of member `i` (primaries and replicas) matching `pattern`.
+fn keys_on(cluster: &LocalCluster, i: usize, pattern: &str) -> Vec<(u16, String)> {
+    let mut found = Vec::new();
+    for s in 0..cluster.shards() {
+        let mut ports = vec![cluster.shard_port(i, s)];
+        if cluster.replicas() > 0 {
+            ports.push(cluster.replica_port(i, s));
+        }
+        for port in ports {
+            if let Ok(Reply::Array(Some(keys))) = cluster.command(port, &["KEYS", pattern]) {
+                for k in keys {
+                    if let Reply::Bulk(Some(k)) = k {
+                        found.push((port, String::from_utf8_lossy(&k).into_owned()));
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Lock keys (not tombstones, not fence counters) left on any member.
+fn lock_keys(cluster: &LocalCluster) -> Vec<(u16, String)> {
+    (0..cluster.len())
+        .flat_map(|i| keys_on(cluster, i, "quorumlock:lock:*"))
+        .collect()
+}
+
+#[tokio::test]
+async fn locks_on_cluster_members_spread_over_shards_and_exclude_each_other() {
+    let cluster = LocalCluster::start_with(3, ClusterOptions::default().shards(3)).unwrap();
+    let a = client(cluster.urls()).build().unwrap();
+    let b = client(cluster.urls()).build().unwrap();
+    assert_eq!(a.quorum(), 2, "the quorum counts members, not shards");
+
+    // Enough resources that every shard of member 0 serves one of them.
+    let mut held = Vec::new();
+    for r in 0..24 {
+        held.push(a.acquire(&format!("job:{r}"), TTL).await.unwrap());
+    }
+    let mut shards_used: Vec<u16> = keys_on(&cluster, 0, "quorumlock:lock:*")
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    shards_used.sort_unstable();
+    shards_used.dedup();
+    assert_eq!(shards_used.len(), 3, "24 locks all landed on {shards_used:?}");
+    // Each lock key sits in the slot its hash tag names, on the shard that serves that slot.
+    for (port, key) in keys_on(&cluster, 1, "quorumlock:lock:*") {
+        let served = cluster.serving_port(1, key_slot(key.as_bytes())).unwrap();
+        assert_eq!(port, served, "{key}");
+    }
+
+    let refused = b.acquire("job:3", TTL).await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Contended, "{refused}");
+
+    // `status` names the shard of each cluster member.
+    let view = a.inspect("job:3").await.unwrap();
+    assert!(view.holder().is_some());
+    for v in view.nodes() {
+        let shard = v.shard.as_deref().expect("a cluster member names its shard");
+        let port: u16 = shard.rsplit(':').next().unwrap().parse().unwrap();
+        let key = keys_on(&cluster, v.node.index(), "quorumlock:lock:{*}job:3");
+        assert_eq!(key.len(), 1, "{key:?}");
+        assert_eq!(key[0].0, port);
+    }
+
+    for lock in held {
+        assert!(lock.release().await.unwrap().was_held());
+    }
+    a.shutdown().await;
+    assert_eq!(lock_keys(&cluster), [], "released locks left keys");
+    b.acquire("job:3", TTL).await.unwrap().release().await.unwrap();
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_lock_of_several_resources_needs_one_slot_group_on_a_cluster_member() {
+    let cluster = LocalCluster::start_with(3, ClusterOptions::default().shards(3)).unwrap();
+    let redlock = client(cluster.urls()).build().unwrap();
+    let both = redlock
+        .acquire_many(["{order:17}:items", "{order:17}:payment"], TTL)
+        .await
+        .unwrap();
+    let apart = redlock
+        .acquire_many(["order:17:items", "order:18:items"], TTL)
+        .await
+        .unwrap_err();
+    assert_eq!(apart.kind(), ErrorKind::InvalidInput);
+    assert!(apart.to_string().contains("slot group"), "{apart}");
+    // A single resource of the group is the same key as in the group lock.
+    let one = redlock.acquire("{order:17}:payment", TTL).await.unwrap_err();
+    assert_eq!(one.kind(), ErrorKind::Contended, "{one}");
+    both.release().await.unwrap();
+    redlock.shutdown().await;
+    assert_eq!(lock_keys(&cluster), []);
+}
+
+#[tokio::test]
+async fn mixed_members_guards_and_fencing() {
+    let clusters = LocalCluster::start_with(2, ClusterOptions::default().shards(3)).unwrap();
+    let single = LocalCluster::start(1).unwrap();
+    let urls = || clusters.urls().into_iter().chain(single.urls());
+    let redlock = client(urls()).fencing(true).build().unwrap();
+    let first = redlock.acquire("ledger", TTL).await.unwrap();
+    let f1 = first.fencing_token().unwrap();
+    first.release().await.unwrap();
+    let second = redlock.acquire("ledger", TTL).await.unwrap();
+    assert!(second.fencing_token().unwrap() > f1);
+    second.release().await.unwrap();
+
+    // A guard keeps extending on every kind of member.
+    let guard = redlock
+        .acquire_guard("report", Duration::from_secs(3))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert!(guard.is_valid(), "{:?}", guard.lost_reason());
+    guard.release().await.unwrap();
+    redlock.shutdown().await;
+    assert_eq!(lock_keys(&clusters), []);
+}
+
+#[tokio::test]
+async fn one_cluster_listed_twice_is_refused() {
+    let cluster = LocalCluster::start_with(2, ClusterOptions::default().shards(3)).unwrap();
+    // An address listed twice is caught when building.
+    let listed = format!("redis+cluster://127.0.0.1:{}", cluster.shard_port(0, 2));
+    let e = client([cluster.url(0), cluster.url(1), listed])
+        .build()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    // Member 0 given by its first shard, and a third member reaching the same cluster through
+    // another shard: caught on connecting, by the cluster's node ids.
+    let first = format!("redis+cluster://127.0.0.1:{}", cluster.shard_port(0, 0));
+    let same = format!("redis+cluster://127.0.0.1:{}", cluster.shard_port(0, 2));
+    let twice = client([first, cluster.url(1), same]).build().unwrap();
+    let e = twice.acquire("x", TTL).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains("same redis-server"), "{e}");
+    // One shard of a cluster member also listed as a single-server member (the cluster member
+    // given by its other shards).
+    let others = format!(
+        "redis+cluster://127.0.0.1:{},127.0.0.1:{}",
+        cluster.shard_port(1, 1),
+        cluster.shard_port(1, 2)
+    );
+    let shard = format!("redis://127.0.0.1:{}", cluster.shard_port(1, 0));
+    let inside = client([cluster.url(0), others, shard]).build().unwrap();
+    let e = inside.acquire("x", TTL).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+}
+
+#[tokio::test]
+async fn a_dead_shard_primary_costs_one_member_and_leaks_nothing() {
+    let mut cluster = LocalCluster::start_with(3, ClusterOptions::default().shards(3)).unwrap();
+    let redlock = client(cluster.urls()).build().unwrap();
+    // Kill the shard of member 0 that serves "payments".
+    let lock = redlock.acquire("payments", TTL).await.unwrap();
+    let (port, key) = keys_on(&cluster, 0, "quorumlock:lock:*").pop().unwrap();
+    lock.release().await.unwrap();
+    redlock.shutdown().await;
+    let shard = (0..3).find(|s| cluster.shard_port(0, *s) == port).unwrap();
+    cluster.kill_shard(0, shard).unwrap();
+
+    let lock = redlock.acquire("payments", TTL).await.unwrap();
+    let report = lock.release().await.unwrap();
+    assert!(report.was_held(), "{report:?}");
+    redlock.shutdown().await;
+    assert_eq!(lock_keys(&cluster), [], "after releasing {key}");
+    // With Redis' default `cluster-require-full-coverage yes`, a shard without a replica takes
+    // its whole member down: the quorum has lost one member of three, and still locks.
+    let other = redlock.acquire("elsewhere", TTL).await.unwrap();
+    assert!(other.release().await.unwrap().deleted() >= 2);
+    redlock.shutdown().await;
+}
+
+#[tokio::test]
+async fn fencing_orders_holders_across_a_failover_that_lost_the_counter() {
+    let cluster = LocalCluster::start_with(3, ClusterOptions::default().shards(3).replicas(1)).unwrap();
+    let redlock = client(cluster.urls()).fencing(true).build().unwrap();
+    // Warm up: find the shard of member 0 that serves "ledger".
+    redlock
+        .acquire("ledger", TTL)
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+    redlock.shutdown().await;
+    let (port, _) = keys_on(&cluster, 0, "quorumlock:fence:*")
+        .into_iter()
+        .next()
+        .unwrap();
+    let shard = (0..3).find(|s| cluster.shard_port(0, *s) == port).unwrap();
+    // Its replica is cut off (stopped, and its link closed by the primary), the next holder
+    // writes, then the primary dies: the promoted replica has lost that holder's key and fence
+    // counter, as asynchronous replication can.
+    let replica_pid = cluster.replica_pid(0, shard).unwrap();
+    signal(replica_pid, "STOP");
+    cluster
+        .command(port, &["CLIENT", "KILL", "TYPE", "replica"])
+        .unwrap();
+    let first = redlock.acquire("ledger", Duration::from_secs(3)).await.unwrap();
+    let f1 = first.fencing_token().unwrap();
+    let mut cluster = cluster;
+    cluster.kill_shard(0, shard).unwrap();
+    signal(replica_pid, "CONT");
+    let promoted = cluster.wait_for_failover(0, shard).unwrap();
+    // The promoted replica never saw the first holder: its fence counter is older.
+    let counters = keys_on(&cluster, 0, "quorumlock:fence:*");
+    let (_, counter) = counters.iter().find(|(p, _)| *p == promoted).unwrap();
+    let Ok(Reply::Bulk(Some(seen))) = cluster.command(promoted, &["GET", counter.as_str()]) else {
+        panic!("no counter on the promoted replica")
+    };
+    let seen: u64 = String::from_utf8_lossy(&seen).parse().unwrap();
+    assert!(
+        seen < f1,
+        "the failover lost nothing ({seen} >= {f1}): the test shows nothing"
+    );
+    // The lost key frees member 0 only: the other two still hold the first lock.
+    let other = client(cluster.urls()).fencing(true).build().unwrap();
+    let e = other.acquire("ledger", TTL).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Contended, "{e}");
+    drop(first); // released in the background
+    redlock.shutdown().await;
+    let second = other.acquire("ledger", TTL).await.unwrap();
+    assert!(
+        second.fencing_token().unwrap() > f1,
+        "fence {} after {f1}",
+        second.fencing_token().unwrap()
+    );
+    second.release().await.unwrap();
+    other.shutdown().await;
+}
+
+#[tokio::test]
+async fn resharding_while_locks_are_held() {
+    let cluster = LocalCluster::start_with(3, ClusterOptions::default().shards(3)).unwrap();
+    let redlock = client(cluster.urls()).build().unwrap();
+    let mut lock = redlock.acquire("moving", TTL).await.unwrap();
+    let (port, key) = keys_on(&cluster, 0, "quorumlock:lock:*").pop().unwrap();
+    let slot = key_slot(key.as_bytes());
+    let from = (0..3).find(|s| cluster.shard_port(0, *s) == port).unwrap();
+    let to = (from + 1) % 3;
+
+    // Half-way: the slot is migrating, its key not yet moved. A second client is refused.
+    let mv = cluster.begin_move_slot(0, slot, to, 0).unwrap();
+    let other = client(cluster.urls()).build().unwrap();
+    assert_eq!(
+        other.acquire("moving", TTL).await.unwrap_err().kind(),
+        ErrorKind::Contended
+    );
+    lock.extend(TTL).await.unwrap();
+    // Released mid-move: member 0 may answer TRYAGAIN until the move ends; the release still
+    // succeeds on the majority, and member 0's release is an obligation until it gets through.
+    assert!(lock.release().await.unwrap().was_held());
+    let moved = cluster.finish_move_slot(mv).unwrap();
+    assert!(moved <= 2, "moved {moved} keys");
+    assert_eq!(cluster.primary_of(0, slot).unwrap(), to);
+    redlock.shutdown().await;
+    assert_eq!(
+        lock_keys(&cluster),
+        [],
+        "a lock key outlived its release across the move"
+    );
+
+    // After the move: MOVED is followed, and a lock taken now lives on the new shard.
+    let again = other.acquire("moving", TTL).await.unwrap();
+    let (port, _) = keys_on(&cluster, 0, "quorumlock:lock:*").pop().unwrap();
+    assert_eq!(port, cluster.shard_port(0, to));
+    again.release().await.unwrap();
+    other.shutdown().await;
+    assert_eq!(lock_keys(&cluster), []);
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}

@@ -301,3 +301,165 @@ fn signal(pid: u32, sig: &str) {
         .success();
     assert!(ok, "kill -{sig} {pid}");
 }
+
+/// docs/testing.md, "Cluster members", chaos: 4 workers lock 3 resources on 3 members of 3
+/// shards each, with fencing, while a fault thread kills and restarts shards (empty), pauses
+/// shards, moves slots between shards and flushes scripts. Every grant is recorded: no two
+/// holders may overlap and fences must grow. After the heal and `shutdown()`, no lock key may be
+/// left on any shard: locks live 20 s, so a lost release would still be there. A canary lock
+/// that is forgotten on purpose shows that the scan can see a key on every member.
+#[test]
+fn chaos_with_cluster_members_keeps_exclusion_and_leaks_nothing() {
+    use quorumlock_testkit::{Grant, History};
+    use rand::{Rng, SeedableRng};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    let secs: u64 = std::env::var("QUORUMLOCK_CLUSTER_CHAOS_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40);
+    let seed: u64 = std::env::var("QUORUMLOCK_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("cluster chaos seed {seed} ({secs} s)");
+    let mut cluster = LocalCluster::start_with(
+        3,
+        // A dead shard then costs only its own slots, which is the harder case for the client.
+        ClusterOptions::default()
+            .shards(3)
+            .config("cluster-require-full-coverage", "no"),
+    )
+    .unwrap();
+    let urls = cluster.urls();
+    let history = Arc::new(History::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let ttl = Duration::from_secs(20);
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let (urls, history, stop) = (urls.clone(), history.clone(), stop.clone());
+            rt.spawn(async move {
+                let redlock = Redlock::builder()
+                    .nodes(urls)
+                    .node_timeout(Duration::from_millis(200))
+                    .retry(Retry::none())
+                    .fencing(true)
+                    .build()
+                    .unwrap();
+                let mut rng = rand::rngs::StdRng::seed_from_u64(w);
+                let mut grants = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let resource = format!("chaos-{}", rng.random_range(0..3));
+                    let invoked = Instant::now();
+                    match redlock.try_acquire(&resource, ttl).await {
+                        Ok(lock) => {
+                            let ok = Instant::now();
+                            let id = history.record(Grant {
+                                client: format!("worker{w}"),
+                                resource,
+                                invoked,
+                                ok,
+                                until: ok + lock.remaining(),
+                                released: None,
+                                fence: lock.fencing_token(),
+                            });
+                            grants += 1;
+                            tokio::time::sleep(Duration::from_millis(rng.random_range(0..5))).await;
+                            history.released(id, Instant::now());
+                            let _ = lock.release().await;
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                    }
+                }
+                redlock.shutdown().await;
+                grants
+            })
+        })
+        .collect();
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let start = Instant::now();
+    let mut faults = std::collections::BTreeMap::<&str, u32>::new();
+    while start.elapsed() < Duration::from_secs(secs) {
+        std::thread::sleep(Duration::from_millis(rng.random_range(200..800)));
+        // One member at a time: the others keep a quorum.
+        let m = rng.random_range(0..3);
+        let s = rng.random_range(0..3);
+        match rng.random_range(0..4) {
+            0 => {
+                *faults.entry("kill shard, restart empty").or_default() += 1;
+                cluster.kill_shard(m, s).unwrap();
+                std::thread::sleep(Duration::from_millis(rng.random_range(100..1500)));
+                cluster.restart_shard(m, s).unwrap();
+            }
+            1 => {
+                *faults.entry("pause shard").or_default() += 1;
+                cluster.pause_shard(m, s).unwrap();
+                std::thread::sleep(Duration::from_millis(rng.random_range(100..1000)));
+                cluster.resume_shard(m, s).unwrap();
+            }
+            2 => {
+                *faults.entry("move a slot").or_default() += 1;
+                let resource = format!("chaos-{}", rng.random_range(0..3));
+                let key = keys_for(&cluster, m, &resource);
+                if let Some(slot) = key.map(|k| key_slot(k.as_bytes())) {
+                    let to = (cluster.primary_of(m, slot).unwrap() + 1) % 3;
+                    let mv = cluster.begin_move_slot(m, slot, to, 0).unwrap();
+                    std::thread::sleep(Duration::from_millis(rng.random_range(50..500)));
+                    cluster.finish_move_slot(mv).unwrap();
+                }
+            }
+            _ => {
+                *faults.entry("script flush").or_default() += 1;
+                for s in 0..3 {
+                    let _ = cluster.command(cluster.shard_port(m, s), &["SCRIPT", "FLUSH"]);
+                }
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let grants: u64 = rt.block_on(async {
+        let mut total = 0;
+        for w in workers {
+            total += w.await.unwrap();
+        }
+        total
+    });
+    eprintln!("faults {faults:?}, grants {grants}");
+    assert!(grants > 50, "only {grants} grants");
+    history.check_exclusion().unwrap();
+    history.check_fences().unwrap();
+    assert_eq!(
+        lock_keys(&cluster),
+        [],
+        "lock keys left after every release (seed {seed})"
+    );
+
+    // The canary: a lock forgotten on purpose is found on every member by the same scan.
+    rt.block_on(async {
+        let redlock = client(urls.clone()).build().unwrap();
+        redlock.acquire("canary", ttl).await.unwrap().forget();
+        redlock.shutdown().await;
+    });
+    let left = lock_keys(&cluster);
+    assert!(
+        left.iter().filter(|(_, k)| k.ends_with("canary")).count() >= 2,
+        "the scan missed a forgotten lock: {left:?}"
+    );
+}
+
+/// The lock key of `resource` on member `i`, if one is there now (found by pattern, since the
+/// hash tag is the library's business).
+fn keys_for(cluster: &LocalCluster, i: usize, resource: &str) -> Option<String> {
+    keys_on(cluster, i, &format!("quorumlock:*}}{resource}"))
+        .into_iter()
+        .map(|(_, k)| k)
+        .next()
+}

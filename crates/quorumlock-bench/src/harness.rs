@@ -93,9 +93,14 @@ fn info(port: u16) -> redis::RedisResult<String> {
 impl ServerStats {
     /// A node that does not answer within 200 ms (paused, in S4) is left out.
     pub fn take(cluster: &LocalCluster) -> Self {
+        Self::take_ports((0..cluster.len()).map(|i| cluster.port(i)))
+    }
+
+    /// The same, for the servers on `ports` (the shards of clustered members).
+    pub fn take_ports(ports: impl IntoIterator<Item = u16>) -> Self {
         let mut s = Self::default();
-        for i in 0..cluster.len() {
-            let Ok(text) = info(cluster.port(i)) else { continue };
+        for port in ports {
+            let Ok(text) = info(port) else { continue };
             for line in text.lines() {
                 let Some((name, value)) = line.split_once(':') else {
                     continue;

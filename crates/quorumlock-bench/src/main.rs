@@ -19,6 +19,7 @@ mod libs;
 mod plot;
 mod raw;
 mod report;
+mod scale;
 mod scenarios;
 
 use std::collections::BTreeMap;
@@ -84,6 +85,16 @@ enum Cmd {
         cycles: usize,
         #[arg(long, default_value_t = 5)]
         secs: u64,
+    },
+    /// S2 on 3 members of 1 shard against 3 members of 3 shards (Redis Cluster members):
+    /// cycles per second and server CPU per lock cycle per shard. Writes `scale.md` to `--out`.
+    Scale {
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        #[arg(long, default_value_t = 2.0)]
+        secs: f64,
+        #[arg(long, default_value_t = 64)]
+        tasks: usize,
     },
     /// A worker process of the multi-process S3 (started by the benchmark itself).
     #[command(hide = true)]
@@ -163,6 +174,10 @@ fn main() {
             cycles,
             secs,
         }) => return profile(lib, nodes, tasks, cycles, secs),
+        Some(Cmd::Scale { reps, secs, tasks }) => {
+            pin(0, CLIENT_CPU);
+            return scale::scale(&args.out, reps, secs, tasks);
+        }
         None => {}
     }
     std::fs::create_dir_all(&args.out).unwrap();

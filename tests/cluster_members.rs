@@ -463,3 +463,43 @@ fn keys_for(cluster: &LocalCluster, i: usize, resource: &str) -> Option<String> 
         .map(|(_, k)| k)
         .next()
 }
+
+/// Wake-on-release with cluster members: the release script publishes on the shard that ran it,
+/// the cluster broadcasts it, and a waiter subscribed through each member's first address is
+/// woken long before its 3 s retry delay.
+#[tokio::test]
+async fn wake_on_release_reaches_waiters_through_cluster_members() {
+    let cluster = LocalCluster::start_with(3, ClusterOptions::default().shards(3)).unwrap();
+    // Releases publish only from clients with wake-on-release on.
+    let holder = client(cluster.urls()).wake_on_release(true).build().unwrap();
+    let waiter = Redlock::builder()
+        .nodes(cluster.urls())
+        .node_timeout(Duration::from_millis(500))
+        .wake_on_release(true)
+        .retry(Retry::wait(Duration::from_secs(20)).delay(Duration::from_secs(3), Duration::ZERO))
+        .build()
+        .unwrap();
+    // Subscribers start with the first wait; let them connect before the release.
+    let lock = holder.acquire("woken", TTL).await.unwrap();
+    let task = tokio::spawn({
+        let waiter = waiter.clone();
+        async move {
+            let start = std::time::Instant::now();
+            let lock = waiter.acquire("woken", TTL).await;
+            (lock, start.elapsed())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let released_at = std::time::Instant::now();
+    lock.release().await.unwrap();
+    let (lock, waited) = task.await.unwrap();
+    let lock = lock.unwrap();
+    assert!(
+        released_at.elapsed() < Duration::from_millis(1500),
+        "woken {:?} after the release (waited {waited:?}): the 3 s retry delay, not the notice",
+        released_at.elapsed()
+    );
+    lock.release().await.unwrap();
+    waiter.shutdown().await;
+    holder.shutdown().await;
+}

@@ -185,3 +185,7 @@ struct FencingGuideDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/operations.md")]
 struct OperationsGuideDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/scaling.md")]
+struct ScalingGuideDoctests;

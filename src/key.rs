@@ -108,12 +108,23 @@ impl Layout {
 
     /// The lock key of `resource`.
     pub(crate) fn lock(self, prefix: &str, resource: &str) -> Box<[u8]> {
-        self.key(prefix, b"lock:", resource, resource.as_bytes())[..].into()
+        self.boxed(prefix, b"lock:", resource)
     }
 
     /// The fence counter of `resource`.
     pub(crate) fn fence(self, prefix: &str, resource: &str) -> Box<[u8]> {
-        self.key(prefix, b"fence:", resource, resource.as_bytes())[..].into()
+        self.boxed(prefix, b"fence:", resource)
+    }
+
+    /// A key of `resource` made in one allocation (these go into a lock's `Arc<[Box<[u8]>]>`).
+    fn boxed(self, prefix: &str, namespace: &[u8], resource: &str) -> Box<[u8]> {
+        let tag = (self == Self::Tagged).then(|| hash_tag(resource));
+        let tag: &[u8] = tag.as_ref().map_or(&[], |t| &t[..]);
+        let mut k = Vec::with_capacity(prefix.len() + namespace.len() + tag.len() + resource.len());
+        for part in [prefix.as_bytes(), namespace, tag, resource.as_bytes()] {
+            k.extend_from_slice(part);
+        }
+        k.into_boxed_slice()
     }
 
     /// The tombstone of `token`, in the slot of `resource` (a lock's first resource: on a

@@ -157,9 +157,11 @@ pub(crate) async fn handshake(
             }
         }
         let info = match conn.send_packed_command(redis::cmd("INFO").arg("server")).await {
-            Ok(redis::Value::ServerError(e)) => return Err(identity_denied(classify_server_reply(&e))),
+            Ok(redis::Value::ServerError(e)) => {
+                return Err(identity_denied(classify_server_reply(&e), "INFO server", "+info"))
+            }
             Ok(value) => value,
-            Err(e) => return Err(identity_denied(classify_error(&e))),
+            Err(e) => return Err(identity_denied(classify_error(&e), "INFO server", "+info")),
         };
         let run_id = info_field(&info, "run_id").ok_or_else(|| {
             NodeOutcome::Protocol(
@@ -176,13 +178,25 @@ pub(crate) async fn handshake(
         if info_field(&info, "redis_mode").as_deref() == Some("cluster") {
             match conn.send_packed_command(redis::cmd("CLUSTER").arg("MYID")).await {
                 Ok(redis::Value::BulkString(id)) => ids.push(String::from_utf8_lossy(&id).into_owned()),
-                Ok(redis::Value::ServerError(e)) => return Err(identity_denied(classify_server_reply(&e))),
+                Ok(redis::Value::ServerError(e)) => {
+                    return Err(identity_denied(
+                        classify_server_reply(&e),
+                        "CLUSTER MYID",
+                        "+cluster|myid",
+                    ))
+                }
                 Ok(other) => {
                     return Err(NodeOutcome::Protocol(
                         format!("connection handshake: CLUSTER MYID answered {}", describe(&other)).into(),
                     ))
                 }
-                Err(e) => return Err(identity_denied(classify_error(&e))),
+                Err(e) => {
+                    return Err(identity_denied(
+                        classify_error(&e),
+                        "CLUSTER MYID",
+                        "+cluster|myid",
+                    ))
+                }
             }
         }
         Ok(ids)
@@ -193,10 +207,10 @@ pub(crate) async fn handshake(
 }
 
 /// Says why `INFO` is needed when the node refuses it.
-fn identity_denied(outcome: NodeOutcome) -> NodeOutcome {
+fn identity_denied(outcome: NodeOutcome, command: &str, grant: &str) -> NodeOutcome {
     match outcome {
         NodeOutcome::Denied(e) => NodeOutcome::Denied(
-            format!("{e} (INFO server is needed to check that no server is listed twice: grant +info)")
+            format!("{e} ({command} is needed to check that no server is listed twice: grant {grant})")
                 .into(),
         ),
         other => other,
@@ -241,7 +255,11 @@ pub(crate) async fn cluster_handshake(
                     format!("cluster handshake: CLUSTER NODES answered {}", describe(&value)).into(),
                 )
             }),
-            Err(e) => Err(identity_denied(classify_error(&e))),
+            Err(e) => Err(identity_denied(
+                classify_error(&e),
+                "CLUSTER NODES",
+                "+cluster|nodes",
+            )),
         }
     };
     tokio::time::timeout(timeout, exchange)

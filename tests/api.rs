@@ -39,6 +39,45 @@ fn bad_configurations_are_typed_errors() {
     }
 }
 
+/// Cluster member URLs (docs/scaling.md) are checked when building, without contacting a node;
+/// messages never contain the password.
+#[test]
+fn cluster_member_urls_are_checked_at_build() {
+    let cluster = |url: &str| Redlock::builder().nodes([url, "redis://127.0.0.1:2", "redis://127.0.0.1:3"]);
+    let ok = cluster("redis+cluster://:s3cret@127.0.0.1:7000,127.0.0.1:7001")
+        .build()
+        .unwrap();
+    assert_eq!(ok.quorum(), 2, "a cluster counts as one member");
+    assert_eq!(
+        ok.nodes().next().unwrap().addr(),
+        "redis+cluster://127.0.0.1:7000,127.0.0.1:7001"
+    );
+    cluster("rediss+cluster://127.0.0.1:7000,127.0.0.1:7001")
+        .build()
+        .unwrap();
+    for (url, says) in [
+        ("redis+cluster://127.0.0.1:7000,,127.0.0.1:7001", "empty address"),
+        ("redis+cluster://127.0.0.1:7000/2", "only database 0"),
+        ("rediss+cluster://127.0.0.1:7000?tls_ca=/ca.pem", "TLS files"),
+        (
+            "redis+cluster://:s3cret@127.0.0.1:7000,127.0.0.1:2",
+            "same server",
+        ),
+    ] {
+        let e = config_err(cluster(url));
+        assert!(e.to_string().contains(says), "{url}: {e}");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+    }
+    let braced = cluster("redis+cluster://127.0.0.1:7000").key_prefix("app{1}:");
+    assert!(config_err(braced).to_string().contains("brace"));
+    // Without a cluster member a brace in the prefix is fine: no hash tags are used.
+    Redlock::builder()
+        .node("redis://127.0.0.1:1")
+        .key_prefix("app{1}:")
+        .build()
+        .unwrap();
+}
+
 #[test]
 fn build_needs_no_runtime_and_no_server() {
     let r = Redlock::builder()

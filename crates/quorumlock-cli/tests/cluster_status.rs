@@ -23,8 +23,10 @@ fn run_and_status_on_cluster_members_name_the_shard() {
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let nodes_json = status["nodes"].as_array().unwrap();
     assert_eq!(nodes_json.len(), 3);
+    // `run` returns its lock at a majority; the third member's grant may still be on its way.
+    let held = nodes_json.iter().filter(|n| n["state"] == "held").count();
+    assert!(held >= 2, "{status}");
     for (i, node) in nodes_json.iter().enumerate().take(2) {
-        assert_eq!(node["state"], "held", "{node}");
         let shard = node["shard"]
             .as_str()
             .unwrap_or_else(|| panic!("no shard: {node}"));

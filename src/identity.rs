@@ -242,6 +242,7 @@ pub(crate) async fn cluster_handshake(
     let exchange = async {
         match conn.req_packed_command(&redis::cmd("PING")).await {
             Ok(redis::Value::SimpleString(s)) if s == "PONG" => {}
+            Ok(redis::Value::ServerError(e)) => return Err(classify_server_reply(&e)),
             Ok(other) => {
                 return Err(NodeOutcome::Protocol(
                     format!("cluster handshake: PING answered {}", describe(&other)).into(),
@@ -250,6 +251,12 @@ pub(crate) async fn cluster_handshake(
             Err(e) => return Err(classify_error(&e)),
         }
         match conn.req_packed_command(redis::cmd("CLUSTER").arg("NODES")).await {
+            // The cluster connection hands server errors back as values.
+            Ok(redis::Value::ServerError(e)) => Err(identity_denied(
+                classify_server_reply(&e),
+                "CLUSTER NODES",
+                "+cluster|nodes",
+            )),
             Ok(value) => cluster_node_ids(&value).ok_or_else(|| {
                 NodeOutcome::Protocol(
                     format!("cluster handshake: CLUSTER NODES answered {}", describe(&value)).into(),

@@ -544,3 +544,51 @@ async fn wake_on_release_reaches_waiters_through_cluster_members() {
     waiter.shutdown().await;
     holder.shutdown().await;
 }
+
+/// The ACL of docs/scaling.md, read from that page: a user with exactly these rules on every
+/// shard can acquire, extend, release, wake and inspect; without `+cluster|nodes` each cluster
+/// member is a failure that names the grant it needs.
+#[tokio::test]
+async fn the_documented_acl_is_enough_on_cluster_members() {
+    let page = include_str!("../docs/scaling.md");
+    let rules = page
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ACL SETUSER quorumlock on >CHANGE-ME "))
+        .expect("the ACL line of docs/scaling.md");
+    let cluster = LocalCluster::start_with(
+        3,
+        ClusterOptions::default()
+            .shards(3)
+            .user("quorumlock", "s3cret", rules),
+    )
+    .unwrap();
+    let redlock = client(cluster.urls())
+        .fencing(true)
+        .wake_on_release(true)
+        .build()
+        .unwrap();
+    let mut lock = redlock.acquire("acl", TTL).await.unwrap();
+    lock.extend(TTL).await.unwrap();
+    let view = redlock.inspect("acl").await.unwrap();
+    assert!(view.holder().is_some(), "{view:?}");
+    assert!(view.nodes().iter().all(|v| v.shard.is_some()), "{view:?}");
+    assert!(lock.release().await.unwrap().was_held());
+    redlock.shutdown().await;
+
+    let without = rules.replace(" +cluster|nodes", "");
+    let cluster = LocalCluster::start_with(
+        3,
+        ClusterOptions::default()
+            .shards(3)
+            .user("quorumlock", "s3cret", &without),
+    )
+    .unwrap();
+    let e = client(cluster.urls())
+        .build()
+        .unwrap()
+        .acquire("acl", TTL)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    assert!(e.to_string().contains("+cluster|nodes"), "{e}");
+}

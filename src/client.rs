@@ -1,4 +1,6 @@
-//! [`Redlock`]: the client, and acquisition (DESIGN.md steps 1-6).
+//! [`Redlock`]: the public client, a thin handle over [`Shared`]; its operations delegate to
+//! `acquire.rs` (DESIGN.md steps 1-6), `lock.rs`, `guard.rs` and `inspect.rs`, and `build()`
+//! finishes the [`RedlockBuilder`].
 
 use std::fmt;
 use std::future::Future;

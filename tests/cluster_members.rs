@@ -546,8 +546,9 @@ async fn wake_on_release_reaches_waiters_through_cluster_members() {
 }
 
 /// The ACL of docs/scaling.md, read from that page: a user with exactly these rules on every
-/// shard can acquire, extend, release, wake and inspect; without `+cluster|nodes` each cluster
-/// member is a failure that names the grant it needs.
+/// shard can acquire, extend, inspect and release, and a waiter subscribed as that user is woken
+/// by the release; without `+cluster|nodes` each cluster member is a failure that names the grant
+/// it needs.
 #[tokio::test]
 async fn the_documented_acl_is_enough_on_cluster_members() {
     let page = include_str!("../docs/scaling.md");
@@ -572,7 +573,29 @@ async fn the_documented_acl_is_enough_on_cluster_members() {
     let view = redlock.inspect("acl").await.unwrap();
     assert!(view.holder().is_some(), "{view:?}");
     assert!(view.nodes().iter().all(|v| v.shard.is_some()), "{view:?}");
+    // A waiter subscribed under the same ACL is woken by the release, not by its 3 s delay.
+    let waiter = Redlock::builder()
+        .nodes(cluster.urls())
+        .node_timeout(Duration::from_millis(500))
+        .wake_on_release(true)
+        .retry(Retry::wait(Duration::from_secs(20)).delay(Duration::from_secs(3), Duration::ZERO))
+        .build()
+        .unwrap();
+    let task = tokio::spawn({
+        let waiter = waiter.clone();
+        async move { waiter.acquire("acl", TTL).await }
+    });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let released_at = std::time::Instant::now();
     assert!(lock.release().await.unwrap().was_held());
+    let next = task.await.unwrap().unwrap();
+    assert!(
+        released_at.elapsed() < Duration::from_millis(1500),
+        "woken {:?} after the release: the retry delay, not the notice",
+        released_at.elapsed()
+    );
+    next.release().await.unwrap();
+    waiter.shutdown().await;
     redlock.shutdown().await;
 
     let without = rules.replace(" +cluster|nodes", "");

@@ -298,7 +298,7 @@ impl Lock {
         );
         if decision.reached() {
             if let Some(hub) = &shared.wake {
-                hub.released_locally(&self.lock.keys, &self.lock.token.fingerprint().to_string());
+                hub.released_locally(&self.lock.keys, self.lock.token.fingerprint().to_hex());
             }
         }
         // Reached: a majority deleted our key. Otherwise every node has answered (see

@@ -169,12 +169,10 @@ impl WakeHub {
         }
     }
 
-    /// This client released `keys` (on a majority) with release id `id`: hand each key to its
-    /// next local waiter now; the notices that come back from the nodes are then duplicates.
-    pub(crate) fn released_locally(&self, keys: &[Box<[u8]>], id: &str) {
-        let Ok(id) = <[u8; ID_LEN]>::try_from(id.as_bytes()) else {
-            return;
-        };
+    /// This client released `keys` (on a majority) with release id `id` (the token's fingerprint
+    /// in hex, as the release script publishes it): hand each key to its next local waiter now;
+    /// the notices that come back from the nodes are then duplicates.
+    pub(crate) fn released_locally(&self, keys: &[Box<[u8]>], id: [u8; ID_LEN]) {
         let map = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         for key in keys {
             if let Some(w) = map.get(key) {

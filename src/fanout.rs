@@ -9,6 +9,7 @@
 //! connection replaced in between, a `NOSCRIPT` fallback): it then leaves a tombstone that makes
 //! the late request harmless (rule (d)), so no ordering between connections is relied on.
 
+use std::marker::PhantomData;
 use std::mem;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -212,25 +213,85 @@ impl Drop for Fanout {
     }
 }
 
-/// An acquisition's fan-out until its lock is handed out (compare deadpool's `UnreadyObject`):
-/// dropped, by failure or by a caller that went away, it releases the token on every node that
-/// may hold it (G5). [`ready`](Self::ready) turns it into a plain [`Fanout`].
-pub(crate) struct Unready(Option<Fanout>);
+/// What a [`Guarded`] fan-out does with the requests still in flight when it is dropped before
+/// being consumed.
+pub(crate) trait DropPolicy {
+    fn dropped(fan: Fanout);
+}
 
-impl Unready {
+/// A fan-out whose drop behaviour is `P`'s until a method of its own consumes it (compare
+/// deadpool's `UnreadyObject`). The two kinds are [`Unready`] and [`Tentative`].
+pub(crate) struct Guarded<P: DropPolicy>(Option<Fanout>, PhantomData<P>);
+
+/// An acquisition's fan-out until its lock is handed out: dropped, by failure or by a caller
+/// that went away, it releases the token on every node that may hold it (G5).
+/// [`ready`](Guarded::ready) turns it into a plain [`Fanout`].
+pub(crate) type Unready = Guarded<Undo>;
+
+/// An extension's fan-out until it is decided: dropped, requests not yet written are never sent
+/// (an extension cancelled by a release must not reach a node after it; redis-rs skips a queued
+/// request whose caller is gone). [`finish_unless`](Guarded::finish_unless) lets a decided one
+/// go on.
+pub(crate) type Tentative = Guarded<Abandon>;
+
+pub(crate) struct Undo;
+pub(crate) struct Abandon;
+
+impl DropPolicy for Undo {
+    fn dropped(mut fan: Fanout) {
+        let job = fan.undo_job(None);
+        fan.nodes.spawn_background(job);
+    }
+}
+
+impl DropPolicy for Abandon {
+    fn dropped(mut fan: Fanout) {
+        drop(mem::take(&mut fan.pending));
+    }
+}
+
+impl<P: DropPolicy> Guarded<P> {
     pub(crate) fn start(
         nodes: &Arc<NodeSet>,
         req: Arc<Request>,
         timeout: Duration,
         expires: Instant,
     ) -> Self {
-        Self(Some(Fanout::start(nodes, req, timeout, expires)))
+        Self(Some(Fanout::start(nodes, req, timeout, expires)), PhantomData)
     }
 
+    /// The fan-out, taken out of the guard so that its policy no longer applies.
+    fn consume(mut self) -> Option<Fanout> {
+        self.0.take()
+    }
+}
+
+impl<P: DropPolicy> Drop for Guarded<P> {
+    fn drop(&mut self) {
+        if let Some(fan) = self.0.take() {
+            P::dropped(fan);
+        }
+    }
+}
+
+impl<P: DropPolicy> Deref for Guarded<P> {
+    type Target = Fanout;
+    fn deref(&self) -> &Fanout {
+        self.0.as_ref().expect("present until consumed")
+    }
+}
+
+impl<P: DropPolicy> DerefMut for Guarded<P> {
+    fn deref_mut(&mut self) -> &mut Fanout {
+        self.0.as_mut().expect("present until consumed")
+    }
+}
+
+impl Unready {
     /// The lock is handed out: requests still in flight finish in the background, and their
     /// grants are part of the lock (its release reaches every node).
-    pub(crate) fn ready(mut self) {
-        drop(self.0.take());
+    pub(crate) fn ready(self) {
+        drop(self.consume());
     }
 
     /// Undoes a failed acquisition now: releases on every node that may hold the token.
@@ -240,8 +301,8 @@ impl Unready {
     /// waiting on slow nodes); the second once every node's request and first release try are
     /// done (a retry waits for it, so it is never blocked by our own leftovers). Releases
     /// without a definite answer go on as obligations after that.
-    pub(crate) fn undo(mut self) -> Option<(oneshot::Receiver<()>, oneshot::Receiver<()>)> {
-        let mut fan = self.0.take()?;
+    pub(crate) fn undo(self) -> Option<(oneshot::Receiver<()>, oneshot::Receiver<()>)> {
+        let mut fan = self.consume()?;
         let (granted_tx, granted_rx) = oneshot::channel();
         let (all_tx, all_rx) = oneshot::channel();
         let job = fan.undo_job(Some(granted_tx)).map(move |()| {
@@ -251,47 +312,11 @@ impl Unready {
     }
 }
 
-impl Drop for Unready {
-    fn drop(&mut self) {
-        if let Some(mut fan) = self.0.take() {
-            let job = fan.undo_job(None);
-            fan.nodes.spawn_background(job);
-        }
-    }
-}
-
-impl Deref for Unready {
-    type Target = Fanout;
-    fn deref(&self) -> &Fanout {
-        self.0.as_ref().expect("present until consumed")
-    }
-}
-
-impl DerefMut for Unready {
-    fn deref_mut(&mut self) -> &mut Fanout {
-        self.0.as_mut().expect("present until consumed")
-    }
-}
-
-/// An extension's fan-out until it is decided: dropped, requests not yet written are never sent
-/// (an extension cancelled by a release must not reach a node after it; redis-rs skips a queued
-/// request whose caller is gone). [`finish_unless`](Self::finish_unless) lets a decided one go on.
-pub(crate) struct Tentative(Option<Fanout>);
-
 impl Tentative {
-    pub(crate) fn start(
-        nodes: &Arc<NodeSet>,
-        req: Arc<Request>,
-        timeout: Duration,
-        expires: Instant,
-    ) -> Self {
-        Self(Some(Fanout::start(nodes, req, timeout, expires)))
-    }
-
     /// Decided: the slower nodes' requests go on in the background until `stop` is cancelled
     /// (by the lock's release); then the ones not yet sent are dropped.
-    pub(crate) fn finish_unless(mut self, stop: CancellationToken) {
-        let Some(mut fan) = self.0.take() else { return };
+    pub(crate) fn finish_unless(self, stop: CancellationToken) {
+        let Some(mut fan) = self.consume() else { return };
         if fan.pending.is_empty() {
             return;
         }
@@ -302,27 +327,6 @@ impl Tentative {
                 () = stop.cancelled() => {}
             }
         });
-    }
-}
-
-impl Drop for Tentative {
-    fn drop(&mut self) {
-        if let Some(mut fan) = self.0.take() {
-            drop(mem::take(&mut fan.pending));
-        }
-    }
-}
-
-impl Deref for Tentative {
-    type Target = Fanout;
-    fn deref(&self) -> &Fanout {
-        self.0.as_ref().expect("present until consumed")
-    }
-}
-
-impl DerefMut for Tentative {
-    fn deref_mut(&mut self) -> &mut Fanout {
-        self.0.as_mut().expect("present until consumed")
     }
 }
 

@@ -513,36 +513,39 @@ async fn wake_on_release_reaches_waiters_through_cluster_members() {
     let cluster = LocalCluster::start_with(3, ClusterOptions::default().shards(3)).unwrap();
     // Releases publish only from clients with wake-on-release on.
     let holder = client(cluster.urls()).wake_on_release(true).build().unwrap();
+    let lock = holder.acquire("woken", TTL).await.unwrap();
+    let woken = woken_after_release(cluster.urls(), lock).await;
+    assert!(
+        woken < Duration::from_millis(1500),
+        "woken {woken:?} after the release: the 3 s retry delay, not the notice"
+    );
+    holder.shutdown().await;
+}
+
+/// How long after `lock` was released a waiter on the same resource got it: a client with
+/// wake-on-release and a 3 s retry delay starts waiting, `lock` is released 1 s later (its
+/// subscribers have connected by then), and the waiter's lock is released again.
+async fn woken_after_release(urls: Vec<String>, lock: quorumlock::Lock) -> Duration {
     let waiter = Redlock::builder()
-        .nodes(cluster.urls())
+        .nodes(urls)
         .node_timeout(Duration::from_millis(500))
         .wake_on_release(true)
         .retry(Retry::wait(Duration::from_secs(20)).delay(Duration::from_secs(3), Duration::ZERO))
         .build()
         .unwrap();
-    // Subscribers start with the first wait; let them connect before the release.
-    let lock = holder.acquire("woken", TTL).await.unwrap();
+    let resource = lock.resource().to_owned();
     let task = tokio::spawn({
         let waiter = waiter.clone();
-        async move {
-            let start = std::time::Instant::now();
-            let lock = waiter.acquire("woken", TTL).await;
-            (lock, start.elapsed())
-        }
+        async move { waiter.acquire(&resource, TTL).await }
     });
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let released_at = std::time::Instant::now();
-    lock.release().await.unwrap();
-    let (lock, waited) = task.await.unwrap();
-    let lock = lock.unwrap();
-    assert!(
-        released_at.elapsed() < Duration::from_millis(1500),
-        "woken {:?} after the release (waited {waited:?}): the 3 s retry delay, not the notice",
-        released_at.elapsed()
-    );
-    lock.release().await.unwrap();
+    assert!(lock.release().await.unwrap().was_held());
+    let next = task.await.unwrap().unwrap();
+    let woken = released_at.elapsed();
+    next.release().await.unwrap();
     waiter.shutdown().await;
-    holder.shutdown().await;
+    woken
 }
 
 /// The ACL of docs/scaling.md, read from that page: a user with exactly these rules on every
@@ -574,28 +577,11 @@ async fn the_documented_acl_is_enough_on_cluster_members() {
     assert!(view.holder().is_some(), "{view:?}");
     assert!(view.nodes().iter().all(|v| v.shard.is_some()), "{view:?}");
     // A waiter subscribed under the same ACL is woken by the release, not by its 3 s delay.
-    let waiter = Redlock::builder()
-        .nodes(cluster.urls())
-        .node_timeout(Duration::from_millis(500))
-        .wake_on_release(true)
-        .retry(Retry::wait(Duration::from_secs(20)).delay(Duration::from_secs(3), Duration::ZERO))
-        .build()
-        .unwrap();
-    let task = tokio::spawn({
-        let waiter = waiter.clone();
-        async move { waiter.acquire("acl", TTL).await }
-    });
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    let released_at = std::time::Instant::now();
-    assert!(lock.release().await.unwrap().was_held());
-    let next = task.await.unwrap().unwrap();
+    let woken = woken_after_release(cluster.urls(), lock).await;
     assert!(
-        released_at.elapsed() < Duration::from_millis(1500),
-        "woken {:?} after the release: the retry delay, not the notice",
-        released_at.elapsed()
+        woken < Duration::from_millis(1500),
+        "woken {woken:?} after the release: the retry delay, not the notice"
     );
-    next.release().await.unwrap();
-    waiter.shutdown().await;
     redlock.shutdown().await;
 
     let without = rules.replace(" +cluster|nodes", "");
@@ -614,4 +600,40 @@ async fn the_documented_acl_is_enough_on_cluster_members() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
     assert!(e.to_string().contains("+cluster|nodes"), "{e}");
+}
+
+/// Failure paths of a cluster member, each costing that member only: no shard reachable
+/// (connection refused, redis-rs cannot even read the slot map), and a shard answering an error
+/// reply (`OOM` under `maxmemory 1`). With two of three members failing, the error names each
+/// member's outcome.
+#[tokio::test]
+async fn an_unreachable_or_refusing_cluster_member_is_one_failed_member() {
+    let cluster = LocalCluster::start_with(2, ClusterOptions::default().shards(3)).unwrap();
+    // A port nothing listens on: bind, read the port, close.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("redis+cluster://127.0.0.1:{}", l.local_addr().unwrap().port())
+    };
+    let redlock = client([cluster.url(0), cluster.url(1), dead.clone()])
+        .build()
+        .unwrap();
+    let lock = redlock.acquire("partial", TTL).await.unwrap();
+    assert!(lock.release().await.unwrap().was_held());
+    redlock.shutdown().await;
+
+    // Member 1 refuses writes on every shard: now a majority fails.
+    for s in 0..3 {
+        let port = cluster.shard_port(1, s);
+        let _ = cluster.command(port, &["CONFIG", "SET", "maxmemory", "1"]);
+    }
+    let e = redlock.acquire("partial", TTL).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::QuorumUnreachable, "{e}");
+    let outcomes: Vec<String> = e.nodes().iter().map(|(_, o)| o.to_string()).collect();
+    assert!(outcomes[1].contains("OOM"), "{outcomes:?}");
+    assert!(
+        outcomes[2].contains("i/o") || outcomes[2].contains("timed out"),
+        "{outcomes:?}"
+    );
+    redlock.shutdown().await;
+    assert_eq!(lock_keys(&cluster), [], "the failed attempt was undone");
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use quorumlock::{ErrorKind, Redlock, Retry};
+use quorumlock::{ErrorKind, NodeOutcome, NodeState, Redlock, Retry};
 use quorumlock_testkit::{key_slot, ClusterOptions, LocalCluster, Reply};
 
 const TTL: Duration = Duration::from_secs(10);
@@ -156,6 +156,11 @@ async fn one_cluster_listed_twice_is_refused() {
     let first = format!("redis+cluster://127.0.0.1:{}", cluster.shard_port(0, 0));
     let same = format!("redis+cluster://127.0.0.1:{}", cluster.shard_port(0, 2));
     let twice = client([first, cluster.url(1), same]).build().unwrap();
+    // Connect every member and wait for all of them first: an acquisition decides at the first
+    // majority, and members 0 and 1 (distinct) can grant before member 2 has connected; that
+    // grant is sound, and the conflict is found by the connection that comes second (flaky in
+    // CI before this wait).
+    assert_same_server_seen(&twice).await;
     let e = twice.acquire("x", TTL).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     assert!(e.to_string().contains("same redis-server"), "{e}");
@@ -168,8 +173,21 @@ async fn one_cluster_listed_twice_is_refused() {
     );
     let shard = format!("redis://127.0.0.1:{}", cluster.shard_port(1, 0));
     let inside = client([cluster.url(0), others, shard]).build().unwrap();
+    assert_same_server_seen(&inside).await;
     let e = inside.acquire("x", TTL).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+}
+
+/// Waits until every member has connected (`inspect` waits for all) and checks that one of them
+/// was refused as a server another member already reaches.
+async fn assert_same_server_seen(redlock: &Redlock) {
+    let seen = redlock.inspect("x").await.unwrap();
+    assert!(
+        seen.nodes()
+            .iter()
+            .any(|v| matches!(&v.state, NodeState::Failed(NodeOutcome::SameServer(_)))),
+        "{seen:?}"
+    );
 }
 
 #[tokio::test]

@@ -242,7 +242,9 @@ async fn fencing_orders_holders_across_a_failover_that_lost_the_counter() {
     cluster
         .command(port, &["CLIENT", "KILL", "TYPE", "replica"])
         .unwrap();
-    let first = redlock.acquire("ledger", Duration::from_secs(3)).await.unwrap();
+    // Its TTL outlasts the failover wait (at most 30 s): a first lock that expired during a
+    // slow failover would let the other client in below, legitimately (flaky with 3 s before).
+    let first = redlock.acquire("ledger", Duration::from_secs(40)).await.unwrap();
     let f1 = first.fencing_token().unwrap();
     let mut cluster = cluster;
     cluster.kill_shard(0, shard).unwrap();
@@ -260,6 +262,7 @@ async fn fencing_orders_holders_across_a_failover_that_lost_the_counter() {
         "the failover lost nothing ({seen} >= {f1}): the test shows nothing"
     );
     // The lost key frees member 0 only: the other two still hold the first lock.
+    assert!(first.is_valid(), "the failover outlasted the first lock");
     let other = client(cluster.urls()).fencing(true).build().unwrap();
     let e = other.acquire("ledger", TTL).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Contended, "{e}");

@@ -38,7 +38,7 @@ struct Failed {
 /// As [`Redlock::acquire`](crate::Redlock::acquire): leak free, not cancel safe.
 pub(crate) async fn acquire(
     shared: &Arc<Shared>,
-    resources: Result<Box<[Box<str>]>, Error>,
+    resources: Result<Arc<[Box<str>]>, Error>,
     ttl: Duration,
     retry: &Retry,
 ) -> Result<Lock, Error> {
@@ -53,7 +53,7 @@ pub(crate) async fn acquire(
 
 async fn acquire_unmeasured(
     shared: &Arc<Shared>,
-    resources: Box<[Box<str>]>,
+    resources: Arc<[Box<str>]>,
     ttl: Duration,
     retry: &Retry,
 ) -> Result<Lock, Error> {
@@ -77,7 +77,6 @@ async fn acquire_unmeasured(
         ttl_ms = ttl.ms,
         attempt = tracing::field::Empty,
     );
-    let resources: Arc<[Box<str>]> = resources.into();
     // Wake-on-release: interest in the first key (a multi-resource waiter is woken by its first
     // resource and otherwise polls).
     let waiter = shared.wake.as_ref().map(|hub| hub.waiter(&keys[0]));

@@ -16,10 +16,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::{join_all, BoxFuture, FutureExt};
-use futures::stream::{FuturesUnordered, StreamExt};
+use futures::stream::StreamExt;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use crate::calls::Calls;
 use crate::decision::Decision;
 use crate::error::NodeOutcome;
 use crate::node::Answer;
@@ -40,7 +41,7 @@ pub(crate) struct Fanout {
     /// When every key this request may set has certainly expired: the end of any release
     /// obligation made for it.
     expires: Instant,
-    pending: FuturesUnordered<NodeCall>,
+    pending: Calls<(usize, Answer)>,
     outcomes: Vec<Option<NodeOutcome>>,
     /// Per node, whether its request was handed to a connection (see [`Answer::sent`]).
     sent: Vec<bool>,

@@ -71,6 +71,7 @@
 
 mod acquire;
 mod builder;
+mod calls;
 mod client;
 mod decision;
 mod error;

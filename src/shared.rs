@@ -115,14 +115,14 @@ impl Shared {
 }
 
 /// Checks resource names and puts them in key order without duplicates: two clients locking the
-/// same set in different orders must build the same keys.
-pub(crate) fn resource_set<I, S>(resources: I, op: Operation) -> Result<Box<[Box<str>]>, Error>
+/// same set in different orders must build the same keys. A single name (the common case) is
+/// put straight into the shared slice the lock keeps, without a vector in between.
+pub(crate) fn resource_set<I, S>(resources: I, op: Operation) -> Result<Arc<[Box<str>]>, Error>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
 {
-    let mut set: Vec<Box<str>> = Vec::new();
-    for r in resources {
+    let check = |r: S| -> Result<Box<str>, Error> {
         let r = r.as_ref();
         if r.is_empty() {
             return Err(Error::invalid_input(op, "the resource name is empty"));
@@ -136,10 +136,21 @@ where
                 ),
             ));
         }
-        set.push(r.into());
-    }
-    if set.is_empty() {
+        Ok(r.into())
+    };
+    let mut resources = resources.into_iter();
+    let Some(first) = resources.next() else {
         return Err(Error::invalid_input(op, "no resources given"));
+    };
+    let first = check(first)?;
+    let Some(second) = resources.next() else {
+        return Ok(std::iter::once(first).collect());
+    };
+    let mut set = Vec::with_capacity(2 + resources.size_hint().0);
+    set.push(first);
+    set.push(check(second)?);
+    for r in resources {
+        set.push(check(r)?);
     }
     set.sort_unstable();
     set.dedup();
@@ -170,6 +181,11 @@ mod tests {
     fn resource_sets_are_sorted_and_deduplicated() {
         let set = resource_set(["b", "a", "b"], Operation::Acquire).unwrap();
         assert_eq!(&*set, [Box::from("a"), Box::from("b")]);
+        let one = resource_set(["a"], Operation::Acquire).unwrap();
+        assert_eq!(&*one, [Box::from("a")]);
+        assert!(resource_set(["a", ""], Operation::Acquire)
+            .unwrap_err()
+            .is_invalid());
         assert!(resource_set([""], Operation::Acquire).unwrap_err().is_invalid());
         assert!(resource_set(Vec::<&str>::new(), Operation::Acquire)
             .unwrap_err()

@@ -535,7 +535,7 @@ async fn wake_on_release_reaches_waiters_through_cluster_members() {
     // Releases publish only from clients with wake-on-release on.
     let holder = client(cluster.urls()).wake_on_release(true).build().unwrap();
     let lock = holder.acquire("woken", TTL).await.unwrap();
-    let woken = woken_after_release(cluster.urls(), lock).await;
+    let woken = woken_after_release(&cluster, lock).await;
     assert!(
         woken < Duration::from_millis(1500),
         "woken {woken:?} after the release: the 3 s retry delay, not the notice"
@@ -544,11 +544,11 @@ async fn wake_on_release_reaches_waiters_through_cluster_members() {
 }
 
 /// How long after `lock` was released a waiter on the same resource got it: a client with
-/// wake-on-release and a 3 s retry delay starts waiting, `lock` is released 1 s later (its
-/// subscribers have connected by then), and the waiter's lock is released again.
-async fn woken_after_release(urls: Vec<String>, lock: quorumlock::Lock) -> Duration {
+/// wake-on-release and a 3 s retry delay starts waiting, `lock` is released once the waiter's
+/// subscriber is on every member's first address, and the waiter's lock is released again.
+async fn woken_after_release(cluster: &LocalCluster, lock: quorumlock::Lock) -> Duration {
     let waiter = Redlock::builder()
-        .nodes(urls)
+        .nodes(cluster.urls())
         .node_timeout(Duration::from_millis(500))
         .wake_on_release(true)
         .retry(Retry::wait(Duration::from_secs(20)).delay(Duration::from_secs(3), Duration::ZERO))
@@ -559,7 +559,20 @@ async fn woken_after_release(urls: Vec<String>, lock: quorumlock::Lock) -> Durat
         let waiter = waiter.clone();
         async move { waiter.acquire(&resource, TTL).await }
     });
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // The subscribers are made in the background on the first refusal; a notice published before
+    // they exist is lost (polling is the fallback), which is not what this is about. A fixed 1 s
+    // sleep stood here before, as in the single-server test that was flaky on a loaded machine.
+    let start = std::time::Instant::now();
+    while (0..cluster.len()).any(|i| {
+        let numsub = cluster.command(
+            cluster.shard_port(i, 0),
+            &["PUBSUB", "NUMSUB", "quorumlock:released"],
+        );
+        !matches!(numsub, Ok(Reply::Array(Some(v))) if matches!(v.get(1), Some(Reply::Int(n)) if *n >= 1))
+    }) {
+        assert!(start.elapsed() < Duration::from_secs(10), "never subscribed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let released_at = std::time::Instant::now();
     assert!(lock.release().await.unwrap().was_held());
     let next = task.await.unwrap().unwrap();
@@ -598,7 +611,7 @@ async fn the_documented_acl_is_enough_on_cluster_members() {
     assert!(view.holder().is_some(), "{view:?}");
     assert!(view.nodes().iter().all(|v| v.shard.is_some()), "{view:?}");
     // A waiter subscribed under the same ACL is woken by the release, not by its 3 s delay.
-    let woken = woken_after_release(cluster.urls(), lock).await;
+    let woken = woken_after_release(&cluster, lock).await;
     assert!(
         woken < Duration::from_millis(1500),
         "woken {woken:?} after the release: the retry delay, not the notice"

@@ -4,7 +4,7 @@
 //! queue, a stub task and one task per future, so that a wake-up polls only the future that was
 //! woken. A fan-out holds one call per node (a handful), so polling every unfinished call on each
 //! wake-up costs less than that bookkeeping: one vector instead of N + 2 allocations per fan-out
-//! (at N = 1, 4 allocations and 3.3k instructions fewer per lock cycle; docs/benchmarks.md).
+//! (at N = 1, 4 allocations fewer per lock cycle; docs/benchmarks.md).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

@@ -85,6 +85,23 @@ impl NodeOutcome {
     pub fn is_failure(&self) -> bool {
         !matches!(self, Self::Granted | Self::Refused)
     }
+
+    /// An error reply with code `code` (`text` is the whole reply). A cluster's slot errors
+    /// (`CROSSSLOT`, `MOVED`, `ASK`) also say what to do: they are what a Redis Cluster node
+    /// given as a single server (`redis://`) answers to every lock script, whose keys are in
+    /// different slots and mostly served elsewhere.
+    pub(crate) fn error_reply(code: &str, text: Arc<str>) -> Self {
+        match code {
+            "CROSSSLOT" | "MOVED" | "ASK" => Self::Redis(
+                format!(
+                    "{text} (a Redis Cluster node: if it is given as redis://, list its cluster as \
+                     one member, redis+cluster://host:port,host:port; see docs/scaling.md)"
+                )
+                .into(),
+            ),
+            _ => Self::Redis(text),
+        }
+    }
 }
 
 impl fmt::Display for NodeOutcome {
@@ -100,5 +117,24 @@ impl fmt::Display for NodeOutcome {
             Self::Pending => f.write_str("no answer before the decision"),
             Self::SameServer(e) => write!(f, "misconfigured: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_errors_say_to_list_the_cluster_as_one_member() {
+        for code in ["CROSSSLOT", "MOVED", "ASK"] {
+            let text = NodeOutcome::error_reply(code, format!("{code} details").into()).to_string();
+            assert!(
+                text.starts_with(&format!("redis error: {code} details (")),
+                "{text}"
+            );
+            assert!(text.contains("redis+cluster://"), "{text}");
+        }
+        let oom = NodeOutcome::error_reply("OOM", "OOM command not allowed".into());
+        assert_eq!(oom, NodeOutcome::Redis("OOM command not allowed".into()));
     }
 }

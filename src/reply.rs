@@ -251,7 +251,7 @@ fn classify_server_error(code: &str, detail: &str) -> NodeOutcome {
     match code {
         "WRONGPASS" | "NOAUTH" | "NOPERM" => NodeOutcome::Denied(text),
         _ if acl_in_script => NodeOutcome::Denied(text),
-        _ => NodeOutcome::Redis(text),
+        _ => NodeOutcome::error_reply(code, text),
     }
 }
 

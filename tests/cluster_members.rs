@@ -636,6 +636,35 @@ async fn the_documented_acl_is_enough_on_cluster_members() {
     assert!(e.to_string().contains("+cluster|nodes"), "{e}");
 }
 
+/// A cluster node given as a single server (`redis://`) answers every lock script with
+/// `CROSSSLOT` or `MOVED`: the lock's key and its tombstone are in different slots, and most
+/// slots are served elsewhere. The failure says to list the cluster as one member.
+#[tokio::test]
+async fn a_cluster_node_given_as_a_single_server_says_what_to_do() {
+    let cluster = LocalCluster::start_with(3, ClusterOptions::default().shards(3)).unwrap();
+    let urls = (0..3).map(|i| format!("redis://127.0.0.1:{}", cluster.shard_port(i, 0)));
+    let redlock = client(urls).build().unwrap();
+    // A short TTL: the releases of the undo fail the same way and are retried until it ends.
+    let e = redlock.acquire("x", Duration::from_secs(1)).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::QuorumUnreachable, "{e}");
+    let answered: Vec<_> = e
+        .nodes()
+        .iter()
+        .filter(|(_, o)| *o != NodeOutcome::Pending)
+        .collect();
+    assert!(answered.len() >= 2, "{e}");
+    for (node, outcome) in answered {
+        let text = outcome.to_string();
+        assert!(
+            text.contains("CROSSSLOT") || text.contains("MOVED"),
+            "{node}: {text}"
+        );
+        assert!(text.contains("redis+cluster://"), "{node}: {text}");
+    }
+    redlock.shutdown().await;
+    assert_eq!(lock_keys(&cluster), []);
+}
+
 /// Failure paths of a cluster member, each costing that member only: no shard reachable
 /// (connection refused, redis-rs cannot even read the slot map), and a shard answering an error
 /// reply (`OOM` under `maxmemory 1`). With two of three members failing, the error names each

@@ -584,8 +584,8 @@ async fn woken_after_release(cluster: &LocalCluster, lock: quorumlock::Lock) -> 
 
 /// The ACL of docs/scaling.md, read from that page: a user with exactly these rules on every
 /// shard can acquire, extend, inspect and release, and a waiter subscribed as that user is woken
-/// by the release; without `+cluster|nodes` each cluster member is a failure that names the grant
-/// it needs.
+/// by the release; without `+cluster|myid` a cluster node given as a single server, and without
+/// `+cluster|nodes` each cluster member, is a failure that names the grant it needs.
 #[tokio::test]
 async fn the_documented_acl_is_enough_on_cluster_members() {
     let page = include_str!("../docs/scaling.md");
@@ -617,6 +617,31 @@ async fn the_documented_acl_is_enough_on_cluster_members() {
         "woken {woken:?} after the release: the retry delay, not the notice"
     );
     redlock.shutdown().await;
+    // A shard given as a single server is identified by `CLUSTER MYID`, so that one also listed
+    // inside a cluster member is refused. With these rules its handshake passes, and it then fails
+    // as any cluster node given as `redis://` does (the test above), not as `Unauthorized`.
+    let shards_as_servers = |cluster: &LocalCluster| {
+        let urls =
+            (0..3).map(|i| format!("redis://quorumlock:s3cret@127.0.0.1:{}", cluster.shard_port(i, 0)));
+        client(urls).build().unwrap()
+    };
+    let single = shards_as_servers(&cluster);
+    let e = single.acquire("acl", Duration::from_secs(1)).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::QuorumUnreachable, "{e}");
+    assert!(e.to_string().contains("redis+cluster://"), "{e}");
+    single.shutdown().await;
+    let cluster = LocalCluster::start_with(
+        3,
+        ClusterOptions::default().shards(3).user(
+            "quorumlock",
+            "s3cret",
+            &rules.replace(" +cluster|myid", ""),
+        ),
+    )
+    .unwrap();
+    let e = shards_as_servers(&cluster).acquire("acl", TTL).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    assert!(e.to_string().contains("+cluster|myid"), "{e}");
 
     let without = rules.replace(" +cluster|nodes", "");
     let cluster = LocalCluster::start_with(

@@ -632,11 +632,9 @@ async fn the_documented_acl_is_enough_on_cluster_members() {
     single.shutdown().await;
     let cluster = LocalCluster::start_with(
         3,
-        ClusterOptions::default().shards(3).user(
-            "quorumlock",
-            "s3cret",
-            &rules.replace(" +cluster|myid", ""),
-        ),
+        ClusterOptions::default()
+            .shards(3)
+            .user("quorumlock", "s3cret", rules.replace(" +cluster|myid", "")),
     )
     .unwrap();
     let e = shards_as_servers(&cluster).acquire("acl", TTL).await.unwrap_err();

@@ -337,13 +337,10 @@ async fn release_wakes_refused_waiters() {
             // they exist is lost (polling is the fallback), which is not what this test is
             // about. Flaky before: "woken 2.0s after the release" on a loaded machine.
             let start = Instant::now();
+            // Asked of each node's first address, where a cluster member's subscriber connects.
             while (0..3).any(|i| {
-                let v: Vec<redis::Value> = on_node(
-                    &cluster,
-                    i,
-                    redis::cmd("PUBSUB").arg("NUMSUB").arg("quorumlock:released"),
-                );
-                !matches!(v.get(1), Some(redis::Value::Int(n)) if *n >= 1)
+                let numsub = cluster.command(cluster.port(i), &["PUBSUB", "NUMSUB", "quorumlock:released"]);
+                !matches!(numsub, Ok(Reply::Array(Some(v))) if matches!(v.get(1), Some(Reply::Int(n)) if *n >= 1))
             }) {
                 assert!(start.elapsed() < Duration::from_secs(10), "never subscribed");
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -425,5 +422,42 @@ async fn wake_on_release_hands_over_in_turn() {
         );
         redlock.shutdown().await;
         assert_no_lock_keys(&cluster, "after the hand-offs");
+    }
+}
+
+/// The key auditor's own check: locks forgotten on purpose, on resources spread over a cluster
+/// member's shards, are all seen on every node, so that `assert_no_lock_keys` finding nothing
+/// means something (with cluster members too: `KEYS` must reach every shard).
+#[tokio::test]
+async fn the_key_auditor_sees_every_lock_key() {
+    let cluster = cluster(3);
+    let redlock = client(&cluster);
+    let resources: Vec<String> = (0..12).map(|k| format!("audited-{k}")).collect();
+    for r in &resources {
+        redlock
+            .acquire(r, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .forget();
+    }
+    redlock.shutdown().await;
+    let keys = all_lock_keys(&cluster);
+    for i in 0..3 {
+        let mut seen: Vec<&str> = keys
+            .iter()
+            .filter(|(n, _, _)| *n == i)
+            .map(|(_, k, _)| k.as_str())
+            .collect();
+        seen.sort_unstable();
+        let mut expected: Vec<String> = resources.iter().map(|r| lock_key(r)).collect();
+        expected.sort_unstable();
+        assert_eq!(seen, expected, "node {i}");
+        for r in &resources {
+            assert_eq!(
+                values(&cluster, r)[i].as_ref().map(Option::is_some),
+                Ok(true),
+                "{r} on node {i}"
+            );
+        }
     }
 }

@@ -18,7 +18,7 @@ fn now_us() -> u64 {
 }
 
 fn fence_key(resource: &str) -> String {
-    format!("quorumlock:fence:{resource}")
+    key("fence", resource)
 }
 
 fn set_counter(cluster: &LocalCluster, i: usize, resource: &str, value: u64) {

@@ -9,11 +9,21 @@ use quorumlock::{ErrorKind, Retry};
 use crate::support::*;
 
 /// Script calls (EVALSHA + EVAL) a node has executed so far: extensions and releases.
+/// Summed over a cluster member's shards.
 fn script_calls(cluster: &LocalCluster, i: usize) -> u64 {
-    let info: String = on_node(cluster, i, redis::cmd("INFO").arg("commandstats"));
-    info.lines()
-        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
-        .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+    (0..cluster.shards())
+        .map(|s| {
+            let Ok(Reply::Bulk(Some(info))) =
+                cluster.command(cluster.shard_port(i, s), &["INFO", "commandstats"])
+            else {
+                panic!("node {i} shard {s}: no INFO commandstats")
+            };
+            String::from_utf8_lossy(&info)
+                .lines()
+                .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+                .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+                .sum::<u64>()
+        })
         .sum()
 }
 
@@ -37,6 +47,17 @@ async fn guard_outlives_its_ttl_and_stops_extending_after_release() {
     warm_up(&redlock).await;
     let calls_before = total_script_calls(&cluster);
     let guard = redlock.acquire_guard("long-job", ttl).await.unwrap();
+    // The acquisition decided at a majority; the last node's SET may still be on its way (on a
+    // cluster member, over a shard connection the warm-up did not need): wait for it, bounded.
+    let pttls = || (0..3).map(|i| on_node(&cluster, i, redis::cmd("PTTL").arg(lock_key("long-job"))));
+    let arriving = Instant::now();
+    while pttls().any(|pttl: i64| pttl <= 0) {
+        assert!(
+            arriving.elapsed() < Duration::from_millis(300),
+            "a node never got the key"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     let start = Instant::now();
     let mut min_pttl = i64::MAX;
     while start.elapsed() < Duration::from_secs(5) {
@@ -400,7 +421,12 @@ async fn overlapping_multi_resource_locks_exclude_each_other() {
     let (a, b) = (client(&cluster), client(&cluster));
     let ttl = Duration::from_secs(5);
     for round in 0..10 {
-        let (x, y, z) = (format!("x{round}"), format!("y{round}"), format!("z{round}"));
+        // One slot group per round, so that the sets are valid on cluster members too.
+        let (x, y, z) = (
+            format!("{{r{round}}}x"),
+            format!("{{r{round}}}y"),
+            format!("{{r{round}}}z"),
+        );
         let (ra, rb) = tokio::join!(
             a.try_acquire_many([x.as_str(), y.as_str()], ttl),
             b.try_acquire_many([z.as_str(), y.as_str(), z.as_str()], ttl)
@@ -435,15 +461,15 @@ async fn multi_resource_lock_is_all_or_nothing_per_node() {
     let cluster = cluster(3);
     let redlock = client(&cluster);
     for i in 0..3 {
-        hold_elsewhere(&cluster, i, "b", 30_000);
+        hold_elsewhere(&cluster, i, "{m}b", 30_000);
     }
     let err = redlock
-        .try_acquire_many(["a", "b", "c"], Duration::from_secs(5))
+        .try_acquire_many(["{m}a", "{m}b", "{m}c"], Duration::from_secs(5))
         .await
         .unwrap_err();
     assert!(err.is_contended(), "{err}");
     redlock.shutdown().await;
-    for r in ["a", "c"] {
+    for r in ["{m}a", "{m}c"] {
         assert!(
             values(&cluster, r).iter().all(|v| *v == Ok(None)),
             "{r} was set alone"
@@ -451,13 +477,13 @@ async fn multi_resource_lock_is_all_or_nothing_per_node() {
     }
     // Duplicates merge, order does not matter; extend and release cover every key.
     let mut lock = redlock
-        .acquire_many(["c", "a", "a"], Duration::from_secs(5))
+        .acquire_many(["{m}c", "{m}a", "{m}a"], Duration::from_secs(5))
         .await
         .unwrap();
-    assert_eq!(lock.resources().collect::<Vec<_>>(), ["a", "c"]);
+    assert_eq!(lock.resources().collect::<Vec<_>>(), ["{m}a", "{m}c"]);
     lock.extend(Duration::from_secs(20)).await.unwrap();
     redlock.shutdown().await;
-    for r in ["a", "c"] {
+    for r in ["{m}a", "{m}c"] {
         for i in 0..3 {
             let pttl: i64 = on_node(&cluster, i, redis::cmd("PTTL").arg(lock_key(r)));
             assert!(pttl > 19_000, "{r} on node {i}: {pttl}");
@@ -465,7 +491,7 @@ async fn multi_resource_lock_is_all_or_nothing_per_node() {
     }
     lock.release().await.unwrap();
     redlock.shutdown().await;
-    for r in ["a", "c"] {
+    for r in ["{m}a", "{m}c"] {
         assert!(
             values(&cluster, r).iter().all(|v| *v == Ok(None)),
             "{r} left behind"

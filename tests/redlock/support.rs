@@ -4,21 +4,36 @@
 use std::time::Duration;
 
 use quorumlock::{Redlock, RedlockBuilder, Retry};
-pub use quorumlock_testkit::{ClusterOptions, LocalCluster, Persistence};
+pub use quorumlock_testkit::{ClusterOptions, LocalCluster, Persistence, Reply};
 
 /// The least-privilege ACL of a lock user, exactly as docs/operations.md gives it (checked by
 /// `acl::docs_give_the_tested_rules`).
 pub const LOCK_USER_RULES: &str = "resetkeys ~quorumlock:* resetchannels &quorumlock:released -@all +ping +info +set +exists +eval +evalsha +get +del +pexpire +pttl +time +publish +subscribe";
 
+/// Shards per member: 1 (single servers) unless `QUORUMLOCK_TEST_SHARDS` says more; then every
+/// member these helpers start is a Redis Cluster of that many shards (docs/testing.md, "Cluster
+/// members": `.ci/run` runs the suites that need no proxy that way too).
+pub fn shards() -> usize {
+    std::env::var("QUORUMLOCK_TEST_SHARDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+}
+
 /// `n` nodes whose clients (every URL from `cluster.urls()`) connect as a user with only
-/// [`LOCK_USER_RULES`]: the tests built on this run with the documented least privilege. The
-/// auditor and fault injection use the default user.
+/// [`LOCK_USER_RULES`] (and, for cluster members, the cluster grants of docs/scaling.md): the
+/// tests built on this run with the documented least privilege. The auditor and fault injection
+/// use the default user.
 pub fn cluster(n: usize) -> LocalCluster {
-    LocalCluster::start_with(
-        n,
-        ClusterOptions::default().user("locker", "locker-pw", LOCK_USER_RULES),
-    )
-    .unwrap_or_else(|e| panic!("starting {n} redis-server nodes: {e}"))
+    let options = match shards() {
+        1 => ClusterOptions::default().user("locker", "locker-pw", LOCK_USER_RULES),
+        k => ClusterOptions::default().shards(k).user(
+            "locker",
+            "locker-pw",
+            format!("{LOCK_USER_RULES} +cluster|slots +cluster|nodes +cluster|myid +cluster|keyslot"),
+        ),
+    };
+    LocalCluster::start_with(n, options).unwrap_or_else(|e| panic!("starting {n} redis-server nodes: {e}"))
 }
 
 /// A builder for the cluster's nodes with the given node timeout.
@@ -55,20 +70,59 @@ pub async fn warm_up(redlock: &Redlock) {
     redlock.shutdown().await;
 }
 
+/// The lock key of `resource`. With cluster members the library tags every key with its slot
+/// group (docs/scaling.md, "Keys and hash tags"); this is the test's own copy of that rule
+/// (FNV-1a 64 of the slot group: the name's first non-empty `{...}`, else the whole name), so
+/// that a change of the key format fails here.
 pub fn lock_key(resource: &str) -> String {
-    format!("quorumlock:lock:{resource}")
+    key("lock", resource)
 }
 
-fn raw(cluster: &LocalCluster, i: usize) -> redis::Connection {
+/// The key of `resource` in `namespace` (`lock`, `fence`), as [`lock_key`].
+pub fn key(namespace: &str, resource: &str) -> String {
+    if shards() == 1 {
+        return format!("quorumlock:{namespace}:{resource}");
+    }
+    let group = resource
+        .split_once('{')
+        .and_then(|(_, rest)| rest.split_once('}'))
+        .map(|(tag, _)| tag)
+        .filter(|tag| !tag.is_empty())
+        .unwrap_or(resource);
+    let hash = group.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("quorumlock:{namespace}:{{{hash:016x}}}{resource}")
+}
+
+/// The auditor's connection to node `i`: a plain one, or for a cluster member redis-rs' cluster
+/// connection (it routes a key's command to its shard, and `KEYS` to every primary).
+fn raw(cluster: &LocalCluster, i: usize) -> Box<dyn redis::ConnectionLike> {
+    let fail = |e: redis::RedisError| -> ! {
+        panic!("auditor connecting to node {i}: {e}\n{}", cluster.log_tail(i, 10))
+    };
+    if cluster.shards() > 1 {
+        // The admin URL names shard 0's port last; the other shards differ only in port.
+        let admin = cluster.admin_url(i);
+        let base = admin.strip_suffix(&cluster.port(i).to_string()).unwrap();
+        let urls = (0..cluster.shards()).map(|s| format!("{base}{}", cluster.shard_port(i, s)));
+        let client = redis::cluster::ClusterClientBuilder::new(urls)
+            .connection_timeout(Duration::from_secs(2))
+            .build()
+            .unwrap_or_else(|e| fail(e));
+        return Box::new(client.get_connection().unwrap_or_else(|e| fail(e)));
+    }
     let client = redis::Client::open(cluster.admin_url(i)).unwrap();
-    client
-        .get_connection_with_timeout(Duration::from_secs(2))
-        .unwrap_or_else(|e| panic!("auditor connecting to node {i}: {e}\n{}", cluster.log_tail(i, 10)))
+    Box::new(
+        client
+            .get_connection_with_timeout(Duration::from_secs(2))
+            .unwrap_or_else(|e| fail(e)),
+    )
 }
 
-/// Runs one command on node `i` with a plain connection.
+/// Runs one command on node `i` with the auditor's connection.
 pub fn on_node<T: redis::FromRedisValue>(cluster: &LocalCluster, i: usize, cmd: &mut redis::Cmd) -> T {
-    cmd.query(&mut raw(cluster, i))
+    cmd.query(&mut *raw(cluster, i))
         .unwrap_or_else(|e| panic!("node {i}: {e}"))
 }
 

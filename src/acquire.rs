@@ -15,6 +15,7 @@ use crate::fanout::Unready;
 use crate::fencing;
 use crate::key::{slot_group, Keys, Layout};
 use crate::lock::{Lock, LockParts};
+use crate::queue::{lease_ms, Line};
 use crate::reply::{LockRef, Request};
 use crate::retry::{Retry, Stop};
 use crate::shared::{Shared, Ttl};
@@ -80,11 +81,18 @@ async fn acquire_unmeasured(
     // Wake-on-release: interest in the first key (a multi-resource waiter is woken by its first
     // resource and otherwise polls).
     let waiter = shared.wake.as_ref().map(|hub| hub.waiter(&keys[0]));
+    // Across processes, waiters of one unfenced resource are served in order (crate::queue);
+    // several resources and fenced locks keep the race between woken waiters.
+    let line = match (&waiter, &*resources, &fence_keys) {
+        (Some(w), [resource], None) => Some(Line::new(layout, &shared.prefix, resource, w.place())),
+        _ => None,
+    };
     let attempts = Attempts {
         shared,
         resources: &resources,
         keys: &keys,
         fence_keys: fence_keys.as_ref(),
+        line: line.as_ref(),
         ttl,
     };
     retry_loop(&attempts, retry, waiter.as_ref())
@@ -116,6 +124,7 @@ struct Attempts<'a> {
     resources: &'a Arc<[Box<str>]>,
     keys: &'a Keys,
     fence_keys: Option<&'a Keys>,
+    line: Option<&'a Line>,
     ttl: Ttl,
 }
 
@@ -140,14 +149,32 @@ async fn retry_loop(a: &Attempts<'_>, retry: &Retry, waiter: Option<&Waiter>) ->
             }
             woken = waiter.map(Waiter::armed);
         }
-        let result = attempt_once(a).await;
+        // A refused waiter joins the line unless no attempt follows this one.
+        let lease = a.line.map_or(0, |_| lease_ms(retry, attempt, ttl.node_timeout));
+        let result = attempt_once(a, lease).await;
         crate::metrics::attempt(result.as_ref().map(drop).map_err(|f| f.error.kind()));
         let Failed { error, cleanup } = match result {
-            Ok(lock) => return Ok(lock),
+            Ok(lock) => {
+                if let Some(w) = waiter {
+                    w.granted();
+                }
+                return Ok(lock);
+            }
             Err(failed) => failed,
         };
         let elapsed = start.elapsed();
+        // Giving up: leave the line now rather than hold it up for a lease.
+        let leave = || {
+            if let Some(line) = a.line {
+                line.leave(
+                    &a.shared.nodes,
+                    (0..a.shared.nodes.len()).collect(),
+                    ttl.node_timeout,
+                );
+            }
+        };
         if !error.is_retryable() {
+            leave();
             return Err(error.with_attempts(attempt).with_elapsed(elapsed));
         }
         let stop = match retry.next_delay(attempt, elapsed, ttl.node_timeout, rand::random()) {
@@ -176,6 +203,7 @@ async fn retry_loop(a: &Attempts<'_>, retry: &Retry, waiter: Option<&Waiter>) ->
             Err(stop) => stop,
         };
         let elapsed = start.elapsed();
+        leave();
         return Err(match stop {
             Stop::Attempts => error.with_attempts(attempt).with_elapsed(elapsed),
             Stop::Deadline => Error::deadline(error, elapsed, attempt),
@@ -183,8 +211,9 @@ async fn retry_loop(a: &Attempts<'_>, retry: &Retry, waiter: Option<&Waiter>) ->
     }
 }
 
-/// One attempt (DESIGN.md steps 1-5, and the fence write-back of G6).
-async fn attempt_once(a: &Attempts<'_>) -> Result<Lock, Failed> {
+/// One attempt (DESIGN.md steps 1-5, and the fence write-back of G6). `lease`: see
+/// [`Request::acquire_queued`] (unused without a waiting line).
+async fn attempt_once(a: &Attempts<'_>, lease: u64) -> Result<Lock, Failed> {
     let (shared, ttl) = (a.shared, a.ttl);
     let token = Token::generate().map_err(|e| Failed {
         error: Error::new(ErrorKind::Entropy, Operation::Acquire).with_message(e.to_string()),
@@ -207,9 +236,10 @@ async fn attempt_once(a: &Attempts<'_>) -> Result<Lock, Failed> {
         ttl_ms: ttl.ms,
         always_tomb: shared.layout == Layout::Tagged,
     };
-    let req = Arc::new(match a.fence_keys {
-        Some(fk) => Request::acquire_fenced(&lock, fk),
-        None => Request::acquire(&lock),
+    let req = Arc::new(match (a.fence_keys, a.line) {
+        (Some(fk), _) => Request::acquire_fenced(&lock, fk),
+        (None, Some(line)) => Request::acquire_queued(&lock, line, lease),
+        (None, None) => Request::acquire(&lock),
     });
     // Until the lock is handed out, a dropped fan-out undoes everything, also while the fence
     // is being written back.
@@ -262,6 +292,13 @@ async fn attempt_once(a: &Attempts<'_>) -> Result<Lock, Failed> {
             return Err(Failed { error, cleanup });
         }
     };
+    // A node that did not grant may hold this waiter's entry (it refused, or has not answered
+    // yet and may refuse): it must not hold the line up for the next waiter. The leave goes out
+    // after the acquire; should it still overtake it (a connection being made or replaced),
+    // the entry holds the line up until its lease ends.
+    if let Some(line) = a.line {
+        line.leave(&shared.nodes, fan.not_granted(), ttl.node_timeout);
+    }
     // Late grants are part of the lock: its release reaches every node, and one that overtakes a
     // late grant leaves a tombstone that refuses it.
     fan.ready();

@@ -155,12 +155,16 @@ impl RedlockBuilder {
     /// Wake waiters when a lock is released: releases publish the deleted keys on
     /// `<prefix>released`, and an `acquire` refused because the resource is held waits for its
     /// retry delay *or* a wake-up, whichever comes first. Each release wakes one of this
-    /// client's waiters, the one that has waited longest, and a new `acquire` of a key that
+    /// client's waiters, the one that began to wait first, and a new `acquire` of a key that
     /// waiters already wait for queues behind them: within a client the lock is handed over in
-    /// turn, without a herd of retries. Cuts the wait under contention from about half a retry
-    /// delay to about a round trip; polling stays the fallback, so a lost notice costs only
-    /// latency. Costs one subscriber connection per node (started on first wait) and needs
-    /// `PUBLISH` / `SUBSCRIBE` permissions on the channel. Default: off.
+    /// turn, without a herd of retries. Across clients (processes, machines), the waiters of one
+    /// resource without fencing are served in the order they began to wait, by a waiting line
+    /// kept on the nodes; a waiter whose future is dropped holds that line up for about one
+    /// retry delay at most (docs/design.md, "The waiting line"). Cuts the wait under contention
+    /// from about half a retry delay to about a round trip; polling stays the fallback, so a
+    /// lost notice costs only latency. Costs one subscriber connection per node (started on
+    /// first wait) and needs `PUBLISH` / `SUBSCRIBE` permissions on the channel, and the
+    /// sorted-set commands of the line (docs/operations.md, "ACL"). Default: off.
     pub fn wake_on_release(mut self, enabled: bool) -> Self {
         self.wake_on_release = enabled;
         self

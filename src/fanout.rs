@@ -145,6 +145,13 @@ impl Fanout {
         self.fences.iter().filter_map(|f| *f)
     }
 
+    /// The nodes that have not granted so far: refused, failed, or not answered yet.
+    pub(crate) fn not_granted(&self) -> Vec<usize> {
+        (0..self.outcomes.len())
+            .filter(|&i| self.outcomes[i] != Some(NodeOutcome::Granted))
+            .collect()
+    }
+
     /// Whether waiting longer could change what the caller learns. A release that did not
     /// delete our key on a majority waits for every answer: "not ours" on a majority is a
     /// successful release of an expired lock, failures are not, and only the full count tells.

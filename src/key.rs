@@ -116,6 +116,16 @@ impl Layout {
         self.boxed(prefix, b"fence:", resource)
     }
 
+    /// The waiting line of `resource` (wake-on-release): a sorted set of waiter ids by place.
+    pub(crate) fn queue(self, prefix: &str, resource: &str) -> Box<[u8]> {
+        self.boxed(prefix, b"queue:", resource)
+    }
+
+    /// The leases of the waiters in the line of `resource`: when each entry stops counting.
+    pub(crate) fn lease(self, prefix: &str, resource: &str) -> Box<[u8]> {
+        self.boxed(prefix, b"lease:", resource)
+    }
+
     /// A key of `resource` made in one allocation (these go into a lock's `Arc<[Box<[u8]>]>`).
     fn boxed(self, prefix: &str, namespace: &[u8], resource: &str) -> Box<[u8]> {
         let tag = (self == Self::Tagged).then(|| hash_tag(resource));
@@ -169,6 +179,21 @@ mod tests {
             prop_assert_ne!(&*tomb, &fence_key(DEFAULT_PREFIX, &r)[..]);
         }
 
+        /// The waiting line's two keys meet no other key of any resource, in either layout.
+        #[test]
+        fn line_keys_never_collide_with_other_keys(a in any::<String>(), b in any::<String>(), t in "[0-9a-f]{32}") {
+            for l in [Layout::Plain, Layout::Tagged] {
+                let others = [l.lock(DEFAULT_PREFIX, &b), l.fence(DEFAULT_PREFIX, &b), l.tomb(DEFAULT_PREFIX, &b, &t).as_ref().into()];
+                for line in [l.queue(DEFAULT_PREFIX, &a), l.lease(DEFAULT_PREFIX, &a)] {
+                    prop_assert!(!others.contains(&line));
+                }
+                prop_assert_ne!(l.queue(DEFAULT_PREFIX, &a), l.lease(DEFAULT_PREFIX, &b));
+                if a != b {
+                    prop_assert_ne!(l.queue(DEFAULT_PREFIX, &a), l.queue(DEFAULT_PREFIX, &b));
+                }
+            }
+        }
+
         #[test]
         fn hostile_names_stay_inside_the_key(r in "[\\x00-\\x7f\\]\\[{}\"'\\n]{0,64}") {
             let k = lock_key(DEFAULT_PREFIX, &r);
@@ -206,6 +231,8 @@ mod tests {
             prop_assert_eq!(tag(&lock), hash_tag(&a).to_vec());
             prop_assert_eq!(tag(&fence), tag(&lock));
             prop_assert_eq!(tag(&tomb), tag(&lock));
+            prop_assert_eq!(tag(&t.queue(DEFAULT_PREFIX, &a)), tag(&lock));
+            prop_assert_eq!(tag(&t.lease(DEFAULT_PREFIX, &a)), tag(&lock));
             let grouped = format!("{{{}}}:{b}", slot_group(&a).replace('}', ""));
             prop_assume!(!slot_group(&a).contains('}') && !slot_group(&a).is_empty());
             prop_assert_eq!(slot_group(&grouped), slot_group(&a));

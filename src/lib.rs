@@ -88,6 +88,7 @@ mod metrics;
 mod node;
 mod nodes;
 mod outcome;
+mod queue;
 mod quorum;
 mod reply;
 mod retry;

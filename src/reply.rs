@@ -57,7 +57,7 @@ pub(crate) struct LockRef {
 
 /// A script argument. A number is written by redis-rs in decimal, without a `String`.
 #[derive(Clone, Copy)]
-enum Arg<'a> {
+pub(crate) enum Arg<'a> {
     Bytes(&'a [u8]),
     Int(u64),
 }
@@ -74,7 +74,7 @@ impl Arg<'_> {
 impl Request {
     /// The command is written straight from the lock's parts: a request's cost is that of its
     /// `Cmd` (two allocations) and nothing else (docs/benchmarks.md).
-    fn new<'a>(
+    pub(crate) fn new<'a>(
         op: Op,
         script: &'static Script,
         lock: &LockRef,
@@ -102,7 +102,7 @@ impl Request {
         }
     }
 
-    fn keys_then_tomb<'a>(
+    pub(crate) fn keys_then_tomb<'a>(
         lock: &'a LockRef,
         middle: Option<&'a Keys>,
     ) -> impl Iterator<Item = &'a [u8]> + Clone {

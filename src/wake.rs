@@ -12,18 +12,23 @@
 //! client that reached a majority wakes the next local waiter at once, without waiting for its
 //! own notices to come back.
 //!
-//! Fairness and herds: each release wakes **one** local waiter per key, the one that has waited
-//! longest (tokio's `Notify::notify_one` is FIFO, and passes the wake-up on if its waiter is
-//! gone), not all of them: the others would only be refused again. And a fresh `acquire`
-//! of a key that local waiters already wait for queues behind them instead of barging in, so a
-//! task that releases and re-acquires in a loop cannot starve the others.
+//! Fairness and herds: each release wakes **one** local waiter per key, the one that began to
+//! wait first (its *place*, below), not all of them: the others would only be refused again. A
+//! fresh `acquire` of a key that earlier local waiters wait for queues behind them instead of
+//! barging in, so a task that releases and re-acquires in a loop cannot starve the others.
+//! Across processes, a single resource's waiters are served in order of place by the waiting
+//! line on the nodes (`acquire_queued.lua`, [`crate::queue`]): the woken waiter of every
+//! process tries, and only the one that began to wait first is granted. Waking the local
+//! waiter with the earliest place (rather than the one that re-armed first) is what lets the
+//! head of that line be the one woken.
 //!
 //! One subscriber connection per node, started on first use and kept while the client lives.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use tokio::sync::Notify;
@@ -48,10 +53,16 @@ pub(crate) struct WakeHub {
 
 /// The local waiters of one key.
 struct KeyWake {
-    notify: Notify,
     /// Reports a release id needs before it wakes anyone: the quorum.
     quorum: usize,
-    recent: Mutex<[Release; RECENT_IDS]>,
+    state: Mutex<KeyState>,
+}
+
+#[derive(Default)]
+struct KeyState {
+    recent: [Release; RECENT_IDS],
+    /// The waiters by place; the first is the one a release wakes.
+    waiters: BTreeMap<u64, Arc<Notify>>,
 }
 
 /// What is known of one recent release of the key.
@@ -65,17 +76,21 @@ struct Release {
 impl KeyWake {
     fn new(quorum: usize) -> Self {
         Self {
-            notify: Notify::new(),
             quorum,
-            recent: Mutex::default(),
+            state: Mutex::default(),
         }
     }
 
-    /// Records what is known of release `id` and wakes the longest waiter once: when `reports`
+    fn state(&self) -> std::sync::MutexGuard<'_, KeyState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records what is known of release `id` and wakes the first waiter once: when `reports`
     /// more nodes reported it and a quorum has now done so, or at once when `local` (this client
     /// released it on a majority).
     fn released(&self, id: [u8; ID_LEN], reports: usize, local: bool) {
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state();
+        let recent = &mut state.recent;
         let slot = match recent.iter().position(|r| r.id == Some(id)) {
             Some(i) => i,
             None => {
@@ -93,40 +108,85 @@ impl KeyWake {
             return;
         }
         r.woken = true;
-        drop(recent);
-        self.notify.notify_one();
+        let first = state.waiters.values().next().cloned();
+        drop(state);
+        // A waiter that is not waiting right now (it is trying) keeps the wake-up as a permit.
+        if let Some(first) = first {
+            first.notify_one();
+        }
     }
 }
 
-/// A registered interest in one key; unregisters itself when the last waiter goes.
+/// Places are microseconds since 1970 by this machine's clock, strictly increasing within the
+/// process (so two waiters never share one and local order is start order). Waiters of other
+/// processes are ordered by their own clocks: a clock that runs behind moves its waiters
+/// forward in the line (fairness only: which waiter is served never decides whether a key is
+/// free).
+fn next_place() -> u64 {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    let prev = LAST
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(now.max(last + 1))
+        })
+        .unwrap_or_default();
+    now.max(prev + 1)
+}
+
+/// A registered interest in one key; unregisters itself when dropped.
 pub(crate) struct Waiter {
     hub: Arc<WakeHub>,
     key: Box<[u8]>,
     wake: Arc<KeyWake>,
+    place: u64,
+    notify: Arc<Notify>,
+    granted: AtomicBool,
 }
 
 impl Waiter {
-    /// Whether other acquisitions of this client already wait for the key (this one should
-    /// queue behind them).
+    /// When this acquisition began to wait, as its place in the key's waiting line.
+    pub(crate) fn place(&self) -> u64 {
+        self.place
+    }
+
+    /// Whether acquisitions of this client that began earlier wait for the key (this one
+    /// should queue behind them).
     pub(crate) fn others_waiting(&self) -> bool {
-        // The map's reference, ours, and any other waiter's.
-        Arc::strong_count(&self.wake) > 2
+        self.wake.state().waiters.keys().next() != Some(&self.place)
     }
 
     /// A wake-up for the next release of the key, armed at once: a release between this call
     /// and the await is not missed. Await it pinned.
     pub(crate) fn armed(&self) -> impl Future<Output = ()> + '_ {
-        let mut notified = Box::pin(self.wake.notify.notified());
+        let mut notified = Box::pin(self.notify.notified());
         notified.as_mut().enable();
         notified
+    }
+
+    /// The acquisition got its lock: a wake-up it was given was used.
+    pub(crate) fn granted(&self) {
+        self.granted.store(true, Ordering::Relaxed);
     }
 }
 
 impl Drop for Waiter {
     fn drop(&mut self) {
         let mut map = self.hub.keys.lock().unwrap_or_else(|p| p.into_inner());
-        if Arc::strong_count(&self.wake) <= 2 {
+        let mut state = self.wake.state();
+        let was_first = state.waiters.keys().next() == Some(&self.place);
+        state.waiters.remove(&self.place);
+        let next = state.waiters.values().next().cloned();
+        if next.is_none() {
             map.remove(&self.key);
+        }
+        drop(state);
+        drop(map);
+        // A first waiter that leaves without the lock (it gave up, or was cancelled) may have
+        // been handed a release: pass it on, as tokio's `notify_one` does for a dropped waiter.
+        if let (Some(next), true, false) = (next, was_first, self.granted.load(Ordering::Relaxed)) {
+            next.notify_one();
         }
     }
 }
@@ -155,17 +215,21 @@ impl WakeHub {
                 tokio::spawn(subscribe(Arc::downgrade(self), i));
             }
         });
-        let wake = self
-            .keys
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let mut map = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let wake = map
             .entry(key.into())
             .or_insert_with(|| Arc::new(KeyWake::new(self.nodes.quorum())))
             .clone();
+        let (place, notify) = (next_place(), Arc::new(Notify::new()));
+        wake.state().waiters.insert(place, notify.clone());
+        drop(map);
         Waiter {
             hub: self.clone(),
             key: key.into(),
             wake,
+            place,
+            notify,
+            granted: AtomicBool::new(false),
         }
     }
 
@@ -243,11 +307,21 @@ mod tests {
         assert_eq!(parse_notice(b"short"), None);
     }
 
+    /// A key with local waiters at `places`, and their notifications.
+    fn key_with_waiters(quorum: usize, places: &[u64]) -> (KeyWake, Vec<Arc<Notify>>) {
+        let k = KeyWake::new(quorum);
+        let notifies: Vec<_> = places.iter().map(|_| Arc::new(Notify::new())).collect();
+        for (p, n) in places.iter().zip(&notifies) {
+            k.state().waiters.insert(*p, n.clone());
+        }
+        (k, notifies)
+    }
+
     #[tokio::test]
     async fn one_wake_per_release_once_a_majority_reported_it() {
-        let k = KeyWake::new(3);
-        let first = k.notify.notified();
-        let second = k.notify.notified();
+        let (k, n) = key_with_waiters(3, &[1, 2]);
+        let first = n[0].notified();
+        let second = n[1].notified();
         tokio::pin!(first, second);
         first.as_mut().enable();
         second.as_mut().enable();
@@ -260,7 +334,7 @@ mod tests {
         k.released(*b"aaaaaaaa", 1, false);
         assert!(
             futures::poll!(first.as_mut()).is_ready(),
-            "a majority reported: the longest waiter is woken"
+            "a majority reported: the first waiter is woken"
         );
         k.released(*b"aaaaaaaa", 1, false);
         k.released(*b"aaaaaaaa", 1, false);
@@ -268,18 +342,47 @@ mod tests {
             futures::poll!(second.as_mut()).is_pending(),
             "one release, one wake-up"
         );
+        // The first waiter got the lock and left.
+        k.state().waiters.remove(&1);
         k.released(*b"bbbbbbbb", 0, true);
         assert!(
             futures::poll!(second.as_mut()).is_ready(),
             "a release made by this client wakes the next at once"
         );
         // Its notices that come back later wake nobody.
-        let third = k.notify.notified();
+        let third = n[1].notified();
         tokio::pin!(third);
         third.as_mut().enable();
         for _ in 0..5 {
             k.released(*b"bbbbbbbb", 1, false);
         }
         assert!(futures::poll!(third.as_mut()).is_pending());
+    }
+
+    /// The waiter woken is the one that began to wait first, not the one that armed first:
+    /// after a refusal a waiter re-arms, and across processes only the head of the waiting line
+    /// can be granted, so waking any other local waiter would leave the head asleep.
+    #[tokio::test]
+    async fn the_earliest_place_is_woken_whatever_the_arming_order() {
+        let (k, n) = key_with_waiters(1, &[20, 10]);
+        let later = n[0].notified();
+        tokio::pin!(later);
+        later.as_mut().enable();
+        let earlier = n[1].notified();
+        tokio::pin!(earlier);
+        earlier.as_mut().enable();
+        k.released(*b"aaaaaaaa", 1, false);
+        assert!(futures::poll!(earlier.as_mut()).is_ready());
+        assert!(futures::poll!(later.as_mut()).is_pending());
+    }
+
+    #[test]
+    fn places_strictly_increase() {
+        let mut last = 0;
+        for _ in 0..1000 {
+            let p = next_place();
+            assert!(p > last);
+            last = p;
+        }
     }
 }

@@ -15,7 +15,7 @@ use quorumlock_testkit::{ClusterOptions, LocalCluster};
 
 /// The least-privilege ACL of docs/operations.md (the same string as tests/redlock/support.rs),
 /// so Valkey is tested with the permissions users are told to grant.
-const LOCK_USER_RULES: &str = "resetkeys ~quorumlock:* resetchannels &quorumlock:released -@all +ping +info +set +exists +eval +evalsha +get +del +pexpire +pttl +time +publish +subscribe";
+const LOCK_USER_RULES: &str = "resetkeys ~quorumlock:* resetchannels &quorumlock:released -@all +ping +info +set +exists +eval +evalsha +get +del +pexpire +pttl +time +zadd +zrange +zrem +zscore +publish +subscribe";
 
 fn valkey_binary() -> Option<PathBuf> {
     if let Some(bin) = std::env::var_os("VALKEY_SERVER_BIN") {

@@ -87,6 +87,14 @@ impl Script {
 /// `SET NX PX` of one key unless the token has a tombstone: 1 set, 0 not.
 pub(crate) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("acquire.lua")));
 
+/// `acquire.lua` served in waiting order (wake-on-release): the token when set, 0 not.
+pub(crate) static ACQUIRE_QUEUED: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("acquire_queued.lua")));
+
+/// A waiter leaves a waiting line: 1.
+pub(crate) static QUEUE_LEAVE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("queue_leave.lua")));
+
 /// All-or-nothing `SET NX PX` of several keys: 1 all set, 0 none (some key existed).
 pub(crate) static ACQUIRE_MANY: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("acquire_many.lua")));

@@ -127,6 +127,8 @@ async fn each_missing_permission_is_a_named_denial() {
         ("+del", "release"),
         ("+pexpire", "extend"),
         ("+time", "fenced acquire"),
+        // wake_on_release: every acquisition of one resource reads the head of its waiting line.
+        ("+zrange", "waiting acquire"),
         ("~quorumlock:*", "acquire"),
     ];
     for (rule, needed_by) in cases {
@@ -140,6 +142,14 @@ async fn each_missing_permission_is_a_named_denial() {
             "acquire" => redlock.acquire("acl", Duration::from_secs(5)).await.unwrap_err(),
             "fenced acquire" => builder(&cluster, Duration::from_millis(500))
                 .fencing(true)
+                .build()
+                .unwrap()
+                .acquire("acl", Duration::from_secs(5))
+                .await
+                .unwrap_err(),
+            "waiting acquire" => builder(&cluster, Duration::from_millis(500))
+                .wake_on_release(true)
+                .retry(Retry::new().attempts(3))
                 .build()
                 .unwrap()
                 .acquire("acl", Duration::from_secs(5))

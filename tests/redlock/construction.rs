@@ -298,7 +298,8 @@ async fn wake_on_release_waits_for_a_majority_of_reports() {
     for i in 0..3 {
         hold_elsewhere(&cluster, i, "wake", 30_000);
     }
-    let acquire_sha = script_sha(include_str!("../../src/scripts/acquire.lua"));
+    // A waiting client's acquisitions of one resource go through its waiting line.
+    let acquire_sha = script_sha(include_str!("../../src/scripts/acquire_queued.lua"));
     let attempts = proxies[0].count_requests(acquire_sha);
     let task = tokio::spawn({
         let waiter = waiter.clone();
@@ -468,4 +469,13 @@ async fn a_resent_request_is_harmless_before_and_after_its_release() {
         redis::Value::BulkString(b"third".to_vec()),
         "the key itself was deleted"
     );
+    // The same for the waiting-line variant (wake-on-release).
+    let queued = include_str!("../../src/scripts/acquire_queued.lua");
+    let keys = ["q", "tq", "line", "leases"];
+    let args = [tok, "10000", "w1", "1", "5000"];
+    for _ in 0..2 {
+        assert_eq!(run(queued, &keys, &args).await, granted);
+    }
+    assert_eq!(run(release, &["q", "tq"], &[tok, "10000", "1"]).await, deleted);
+    assert_eq!(run(queued, &keys, &args).await, refused);
 }

@@ -12,6 +12,7 @@ mod fencing;
 mod guards;
 mod hostile;
 mod leaks;
+mod line;
 mod scenarios;
 mod secrets;
 mod tls;

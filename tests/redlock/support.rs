@@ -8,7 +8,7 @@ pub use quorumlock_testkit::{ClusterOptions, LocalCluster, Persistence, Reply};
 
 /// The least-privilege ACL of a lock user, exactly as docs/operations.md gives it (checked by
 /// `acl::docs_give_the_tested_rules`).
-pub const LOCK_USER_RULES: &str = "resetkeys ~quorumlock:* resetchannels &quorumlock:released -@all +ping +info +set +exists +eval +evalsha +get +del +pexpire +pttl +time +publish +subscribe";
+pub const LOCK_USER_RULES: &str = "resetkeys ~quorumlock:* resetchannels &quorumlock:released -@all +ping +info +set +exists +eval +evalsha +get +del +pexpire +pttl +time +zadd +zrange +zrem +zscore +publish +subscribe";
 
 /// Shards per member: 1 (single servers) unless `QUORUMLOCK_TEST_SHARDS` says more; then every
 /// member these helpers start is a Redis Cluster of that many shards (docs/testing.md, "Cluster
@@ -152,6 +152,28 @@ pub fn all_lock_keys(cluster: &LocalCluster) -> Vec<(usize, String, i64)> {
     out
 }
 
+/// How many waiters the waiting line of `resource` holds on each running node (wake-on-release;
+/// entries whose lease ended count until a script prunes them or the line's key expires).
+pub fn line_lengths(cluster: &LocalCluster, resource: &str) -> Vec<usize> {
+    (0..cluster.len())
+        .filter(|&i| cluster.is_running(i))
+        .map(|i| on_node(cluster, i, redis::cmd("ZCARD").arg(key("queue", resource))))
+        .collect()
+}
+
+/// Every waiting-line key (both of each line: the waiters and their leases) on every running
+/// node.
+pub fn all_line_keys(cluster: &LocalCluster) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for i in (0..cluster.len()).filter(|&i| cluster.is_running(i)) {
+        for pattern in ["quorumlock:queue:*", "quorumlock:lease:*"] {
+            let keys: Vec<String> = on_node(cluster, i, redis::cmd("KEYS").arg(pattern));
+            out.extend(keys.into_iter().map(|k| (i, k)));
+        }
+    }
+    out
+}
+
 /// Asserts that no running node holds any lock key.
 #[track_caller]
 pub fn assert_no_lock_keys(cluster: &LocalCluster, context: &str) {
@@ -182,4 +204,11 @@ pub async fn assert_clean(cluster: &LocalCluster, clients: &[&Redlock], context:
         c.shutdown().await;
     }
     assert_no_lock_keys(cluster, context);
+    // A waiter that got its lock or gave up has left every line (a cancelled one would stay
+    // until its lease ends; no caller of this cancels a waiter).
+    let lines = all_line_keys(cluster);
+    assert!(
+        lines.is_empty(),
+        "{context}: waiting lines left behind: {lines:?}"
+    );
 }

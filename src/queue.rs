@@ -1,0 +1,130 @@
+//! The waiting line of wake-on-release: one per resource on every node, so that waiters of
+//! different processes are served in the order they began to wait (docs/design.md, "The
+//! waiting line").
+//!
+//! Without it each release wakes one waiter per process, they race, and a waiter that keeps
+//! losing waits for many releases (S3 in docs/benchmarks.md). With it, an acquisition of one
+//! resource by a client with wake-on-release is `scripts/acquire_queued.lua`: a free key is set only
+//! for the waiter at the head of the line, and a refused waiter joins the line at its *place*
+//! (when it began to wait: the same on every node, so the head is the same waiter everywhere)
+//! with a *lease*, renewed by each attempt. A waiter that stops trying (its process died, its
+//! future was dropped) holds the line up until its lease ends; one that gives up or gets the
+//! lock leaves at once.
+//!
+//! The line decides only who is served first. A grant still needs the key free and a majority,
+//! so nothing here can weaken mutual exclusion; what it can cost is liveness, bounded by one
+//! lease.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::key::{Keys, Layout};
+use crate::nodes::NodeSet;
+use crate::reply::{Arg, LockRef, Op, Request};
+use crate::retry::Retry;
+use crate::scripts::{ACQUIRE_QUEUED, QUEUE_LEAVE};
+
+/// Added to a lease beyond the longest pause between two attempts: a process descheduled for a
+/// moment should not lose its place.
+const LEASE_SLACK: Duration = Duration::from_millis(100);
+
+/// One acquisition's entry in the line of its resource.
+pub(crate) struct Line {
+    /// The line and its leases.
+    keys: Keys,
+    /// The waiter's id: random, the same for every attempt (tokens are not).
+    id: [u8; 16],
+    place: u64,
+}
+
+impl Line {
+    pub(crate) fn new(layout: Layout, prefix: &str, resource: &str, place: u64) -> Self {
+        let mut id = [0u8; 16];
+        let hex = format!("{:016x}", rand::random::<u64>());
+        id.copy_from_slice(hex.as_bytes());
+        Self {
+            keys: vec![layout.queue(prefix, resource), layout.lease(prefix, resource)].into(),
+            id,
+            place,
+        }
+    }
+
+    /// Asks `nodes` (indices) to drop this waiter's entry, in the background (tracked, so
+    /// `shutdown` waits for it). Best effort: an entry that stays ends with its lease.
+    pub(crate) fn leave(&self, nodes: &Arc<NodeSet>, which: Vec<usize>, timeout: Duration) {
+        if which.is_empty() {
+            return;
+        }
+        let args: [&[u8]; 1] = [&self.id];
+        let (primary, fallback) = (
+            QUEUE_LEAVE.evalsha(&self.keys, &args),
+            QUEUE_LEAVE.eval(&self.keys, &args),
+        );
+        let set = nodes.clone();
+        nodes.spawn_background(async move {
+            let calls = which
+                .into_iter()
+                .map(|i| set.node(i).query(&primary, &fallback, timeout));
+            futures::future::join_all(calls).await;
+        });
+    }
+}
+
+/// How long a refused waiter keeps its place without trying again, in milliseconds: the longest
+/// pause `retry` can make before attempt `attempt + 1`, plus the clean-up wait and the next
+/// request's way to the node (a node timeout each, and one for this attempt's own reply), plus
+/// [`LEASE_SLACK`]. 0 when `attempt` is the last the schedule allows: that waiter does not join.
+pub(crate) fn lease_ms(retry: &Retry, attempt: u32, node_timeout: Duration) -> u64 {
+    match retry.next_delay(attempt, Duration::ZERO, node_timeout, 1.0) {
+        Ok(longest) => {
+            let lease = longest
+                .saturating_add(node_timeout.saturating_mul(3))
+                .saturating_add(LEASE_SLACK);
+            u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1)
+        }
+        Err(_) => 0,
+    }
+}
+
+impl Request {
+    /// [`Request::acquire`] of one resource, served in waiting order: joins or renews `line`
+    /// when refused (`lease_ms` 0: does not join).
+    pub(crate) fn acquire_queued(lock: &LockRef, line: &Line, lease_ms: u64) -> Self {
+        let keys = Self::keys_then_tomb(lock, None).chain(line.keys.iter().map(|k| &**k));
+        let args = [
+            Arg::Bytes(lock.token.as_bytes()),
+            Arg::Int(lock.ttl_ms),
+            Arg::Bytes(&line.id),
+            Arg::Int(line.place),
+            Arg::Int(lease_ms),
+        ];
+        Self::new(Op::Acquire, &ACQUIRE_QUEUED, lock, keys, &args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_attempt_does_not_join_and_others_outlast_their_pause() {
+        let nt = Duration::from_millis(50);
+        let retry = Retry::new()
+            .attempts(3)
+            .delay(Duration::from_millis(200), Duration::from_millis(100));
+        assert_eq!(lease_ms(&retry, 1, nt), 300 + 150 + 100);
+        assert_eq!(lease_ms(&retry, 2, nt), 550);
+        assert_eq!(lease_ms(&retry, 3, nt), 0, "no attempt follows the third");
+        assert_eq!(lease_ms(&Retry::none(), 1, nt), 0, "try_acquire never joins");
+    }
+
+    #[test]
+    fn waiter_ids_are_hex_and_differ() {
+        let a = Line::new(Layout::Plain, "quorumlock:", "r", 1);
+        let b = Line::new(Layout::Plain, "quorumlock:", "r", 1);
+        assert!(a.id.iter().all(u8::is_ascii_hexdigit));
+        assert_ne!(a.id, b.id);
+        assert_eq!(&*a.keys[0], b"quorumlock:queue:r");
+        assert_eq!(&*a.keys[1], b"quorumlock:lease:r");
+    }
+}

@@ -1,0 +1,65 @@
+-- quorumlock acquire of one resource, served in the order the waiters began to wait: the
+-- cross-process waiting line of wake-on-release (docs/design.md, "The waiting line").
+-- KEYS[1]  the lock key
+-- KEYS[2]  the token's tombstone key (see acquire.lua)
+-- KEYS[3]  the resource's waiting line: a sorted set, waiter id -> place
+-- KEYS[4]  the waiters' leases: a sorted set, waiter id -> server time (ms) until which the
+--          entry counts
+-- ARGV[1]  the lock's token
+-- ARGV[2]  time to live, in milliseconds (a positive integer)
+-- ARGV[3]  the waiter's id (the same for every attempt of one acquisition)
+-- ARGV[4]  the waiter's place: when it began to wait, in microseconds since 1970 by its own
+--          clock; every node gets the same place, so the head of the line is the same waiter
+--          on every node that has heard of it
+-- ARGV[5]  the lease, in milliseconds: how long a refused waiter keeps its place without trying
+--          again; 0 when this is its last attempt (it does not join)
+-- Returns ARGV[1] if the key is now set to ARGV[1] with TTL ARGV[2]; 0 otherwise. The key is set
+-- only if it is free, the token has no tombstone, and no waiter whose lease still runs is ahead
+-- of this one (a waiter that stopped trying leaves the line when its lease ends). A waiter
+-- that is refused joins the line (keeping its first place) and renews its lease. Which waiter
+-- is served changes only liveness: a key that exists is never set, as in acquire.lua.
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
+end
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] then
+  return ARGV[1] -- this very request, sent again (see acquire.lua)
+end
+local now
+local function clock()
+  if not now then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now
+end
+if not held then
+  while true do
+    local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+    if not head or head == ARGV[3] then
+      redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+      if head then
+        redis.call('ZREM', KEYS[3], head)
+        redis.call('ZREM', KEYS[4], head)
+      end
+      return ARGV[1]
+    end
+    if tonumber(redis.call('ZSCORE', KEYS[4], head) or '0') > clock() then
+      break
+    end
+    redis.call('ZREM', KEYS[3], head)
+    redis.call('ZREM', KEYS[4], head)
+  end
+end
+local lease = tonumber(ARGV[5])
+if lease > 0 then
+  redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[3])
+  redis.call('ZADD', KEYS[4], clock() + lease, ARGV[3])
+  -- The line lives as long as its longest lease, so it never outlives its waiters.
+  for i = 3, 4 do
+    if redis.call('PTTL', KEYS[i]) < lease then
+      redis.call('PEXPIRE', KEYS[i], lease)
+    end
+  end
+end
+return 0

@@ -1,0 +1,240 @@
+//! docs/testing.md, "Waiting line": with wake-on-release, the waiters of one resource are served
+//! across clients (processes) in the order they began to wait, a waiter that stops trying holds
+//! the line up for one lease at most, and one that gets the lock or gives up leaves at once.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use quorumlock::{Redlock, Retry};
+
+use crate::support::*;
+
+const NODE_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// A client with wake-on-release whose retries are `delay` apart: hand-overs within a delay come
+/// from wake-ups and the line, not from polling.
+fn waiting_client(cluster: &LocalCluster, delay: Duration, deadline: Duration) -> Redlock {
+    builder(cluster, NODE_TIMEOUT)
+        .wake_on_release(true)
+        .retry(Retry::new().delay(delay, Duration::ZERO).deadline(deadline))
+        .build()
+        .unwrap()
+}
+
+async fn wait_for_line(cluster: &LocalCluster, resource: &str, len: usize) {
+    let start = Instant::now();
+    while line_lengths(cluster, resource) != vec![len; cluster.len()] {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "line of {resource} never reached {len} on every node: {:?}",
+            line_lengths(cluster, resource)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Three clients, each with one waiter, joined the line one after the other while a fourth held
+/// the key. Every release wakes the waiter of every client and they all try; only the head of
+/// the line is granted, so they get the key in the order they began to wait. Without the line
+/// the three race at every release.
+#[tokio::test]
+async fn waiters_of_different_clients_are_served_in_the_order_they_began_to_wait() {
+    let cluster = cluster(3);
+    let resource = "line-order";
+    let holder = builder(&cluster, NODE_TIMEOUT).build().unwrap();
+    let held = holder.acquire(resource, Duration::from_secs(30)).await.unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let (mut clients, mut tasks) = (Vec::new(), Vec::new());
+    for who in 0..3 {
+        let client = waiting_client(&cluster, Duration::from_secs(2), Duration::from_secs(30));
+        tasks.push(tokio::spawn({
+            let (client, order) = (client.clone(), order.clone());
+            async move {
+                let lock = client.acquire(resource, Duration::from_secs(10)).await.unwrap();
+                order.lock().unwrap().push(who);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                lock.release().await.unwrap();
+            }
+        }));
+        wait_for_line(&cluster, resource, who + 1).await;
+        clients.push(client);
+    }
+    held.release().await.unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), [0, 1, 2]);
+    let mut all: Vec<&Redlock> = clients.iter().collect();
+    all.push(&holder);
+    assert_clean(&cluster, &all, "after the hand-overs").await;
+}
+
+/// A waiter whose future is dropped keeps its place until its lease ends (its retry delay plus
+/// three node timeouts plus 100 ms): meanwhile a single try of another waiting client is
+/// refused although the key is free, and does not join. A client without wake-on-release does
+/// not read the line (the control: the key was free). After the lease, the next waiter is
+/// served.
+#[tokio::test]
+async fn a_waiter_that_stops_trying_holds_the_line_for_one_lease() {
+    let cluster = cluster(3);
+    let resource = "line-stalled";
+    let holder = builder(&cluster, NODE_TIMEOUT).build().unwrap();
+    let held = holder.acquire(resource, Duration::from_secs(30)).await.unwrap();
+    let stalled = waiting_client(&cluster, Duration::from_secs(1), Duration::from_secs(30));
+    let task = tokio::spawn({
+        let stalled = stalled.clone();
+        async move { stalled.acquire(resource, Duration::from_secs(10)).await }
+    });
+    wait_for_line(&cluster, resource, 1).await;
+    task.abort();
+    let _ = task.await;
+    held.release().await.unwrap();
+    let released = Instant::now();
+
+    let polite = builder(&cluster, NODE_TIMEOUT)
+        .wake_on_release(true)
+        .build()
+        .unwrap();
+    let refused = polite
+        .try_acquire(resource, Duration::from_secs(5))
+        .await
+        .expect_err("the key is free, but a waiter that began earlier still holds its place");
+    assert!(refused.is_contended(), "{refused}");
+    assert_eq!(
+        line_lengths(&cluster, resource),
+        [1, 1, 1],
+        "a single try does not join"
+    );
+
+    let barging = builder(&cluster, NODE_TIMEOUT).build().unwrap();
+    let lock = barging
+        .try_acquire(resource, Duration::from_secs(5))
+        .await
+        .expect("a client without wake-on-release does not read the line");
+    lock.release().await.unwrap();
+
+    let lock = polite
+        .acquire(resource, Duration::from_secs(5))
+        .await
+        .expect("served once the stalled waiter's lease ended");
+    let waited = released.elapsed();
+    // The lease is 1 s + 3 x 200 ms + 100 ms from the stalled waiter's last attempt, made
+    // before the release; within the default 5 s deadline with room to spare.
+    assert!(waited < Duration::from_millis(1700 + 1000), "waited {waited:?}");
+    lock.release().await.unwrap();
+    assert_clean(
+        &cluster,
+        &[&holder, &stalled, &polite, &barging],
+        "after the lease",
+    )
+    .await;
+}
+
+/// A waiter that reaches its deadline leaves the line at once: its last attempt's lease (1.7 s)
+/// is still running when it returns, and no entry is left.
+#[tokio::test]
+async fn a_waiter_that_gives_up_leaves_the_line() {
+    let cluster = cluster(3);
+    let resource = "line-give-up";
+    let holder = builder(&cluster, NODE_TIMEOUT).build().unwrap();
+    let held = holder.acquire(resource, Duration::from_secs(30)).await.unwrap();
+    let waiter = waiting_client(&cluster, Duration::from_secs(1), Duration::from_millis(1500));
+    let err = waiter
+        .acquire(resource, Duration::from_secs(10))
+        .await
+        .expect_err("held for 30 s");
+    assert!(err.is_contended(), "{err}");
+    waiter.shutdown().await;
+    assert_eq!(line_lengths(&cluster, resource), [0, 0, 0], "the waiter left");
+    held.release().await.unwrap();
+    assert_clean(&cluster, &[&holder, &waiter], "after giving up").await;
+}
+
+/// The script itself, on one server: the head of the line is served, a refused waiter joins at
+/// the place it first gave and renews its lease, an entry whose lease ended is skipped, a last
+/// attempt (lease 0) does not join, and the line's keys never outlive their longest lease.
+#[tokio::test]
+async fn the_line_script_serves_its_head_and_skips_ended_leases() {
+    let cluster = LocalCluster::start(1).unwrap();
+    let script = include_str!("../../src/scripts/acquire_queued.lua");
+    let mut con = redis::Client::open(cluster.url(0))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys = ["lock", "tomb", "line", "leases"];
+    let mut run = async |token: &str, waiter: &str, place: u64, lease_ms: u64| -> bool {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(script).arg(4).arg(&keys[..]);
+        cmd.arg(token).arg(60_000).arg(waiter).arg(place).arg(lease_ms);
+        match cmd.query_async::<redis::Value>(&mut con).await.unwrap() {
+            redis::Value::BulkString(t) => {
+                assert_eq!(t, token.as_bytes());
+                true
+            }
+            redis::Value::Int(0) => false,
+            other => panic!("unexpected reply {other:?}"),
+        }
+    };
+    let mut audit = redis::Client::open(cluster.url(0))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let line = |audit: &mut redis::Connection| -> Vec<String> {
+        redis::cmd("ZRANGE")
+            .arg("line")
+            .arg(0)
+            .arg(-1)
+            .query(audit)
+            .unwrap()
+    };
+    let del = |audit: &mut redis::Connection| {
+        let _: () = redis::cmd("DEL").arg("lock").query(audit).unwrap();
+    };
+
+    assert!(run("t-a", "a", 30, 5_000).await, "an empty line: served at once");
+    assert!(!run("t-b", "b", 20, 5_000).await);
+    assert!(!run("t-c", "c", 10, 1).await, "c joins with a 1 ms lease");
+    assert!(!run("t-d", "d", 40, 0).await, "a last attempt does not join");
+    assert_eq!(line(&mut audit), ["c", "b"], "ordered by place, not by arrival");
+    assert!(
+        !run("t-b2", "b", 99, 5_000).await,
+        "b renews; its first place stays"
+    );
+    assert_eq!(line(&mut audit), ["c", "b"]);
+    let pttl: i64 = redis::cmd("PTTL").arg("line").query(&mut audit).unwrap();
+    assert!(
+        (1..=5_000).contains(&pttl),
+        "the line lives as long as its longest lease: {pttl}"
+    );
+
+    del(&mut audit); // a's release
+    tokio::time::sleep(Duration::from_millis(5)).await; // c's lease ends
+    assert!(
+        !run("t-d", "d", 40, 0).await,
+        "b is the head: d is refused although the key is free"
+    );
+    assert!(run("t-b3", "b", 20, 5_000).await, "c's lease ended: b is served");
+    assert!(
+        line(&mut audit).is_empty(),
+        "c was pruned and b left the line when served"
+    );
+    del(&mut audit);
+    assert!(run("t-d", "d", 40, 0).await, "an empty line: anyone is served");
+}
+
+/// A waiter granted by a majority leaves the line on the node that refused it (there it joined):
+/// otherwise its entry would hold up the next waiter on that node until its lease ended.
+#[tokio::test]
+async fn a_waiter_served_by_a_majority_leaves_where_it_was_refused() {
+    let cluster = cluster(3);
+    let resource = "line-majority";
+    hold_elsewhere(&cluster, 2, resource, 30_000);
+    let waiter = waiting_client(&cluster, Duration::from_secs(1), Duration::from_secs(10));
+    let lock = waiter.acquire(resource, Duration::from_secs(10)).await.unwrap();
+    waiter.shutdown().await;
+    assert_eq!(line_lengths(&cluster, resource), [0, 0, 0], "left node 2's line");
+    lock.release().await.unwrap();
+    let _: () = on_node(&cluster, 2, redis::cmd("DEL").arg(lock_key(resource)));
+    assert_clean(&cluster, &[&waiter], "after the release").await;
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
-use crate::error::{Error, ErrorKind, Operation};
+use crate::error::{Error, ErrorKind, NodeOutcome, Operation};
 use crate::fanout::Unready;
 use crate::fencing;
 use crate::key::{slot_group, Keys, Layout};
@@ -139,8 +139,9 @@ async fn retry_loop(a: &Attempts<'_>, retry: &Retry, waiter: Option<&Waiter>) ->
         let mut woken = waiter.map(Waiter::armed);
         // A fresh acquisition queues behind this client's waiters for the key (they are handed
         // the key one release at a time) rather than barging in; bounded by one retry delay,
-        // after which it tries anyway.
-        if attempt == 1 && waiter.is_some_and(Waiter::others_waiting) {
+        // after which it tries anyway. (A waiting line on the nodes already puts it behind
+        // them: it joins at once instead.)
+        if attempt == 1 && a.line.is_none() && waiter.is_some_and(Waiter::others_waiting) {
             if let (Some(w), Ok(delay)) = (
                 woken.take(),
                 retry.next_delay(1, Duration::ZERO, ttl.node_timeout, rand::random()),
@@ -292,16 +293,25 @@ async fn attempt_once(a: &Attempts<'_>, lease: u64) -> Result<Lock, Failed> {
             return Err(Failed { error, cleanup });
         }
     };
-    // A node that did not grant may hold this waiter's entry (it refused, or has not answered
-    // yet and may refuse): it must not hold the line up for the next waiter. The leave goes out
-    // after the acquire; should it still overtake it (a connection being made or replaced),
-    // the entry holds the line up until its lease ends.
-    if let Some(line) = a.line {
-        line.leave(&shared.nodes, fan.not_granted(), ttl.node_timeout);
-    }
+    // A node that did not grant may hold this waiter's entry (it refused, or failed in a way
+    // that leaves that unknown): it must not hold the line up for the next waiter. Nodes that
+    // answered so far are asked now; a later answer is read when it comes. The leave goes out
+    // after the acquire; should it still overtake it (a connection being made or replaced), the
+    // entry holds the line up until its lease ends.
     // Late grants are part of the lock: its release reaches every node, and one that overtakes a
     // late grant leaves a tombstone that refuses it.
-    fan.ready();
+    match a.line {
+        Some(line) => {
+            line.leave(&shared.nodes, fan.answered_not_granted(), ttl.node_timeout);
+            let (line, nodes, timeout) = (line.clone(), shared.nodes.clone(), ttl.node_timeout);
+            fan.ready_then(move |i, answer| {
+                if answer.sent && answer.outcome != NodeOutcome::Granted {
+                    line.leave(&nodes, vec![i], timeout);
+                }
+            });
+        }
+        None => fan.ready(),
+    }
     // ttl.effective > ttl.drift was checked, and both are far below Instant's range.
     let valid_until = t0 + (ttl.effective - ttl.drift);
     Ok(Lock::new(LockParts {

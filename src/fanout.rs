@@ -145,10 +145,15 @@ impl Fanout {
         self.fences.iter().filter_map(|f| *f)
     }
 
-    /// The nodes that have not granted so far: refused, failed, or not answered yet.
-    pub(crate) fn not_granted(&self) -> Vec<usize> {
+    /// The nodes that answered without a grant (refused, or failed after the request was sent).
+    pub(crate) fn answered_not_granted(&self) -> Vec<usize> {
         (0..self.outcomes.len())
-            .filter(|&i| self.outcomes[i] != Some(NodeOutcome::Granted))
+            .filter(|&i| {
+                self.sent[i]
+                    && self.outcomes[i]
+                        .as_ref()
+                        .is_some_and(|o| *o != NodeOutcome::Granted)
+            })
             .collect()
     }
 
@@ -300,6 +305,19 @@ impl Unready {
     /// grants are part of the lock (its release reaches every node).
     pub(crate) fn ready(self) {
         drop(self.consume());
+    }
+
+    /// As [`ready`](Self::ready), and `late` sees each answer that comes after the decision.
+    pub(crate) fn ready_then(self, mut late: impl FnMut(usize, &Answer) + Send + 'static) {
+        let Some(mut fan) = self.consume() else { return };
+        if fan.pending.is_empty() {
+            return;
+        }
+        let pending = mem::take(&mut fan.pending);
+        fan.nodes.spawn_background(pending.for_each(move |(i, answer)| {
+            late(i, &answer);
+            futures::future::ready(())
+        }));
     }
 
     /// Undoes a failed acquisition now: releases on every node that may hold the token.

@@ -29,6 +29,7 @@ use crate::scripts::{ACQUIRE_QUEUED, QUEUE_LEAVE};
 const LEASE_SLACK: Duration = Duration::from_millis(100);
 
 /// One acquisition's entry in the line of its resource.
+#[derive(Clone)]
 pub(crate) struct Line {
     /// The line and its leases.
     keys: Keys,

@@ -33,26 +33,8 @@ local function clock()
   end
   return now
 end
-if not held then
-  while true do
-    local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
-    if not head or head == ARGV[3] then
-      redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-      if head then
-        redis.call('ZREM', KEYS[3], head)
-        redis.call('ZREM', KEYS[4], head)
-      end
-      return ARGV[1]
-    end
-    if tonumber(redis.call('ZSCORE', KEYS[4], head) or '0') > clock() then
-      break
-    end
-    redis.call('ZREM', KEYS[3], head)
-    redis.call('ZREM', KEYS[4], head)
-  end
-end
 local lease = tonumber(ARGV[5])
-if lease > 0 then
+local function join()
   redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[3])
   redis.call('ZADD', KEYS[4], clock() + lease, ARGV[3])
   -- The line lives as long as its longest lease, so it never outlives its waiters.
@@ -61,5 +43,37 @@ if lease > 0 then
       redis.call('PEXPIRE', KEYS[i], lease)
     end
   end
+end
+if held then
+  if lease > 0 then
+    join()
+  end
+  return 0
+end
+-- The key is free. A waiter joins before the head is read: one that began to wait earlier than
+-- everyone in the line (its first attempt, or its entry lapsed) is the head at once, rather than
+-- joining as the head and sleeping while the key stays free.
+-- (An empty line is the uncontended case: nothing to join.)
+if lease > 0 and redis.call('EXISTS', KEYS[3]) == 1 and not redis.call('ZSCORE', KEYS[3], ARGV[3]) then
+  join()
+end
+while true do
+  local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+  if not head or head == ARGV[3] then
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    if head then
+      redis.call('ZREM', KEYS[3], head)
+      redis.call('ZREM', KEYS[4], head)
+    end
+    return ARGV[1]
+  end
+  if tonumber(redis.call('ZSCORE', KEYS[4], head) or '0') > clock() then
+    break
+  end
+  redis.call('ZREM', KEYS[3], head)
+  redis.call('ZREM', KEYS[4], head)
+end
+if lease > 0 then
+  join() -- renews the lease
 end
 return 0

@@ -479,3 +479,38 @@ async fn a_resent_request_is_harmless_before_and_after_its_release() {
     assert_eq!(run(release, &["q", "tq"], &[tok, "10000", "1"]).await, deleted);
     assert_eq!(run(queued, &keys, &args).await, refused);
 }
+
+/// docs/testing.md, "Waiting line": a waiter granted by a majority leaves the line on the node
+/// that refused it (there it joined), whether that refusal came before the decision or after it.
+/// Node 2 holds the key for somebody else; one node's replies are slowed by 300 ms through its
+/// proxy: node 1's, so that node 2's refusal is part of the decision (the leave is sent with the
+/// lock), or node 2's own, so that its refusal comes after it (the leave follows the answer).
+#[tokio::test]
+async fn a_granted_waiter_leaves_the_line_where_it_was_refused_before_or_after_the_decision() {
+    for slow in [1, 2] {
+        let cluster = cluster(3);
+        let proxies = proxies(&cluster);
+        let resource = format!("line-slow-{slow}");
+        hold_elsewhere(&cluster, 2, &resource, 30_000);
+        let waiter = Redlock::builder()
+            .nodes(proxies.iter().map(Proxy::url))
+            .node_timeout(Duration::from_secs(1))
+            .wake_on_release(true)
+            .retry(Retry::new().attempts(5))
+            .build()
+            .unwrap();
+        warm_up(&waiter).await;
+        proxies[slow].set(Direction::Replies, Fault::Delay(Duration::from_millis(300)));
+        let lock = waiter.acquire(&resource, Duration::from_secs(10)).await.unwrap();
+        waiter.shutdown().await;
+        assert_eq!(
+            line_lengths(&cluster, &resource),
+            [0, 0, 0],
+            "node {slow} slow: the waiter left node 2's line"
+        );
+        proxies[slow].heal();
+        lock.release().await.unwrap();
+        let _: () = on_node(&cluster, 2, redis::cmd("DEL").arg(lock_key(&resource)));
+        assert_clean(&cluster, &[&waiter], "after the release").await;
+    }
+}

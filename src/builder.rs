@@ -159,8 +159,10 @@ impl RedlockBuilder {
     /// waiters already wait for queues behind them: within a client the lock is handed over in
     /// turn, without a herd of retries. Across clients (processes, machines), the waiters of one
     /// resource without fencing are served in the order they began to wait, by a waiting line
-    /// kept on the nodes; a waiter whose future is dropped holds that line up for about one
-    /// retry delay at most (docs/design.md, "The waiting line"). Cuts the wait under contention
+    /// kept on the nodes; a waiter whose future is dropped holds that line up until its lease
+    /// ends (its longest retry pause plus three node timeouts plus 100 ms: 0.4-3.4 s with the
+    /// defaults), and the next waiter may then wait one more retry delay (docs/design.md, "The
+    /// waiting line"). Cuts the wait under contention
     /// from about half a retry delay to about a round trip; polling stays the fallback, so a
     /// lost notice costs only latency. Costs one subscriber connection per node (started on
     /// first wait) and needs `PUBLISH` / `SUBSCRIBE` permissions on the channel, and the

@@ -8,12 +8,12 @@
 //! for the waiter at the head of the line, and a refused waiter joins the line at its *place*
 //! (when it began to wait: the same on every node, so the head is the same waiter everywhere)
 //! with a *lease*, renewed by each attempt. A waiter that stops trying (its process died, its
-//! future was dropped) holds the line up until its lease ends; one that gives up or gets the
-//! lock leaves at once.
+//! future was dropped) holds the line up until its lease ends; one that gives up leaves at once,
+//! and one that gets the lock leaves every node that answered without a grant.
 //!
 //! The line decides only who is served first. A grant still needs the key free and a majority,
-//! so nothing here can weaken mutual exclusion; what it can cost is liveness, bounded by one
-//! lease.
+//! so nothing here can weaken mutual exclusion; what it can cost is liveness: one
+//! lease and a retry delay per stalled waiter, and a clock far ahead can starve its process.
 
 use std::sync::Arc;
 use std::time::Duration;

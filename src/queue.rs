@@ -81,6 +81,10 @@ pub(crate) fn lease_ms(retry: &Retry, attempt: u32, node_timeout: Duration) -> u
             let lease = longest
                 .saturating_add(node_timeout.saturating_mul(3))
                 .saturating_add(LEASE_SLACK);
+            // Capped at the longest TTL: the script hands the lease to `PEXPIRE` as a Lua
+            // number, and a huge one (a retry delay of `Duration::MAX`) would fail there after
+            // the entry was added, leaving the line without a TTL.
+            let lease = lease.min(crate::validity::MAX_TTL);
             u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1)
         }
         Err(_) => 0,
@@ -117,6 +121,9 @@ mod tests {
         assert_eq!(lease_ms(&retry, 2, nt), 550);
         assert_eq!(lease_ms(&retry, 3, nt), 0, "no attempt follows the third");
         assert_eq!(lease_ms(&Retry::none(), 1, nt), 0, "try_acquire never joins");
+        let endless = Retry::new().no_deadline().delay(Duration::MAX, Duration::ZERO);
+        let cap = u64::try_from(crate::validity::MAX_TTL.as_millis()).unwrap();
+        assert_eq!(lease_ms(&endless, 1, nt), cap, "a huge delay is capped");
     }
 
     #[test]

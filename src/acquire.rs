@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
-use crate::error::{Error, ErrorKind, NodeOutcome, Operation};
-use crate::fanout::Unready;
+use crate::error::{Error, ErrorKind, Operation};
+use crate::fanout::{not_granted, Unready};
 use crate::fencing;
 use crate::key::{slot_group, Keys, Layout};
 use crate::lock::{Lock, LockParts};
+use crate::nodes::NodeSet;
 use crate::queue::{lease_ms, Line};
 use crate::reply::{LockRef, Request};
 use crate::retry::{Retry, Stop};
@@ -128,10 +129,37 @@ struct Attempts<'a> {
     ttl: Ttl,
 }
 
+/// This acquisition's place in the waiting line, from its first attempt that may have joined it
+/// until the lock is handed out. Dropped before that (the acquisition gave up, failed, or its
+/// future was dropped), it leaves the line on every node at once, so that it does not hold up
+/// the next waiter for the rest of its lease.
+struct Place<'a> {
+    line: &'a Line,
+    nodes: &'a Arc<NodeSet>,
+    timeout: Duration,
+    joined: bool,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        if self.joined {
+            // Every node: an earlier attempt may have joined where the last one got no answer.
+            self.line
+                .leave(self.nodes, (0..self.nodes.len()).collect(), self.timeout);
+        }
+    }
+}
+
 async fn retry_loop(a: &Attempts<'_>, retry: &Retry, waiter: Option<&Waiter>) -> Result<Lock, Error> {
     let ttl = a.ttl;
     let start = Instant::now();
     let mut attempt = 0u32;
+    let mut place = a.line.map(|line| Place {
+        line,
+        nodes: &a.shared.nodes,
+        timeout: ttl.node_timeout,
+        joined: false,
+    });
     loop {
         attempt += 1;
         tracing::Span::current().record("attempt", attempt);
@@ -152,10 +180,18 @@ async fn retry_loop(a: &Attempts<'_>, retry: &Retry, waiter: Option<&Waiter>) ->
         }
         // A refused waiter joins the line unless no attempt follows this one.
         let lease = a.line.map_or(0, |_| lease_ms(retry, attempt, ttl.node_timeout));
+        if let Some(p) = place.as_mut() {
+            // From the moment the request may be sent (a dropped attempt's request still lands).
+            p.joined |= lease > 0;
+        }
         let result = attempt_once(a, lease).await;
         crate::metrics::attempt(result.as_ref().map(drop).map_err(|f| f.error.kind()));
         let Failed { error, cleanup } = match result {
             Ok(lock) => {
+                // The attempt left every node that did not grant it.
+                if let Some(p) = place.as_mut() {
+                    p.joined = false;
+                }
                 if let Some(w) = waiter {
                     w.granted();
                 }
@@ -164,18 +200,8 @@ async fn retry_loop(a: &Attempts<'_>, retry: &Retry, waiter: Option<&Waiter>) ->
             Err(failed) => failed,
         };
         let elapsed = start.elapsed();
-        // Giving up: leave the line now rather than hold it up for a lease.
-        let leave = || {
-            if let Some(line) = a.line {
-                line.leave(
-                    &a.shared.nodes,
-                    (0..a.shared.nodes.len()).collect(),
-                    ttl.node_timeout,
-                );
-            }
-        };
+        // Every return below gives up, and `place` leaves the line as it is dropped.
         if !error.is_retryable() {
-            leave();
             return Err(error.with_attempts(attempt).with_elapsed(elapsed));
         }
         let stop = match retry.next_delay(attempt, elapsed, ttl.node_timeout, rand::random()) {
@@ -204,7 +230,6 @@ async fn retry_loop(a: &Attempts<'_>, retry: &Retry, waiter: Option<&Waiter>) ->
             Err(stop) => stop,
         };
         let elapsed = start.elapsed();
-        leave();
         return Err(match stop {
             Stop::Attempts => error.with_attempts(attempt).with_elapsed(elapsed),
             Stop::Deadline => Error::deadline(error, elapsed, attempt),
@@ -293,11 +318,11 @@ async fn attempt_once(a: &Attempts<'_>, lease: u64) -> Result<Lock, Failed> {
             return Err(Failed { error, cleanup });
         }
     };
-    // A node that did not grant may hold this waiter's entry (it refused, or failed in a way
-    // that leaves that unknown): it must not hold the line up for the next waiter. Nodes that
-    // answered so far are asked now; a later answer is read when it comes. The leave goes out
-    // after the acquire; should it still overtake it (a connection being made or replaced), the
-    // entry holds the line up until its lease ends.
+    // A node that did not grant may hold this waiter's entry (it refused, failed in a way that
+    // leaves that unknown, or an earlier attempt joined there): it must not hold the line up for
+    // the next waiter. Nodes that answered so far are asked now; a later answer is read when it
+    // comes. The leave goes out after the acquire; should it still overtake it (a connection
+    // being made or replaced), the entry holds the line up until its lease ends.
     // Late grants are part of the lock: its release reaches every node, and one that overtakes a
     // late grant leaves a tombstone that refuses it.
     match a.line {
@@ -305,7 +330,7 @@ async fn attempt_once(a: &Attempts<'_>, lease: u64) -> Result<Lock, Failed> {
             line.leave(&shared.nodes, fan.answered_not_granted(), ttl.node_timeout);
             let (line, nodes, timeout) = (line.clone(), shared.nodes.clone(), ttl.node_timeout);
             fan.ready_then(move |i, answer| {
-                if answer.sent && answer.outcome != NodeOutcome::Granted {
+                if not_granted(&answer.outcome) {
                     line.leave(&nodes, vec![i], timeout);
                 }
             });

@@ -159,7 +159,8 @@ impl RedlockBuilder {
     /// waiters already wait for queues behind them: within a client the lock is handed over in
     /// turn, without a herd of retries. Across clients (processes, machines), the waiters of one
     /// resource without fencing are served in the order they began to wait, by a waiting line
-    /// kept on the nodes; a waiter whose future is dropped holds that line up until its lease
+    /// kept on the nodes. A waiter that gets its lock, gives up or whose future is dropped leaves
+    /// the line; one whose process dies (or whose leave is lost) holds it up until its lease
     /// ends (its longest retry pause plus three node timeouts plus 100 ms: 0.4-3.4 s with the
     /// defaults), and the next waiter may then wait one more retry delay (docs/design.md, "The
     /// waiting line"). Cuts the wait under contention

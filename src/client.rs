@@ -67,15 +67,18 @@ impl Redlock {
 
     /// Acquires `resource` for `ttl`, retrying per the configured [`Retry`] policy.
     ///
-    /// Each attempt draws a fresh token, sends `SET key token NX PX ttl` to every node at once,
-    /// and succeeds when a majority granted it with validity left:
+    /// Each attempt draws a fresh token, sends the acquire script (in effect
+    /// `SET key token NX PX ttl`, refused where this token was already released) to every node
+    /// at once, and succeeds when a majority granted it with validity left:
     /// `ttl - elapsed - (ttl * drift_factor + 2 ms) > 0`. A failed attempt releases whatever it
     /// set before the next one starts.
     ///
     /// # Errors
     /// - [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput): empty or oversized resource, TTL of 0, above 30 days, or too
     ///   short to leave validity after the drift allowance. No node is contacted.
-    /// - [`ErrorKind::Contended`](crate::ErrorKind::Contended): another owner holds it (after the last attempt).
+    /// - [`ErrorKind::Contended`](crate::ErrorKind::Contended): another owner holds it (after the last attempt); with
+    ///   [`wake_on_release`](crate::RedlockBuilder::wake_on_release), also when the key is free
+    ///   but a waiter that began earlier is ahead in its waiting line.
     /// - [`ErrorKind::QuorumUnreachable`](crate::ErrorKind::QuorumUnreachable): fewer than a majority of nodes usable.
     /// - [`ErrorKind::Unauthorized`](crate::ErrorKind::Unauthorized): too many nodes refused the credentials; not retried.
     /// - [`ErrorKind::ValidityExhausted`](crate::ErrorKind::ValidityExhausted): quorum came too late to leave validity.
@@ -88,7 +91,8 @@ impl Redlock {
     /// Not cancel safe in the sense that dropping the future loses any lock it was about to
     /// return. It is leak free: keys already set, or set by requests still in flight, are
     /// released in the background (tracked by [`Redlock::shutdown`]); with no runtime left they
-    /// expire by their TTL.
+    /// expire by their TTL. A waiter dropped with wake-on-release leaves its waiting line the
+    /// same way.
     pub async fn acquire(&self, resource: &str, ttl: Duration) -> Result<Lock, Error> {
         acquire(
             &self.shared,
@@ -99,7 +103,9 @@ impl Redlock {
         .await
     }
 
-    /// Makes exactly one acquisition attempt: never waits for a holder to let go.
+    /// Makes exactly one acquisition attempt: never waits for a holder to let go. With
+    /// wake-on-release it does not join the waiting line, and a free key is still refused while
+    /// a waiter that began earlier is ahead in it.
     ///
     /// # Errors
     /// As [`acquire`](Self::acquire), without [`ErrorKind::DeadlineExceeded`](crate::ErrorKind::DeadlineExceeded).

@@ -98,6 +98,12 @@ pub(crate) fn undo_targets(outcomes: &[Option<NodeOutcome>], sent: &[bool]) -> (
     (granted, unsure)
 }
 
+/// Whether an answer leaves a waiter's entry in the line possibly in place on its node: anything
+/// but a grant, also a request that never left (an earlier attempt may have joined there).
+pub(crate) fn not_granted(outcome: &NodeOutcome) -> bool {
+    *outcome != NodeOutcome::Granted
+}
+
 /// Whether a request's late answer (after the decision) needs an undo.
 fn needs_undo(answer: &Answer) -> bool {
     answer.outcome != NodeOutcome::Refused && answer.sent
@@ -145,15 +151,10 @@ impl Fanout {
         self.fences.iter().filter_map(|f| *f)
     }
 
-    /// The nodes that answered without a grant (refused, or failed after the request was sent).
+    /// The nodes that answered without a grant ([`not_granted`]).
     pub(crate) fn answered_not_granted(&self) -> Vec<usize> {
         (0..self.outcomes.len())
-            .filter(|&i| {
-                self.sent[i]
-                    && self.outcomes[i]
-                        .as_ref()
-                        .is_some_and(|o| *o != NodeOutcome::Granted)
-            })
+            .filter(|&i| self.outcomes[i].as_ref().is_some_and(not_granted))
             .collect()
     }
 

@@ -7,16 +7,18 @@
 //! resource by a client with wake-on-release is `scripts/acquire_queued.lua`: a free key is set only
 //! for the waiter at the head of the line, and a refused waiter joins the line at its *place*
 //! (when it began to wait: the same on every node, so the head is the same waiter everywhere)
-//! with a *lease*, renewed by each attempt. A waiter that stops trying (its process died, its
-//! future was dropped) holds the line up until its lease ends; one that gives up leaves at once,
-//! and one that gets the lock leaves every node that answered without a grant.
+//! with a *lease*, renewed by each attempt. A waiter that stops trying without leaving (its
+//! process died, its leave was lost) holds the line up until its lease ends; one that gives up
+//! or is dropped leaves at once, and one that gets the lock leaves every node that did not
+//! grant it.
 //!
 //! The line decides only who is served first. A grant still needs the key free and a majority,
 //! so nothing here can weaken mutual exclusion; what it can cost is liveness: one
 //! lease and a retry delay per stalled waiter, and a clock far ahead can starve its process.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::key::{Keys, Layout};
 use crate::nodes::NodeSet;
@@ -69,6 +71,24 @@ impl Line {
             futures::future::join_all(calls).await;
         });
     }
+}
+
+/// Places are microseconds since 1970 by this machine's clock, strictly increasing within the
+/// process (so two waiters never share one and local order is start order). Waiters of other
+/// processes are ordered by their own clocks: a clock that runs behind moves its waiters
+/// forward in the line (fairness only: which waiter is served never decides whether a key is
+/// free).
+pub(crate) fn next_place() -> u64 {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    let prev = LAST
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(now.max(last + 1))
+        })
+        .unwrap_or_default();
+    now.max(prev + 1)
 }
 
 /// How long a refused waiter keeps its place without trying again, in milliseconds: the longest
@@ -134,5 +154,15 @@ mod tests {
         assert_ne!(a.id, b.id);
         assert_eq!(&*a.keys[0], b"quorumlock:queue:r");
         assert_eq!(&*a.keys[1], b"quorumlock:lease:r");
+    }
+
+    #[test]
+    fn places_strictly_increase() {
+        let mut last = 0;
+        for _ in 0..1000 {
+            let p = next_place();
+            assert!(p > last);
+            last = p;
+        }
     }
 }

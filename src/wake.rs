@@ -26,15 +26,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::sync::Notify;
 
 use crate::key::Keys;
 use crate::nodes::NodeSet;
+use crate::queue::next_place;
 
 /// Length of the release id in front of each published key.
 const ID_LEN: usize = 8;
@@ -117,24 +118,6 @@ impl KeyWake {
     }
 }
 
-/// Places are microseconds since 1970 by this machine's clock, strictly increasing within the
-/// process (so two waiters never share one and local order is start order). Waiters of other
-/// processes are ordered by their own clocks: a clock that runs behind moves its waiters
-/// forward in the line (fairness only: which waiter is served never decides whether a key is
-/// free).
-fn next_place() -> u64 {
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-    let prev = LAST
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
-            Some(now.max(last + 1))
-        })
-        .unwrap_or_default();
-    now.max(prev + 1)
-}
-
 /// A registered interest in one key; unregisters itself when dropped.
 pub(crate) struct Waiter {
     hub: Arc<WakeHub>,
@@ -175,19 +158,28 @@ impl Drop for Waiter {
     fn drop(&mut self) {
         let mut map = self.hub.keys.lock().unwrap_or_else(|p| p.into_inner());
         let mut state = self.wake.state();
-        let was_first = state.waiters.keys().next() == Some(&self.place);
-        state.waiters.remove(&self.place);
-        let next = state.waiters.values().next().cloned();
-        if next.is_none() {
+        let pass_on = state.leave(self.place, self.granted.load(Ordering::Relaxed));
+        if state.waiters.is_empty() {
             map.remove(&self.key);
         }
         drop(state);
         drop(map);
-        // A first waiter that leaves without the lock (it gave up, or was cancelled) may have
-        // been handed a release: pass it on, as tokio's `notify_one` does for a dropped waiter.
-        if let (Some(next), true, false) = (next, was_first, self.granted.load(Ordering::Relaxed)) {
+        if let Some(next) = pass_on {
             next.notify_one();
         }
+    }
+}
+
+impl KeyState {
+    /// Removes the waiter at `place`; returns the waiter to hand its wake-up to, if any. A first
+    /// waiter that leaves without the lock (it gave up, or was cancelled) may have been handed
+    /// a release: it is passed on to the next, as tokio's `notify_one` does for a dropped
+    /// waiter. (When none was handed, the next tries once more than it had to.)
+    fn leave(&mut self, place: u64, granted: bool) -> Option<Arc<Notify>> {
+        let was_first = self.waiters.keys().next() == Some(&place);
+        self.waiters.remove(&place);
+        let next = self.waiters.values().next().cloned();
+        next.filter(|_| was_first && !granted)
     }
 }
 
@@ -376,13 +368,24 @@ mod tests {
         assert!(futures::poll!(later.as_mut()).is_pending());
     }
 
-    #[test]
-    fn places_strictly_increase() {
-        let mut last = 0;
-        for _ in 0..1000 {
-            let p = next_place();
-            assert!(p > last);
-            last = p;
-        }
+    /// A first waiter dropped without the lock hands its wake-up on; one that got the lock, or
+    /// was not first, does not (the next is not woken for nothing).
+    #[tokio::test]
+    async fn a_first_waiter_leaving_without_the_lock_passes_its_wake_up_on() {
+        let (k, n) = key_with_waiters(1, &[10, 20, 30]);
+        let woken = |i: usize| {
+            let mut f = Box::pin(n[i].notified());
+            f.as_mut().enable();
+            f
+        };
+        let (mut second, mut third) = (woken(1), woken(2));
+        assert!(k.state().leave(20, false).is_none(), "not first");
+        let next = k.state().leave(10, false).expect("first, without the lock");
+        next.notify_one();
+        assert!(futures::poll!(third.as_mut()).is_ready(), "30 is first now");
+        assert!(futures::poll!(second.as_mut()).is_pending());
+        let (k, _) = key_with_waiters(1, &[10, 20]);
+        assert!(k.state().leave(10, true).is_none(), "the lock used the wake-up");
+        assert!(k.state().leave(20, false).is_none(), "nobody left to wake");
     }
 }

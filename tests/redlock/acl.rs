@@ -129,6 +129,11 @@ async fn each_missing_permission_is_a_named_denial() {
         ("+time", "fenced acquire"),
         // wake_on_release: every acquisition of one resource reads the head of its waiting line.
         ("+zrange", "waiting acquire"),
+        // A refused waiter joins the line.
+        ("+zadd", "contended waiting acquire"),
+        // On a free key, a waiter checks whether it is in the line, and prunes a lapsed head.
+        ("+zscore", "waiting acquire behind a lapsed waiter"),
+        ("+zrem", "waiting acquire behind a lapsed waiter"),
         ("~quorumlock:*", "acquire"),
     ];
     for (rule, needed_by) in cases {
@@ -147,14 +152,33 @@ async fn each_missing_permission_is_a_named_denial() {
                 .acquire("acl", Duration::from_secs(5))
                 .await
                 .unwrap_err(),
-            "waiting acquire" => builder(&cluster, Duration::from_millis(500))
-                .wake_on_release(true)
-                .retry(Retry::new().attempts(3))
-                .build()
-                .unwrap()
-                .acquire("acl", Duration::from_secs(5))
-                .await
-                .unwrap_err(),
+            "waiting acquire" | "contended waiting acquire" | "waiting acquire behind a lapsed waiter" => {
+                for i in 0..cluster.len() {
+                    if needed_by.starts_with("contended") {
+                        hold_elsewhere(&cluster, i, "acl", 30_000);
+                    } else if needed_by.ends_with("lapsed waiter") {
+                        // A waiter at the earliest place whose lease ended long ago.
+                        let _: () = on_node(
+                            &cluster,
+                            i,
+                            redis::cmd("ZADD").arg(key("queue", "acl")).arg(1).arg("gone"),
+                        );
+                        let _: () = on_node(
+                            &cluster,
+                            i,
+                            redis::cmd("ZADD").arg(key("lease", "acl")).arg(0).arg("gone"),
+                        );
+                    }
+                }
+                builder(&cluster, Duration::from_millis(500))
+                    .wake_on_release(true)
+                    .retry(Retry::new().attempts(3))
+                    .build()
+                    .unwrap()
+                    .acquire("acl", Duration::from_secs(5))
+                    .await
+                    .unwrap_err()
+            }
             "extend" => {
                 let mut lock = redlock.acquire("acl", Duration::from_secs(5)).await.unwrap();
                 let e = lock.extend(Duration::from_secs(5)).await.unwrap_err();

@@ -514,3 +514,97 @@ async fn a_granted_waiter_leaves_the_line_where_it_was_refused_before_or_after_t
         assert_clean(&cluster, &[&waiter], "after the release").await;
     }
 }
+
+/// docs/testing.md, "Waiting line": only an acquisition that may have joined the line leaves it.
+/// A single try (`try_acquire`: its only attempt is its last, which never joins) sends no
+/// leave; a waiting acquisition that gives up sends one to every node. Then a leave that never
+/// arrives (dropped by node 0's proxy): the acquisition fails as before, its entry stays on
+/// node 0 alone until its lease ends, and the next waiter's first try is served by the other
+/// two.
+#[tokio::test]
+async fn only_a_waiter_that_joined_leaves_and_a_lost_leave_holds_up_one_node() {
+    let cluster = cluster(3);
+    let proxies = proxies(&cluster);
+    let resource = "line-leaves";
+    let leave_sha = script_sha(include_str!("../../src/scripts/queue_leave.lua"));
+    let leaves: Vec<_> = proxies
+        .iter()
+        .map(|p| p.count_requests(leave_sha.clone()))
+        .collect();
+    let count = || leaves.iter().map(|c| c.get()).collect::<Vec<_>>();
+    let waiting = |deadline| {
+        Redlock::builder()
+            .nodes(proxies.iter().map(Proxy::url))
+            .node_timeout(Duration::from_millis(300))
+            .wake_on_release(true)
+            .retry(
+                Retry::new()
+                    .delay(Duration::from_millis(100), Duration::ZERO)
+                    .deadline(deadline),
+            )
+            .build()
+            .unwrap()
+    };
+    let client = waiting(Duration::from_millis(400));
+    warm_up(&client).await;
+    for i in 0..3 {
+        hold_elsewhere(&cluster, i, resource, 30_000);
+    }
+
+    let err = client
+        .try_acquire(resource, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(err.is_contended(), "{err}");
+    client.shutdown().await;
+    assert_eq!(count(), [0, 0, 0], "a single try never joined");
+    assert_eq!(line_lengths(&cluster, resource), [0, 0, 0]);
+
+    let err = client
+        .acquire(resource, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(err.is_contended(), "{err}");
+    client.shutdown().await;
+    assert_eq!(count(), [1, 1, 1], "one leave per node on giving up");
+    assert_eq!(line_lengths(&cluster, resource), [0, 0, 0]);
+
+    proxies[0].drop_requests_containing(leave_sha.as_bytes());
+    let err = client
+        .acquire(resource, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(err.is_contended(), "{err}");
+    client.shutdown().await; // bounded by the leave's node timeout
+    assert_eq!(
+        line_lengths(&cluster, resource),
+        [1, 0, 0],
+        "the lost leave left node 0's entry"
+    );
+    proxies[0].clear_request_filters();
+    for i in 0..3 {
+        let _: () = on_node(&cluster, i, redis::cmd("DEL").arg(lock_key(resource)));
+    }
+    // A fresh client: the dropped request left the old one's connection to node 0 out of step.
+    // Its single try is refused by node 0 (the stale entry is the head there) and granted by
+    // the other two.
+    let next = waiting(Duration::from_secs(5));
+    let lock = next
+        .try_acquire(resource, Duration::from_secs(5))
+        .await
+        .expect("nodes 1 and 2 serve the next waiter at once");
+    lock.release().await.unwrap();
+    next.shutdown().await;
+    // The stale entry ends with its lease (100 ms + 3 x 300 ms + 100 ms), and the line's keys
+    // with it.
+    let stale = std::time::Instant::now();
+    while !all_line_keys(&cluster).is_empty() {
+        assert!(
+            stale.elapsed() < Duration::from_secs(3),
+            "the line outlived its lease: {:?}",
+            all_line_keys(&cluster)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_clean(&cluster, &[&client, &next], "after the lost leave").await;
+}

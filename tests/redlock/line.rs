@@ -1,6 +1,7 @@
 //! docs/testing.md, "Waiting line": with wake-on-release, the waiters of one resource are served
 //! across clients (processes) in the order they began to wait, a waiter that stops trying holds
-//! the line up for one lease at most, and one that gets the lock or gives up leaves at once.
+//! the line up for one lease at most, and one that gets the lock, gives up or is dropped leaves
+//! at once.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -69,27 +70,72 @@ async fn waiters_of_different_clients_are_served_in_the_order_they_began_to_wait
     assert_clean(&cluster, &all, "after the hand-overs").await;
 }
 
-/// A waiter whose future is dropped keeps its place until its lease ends (its retry delay plus
-/// three node timeouts plus 100 ms): meanwhile a single try of another waiting client is
-/// refused although the key is free, and does not join. A client without wake-on-release does
-/// not read the line (the control: the key was free). After the lease, the next waiter is
-/// served.
+/// A waiter whose future is dropped (here: its task aborted while it waits for a release)
+/// leaves the line on every node at once, so the next waiter is not held up for its lease. The
+/// control for "at once": a single try of another waiting client, which is refused on a free
+/// key while an earlier waiter's lease runs (next test).
+#[tokio::test]
+async fn a_dropped_waiter_leaves_the_line_at_once() {
+    let cluster = cluster(3);
+    let resource = "line-dropped";
+    let holder = builder(&cluster, NODE_TIMEOUT).build().unwrap();
+    let held = holder.acquire(resource, Duration::from_secs(30)).await.unwrap();
+    let dropped = waiting_client(&cluster, Duration::from_secs(1), Duration::from_secs(30));
+    let task = tokio::spawn({
+        let dropped = dropped.clone();
+        async move { dropped.acquire(resource, Duration::from_secs(10)).await }
+    });
+    wait_for_line(&cluster, resource, 1).await;
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    dropped.shutdown().await; // its leave is a background job
+    assert_eq!(
+        line_lengths(&cluster, resource),
+        [0, 0, 0],
+        "the dropped waiter left"
+    );
+    held.release().await.unwrap();
+    let next = builder(&cluster, NODE_TIMEOUT)
+        .wake_on_release(true)
+        .build()
+        .unwrap();
+    let lock = next
+        .try_acquire(resource, Duration::from_secs(5))
+        .await
+        .expect("nobody is ahead in the line");
+    lock.release().await.unwrap();
+    assert_clean(&cluster, &[&holder, &dropped, &next], "after the drop").await;
+}
+
+/// A waiter that stops trying without leaving (its process died: here, an entry made by the
+/// script itself with a 1.5 s lease) keeps its place until its lease ends: meanwhile a single
+/// try of a waiting client is refused although the key is free, and does not join. A client
+/// without wake-on-release does not read the line (the control: the key was free). After the
+/// lease, the next waiter is served.
 #[tokio::test]
 async fn a_waiter_that_stops_trying_holds_the_line_for_one_lease() {
     let cluster = cluster(3);
     let resource = "line-stalled";
-    let holder = builder(&cluster, NODE_TIMEOUT).build().unwrap();
-    let held = holder.acquire(resource, Duration::from_secs(30)).await.unwrap();
-    let stalled = waiting_client(&cluster, Duration::from_secs(1), Duration::from_secs(30));
-    let task = tokio::spawn({
-        let stalled = stalled.clone();
-        async move { stalled.acquire(resource, Duration::from_secs(10)).await }
-    });
-    wait_for_line(&cluster, resource, 1).await;
-    task.abort();
-    let _ = task.await;
-    held.release().await.unwrap();
-    let released = Instant::now();
+    let lease_ms = 1_500;
+    let script = include_str!("../../src/scripts/acquire_queued.lua");
+    let joining = Instant::now();
+    for i in 0..cluster.len() {
+        hold_elsewhere(&cluster, i, resource, 60_000);
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(script).arg(4).arg(lock_key(resource));
+        eval.arg(key("tomb-of-the-dead", resource));
+        eval.arg(key("queue", resource)).arg(key("lease", resource));
+        // Token, TTL, waiter id, place (the earliest there is), lease.
+        eval.arg("dead-token")
+            .arg(10_000)
+            .arg("dead")
+            .arg(1)
+            .arg(lease_ms);
+        let refused: i64 = on_node(&cluster, i, &mut eval);
+        assert_eq!(refused, 0, "node {i}: the key was held");
+        let _: () = on_node(&cluster, i, redis::cmd("DEL").arg(lock_key(resource)));
+    }
+    let joined = Instant::now();
 
     let polite = builder(&cluster, NODE_TIMEOUT)
         .wake_on_release(true)
@@ -117,17 +163,19 @@ async fn a_waiter_that_stops_trying_holds_the_line_for_one_lease() {
         .acquire(resource, Duration::from_secs(5))
         .await
         .expect("served once the stalled waiter's lease ended");
-    let waited = released.elapsed();
-    // The lease is 1 s + 3 x 200 ms + 100 ms from the stalled waiter's last attempt, made
-    // before the release; within the default 5 s deadline with room to spare.
-    assert!(waited < Duration::from_millis(1700 + 1000), "waited {waited:?}");
+    let served = joining.elapsed();
+    assert!(
+        served >= Duration::from_millis(lease_ms),
+        "served {served:?} after the stalled waiter joined, within its lease"
+    );
+    // Then at most one retry delay (the default, at most 250 ms) and an attempt later.
+    let waited = joined.elapsed();
+    assert!(
+        waited < Duration::from_millis(lease_ms + 1_000),
+        "waited {waited:?}"
+    );
     lock.release().await.unwrap();
-    assert_clean(
-        &cluster,
-        &[&holder, &stalled, &polite, &barging],
-        "after the lease",
-    )
-    .await;
+    assert_clean(&cluster, &[&polite, &barging], "after the lease").await;
 }
 
 /// A waiter that reaches its deadline leaves the line at once: its last attempt's lease (1.7 s)
@@ -195,6 +243,13 @@ async fn the_line_script_serves_its_head_and_skips_ended_leases() {
     assert!(run("t-a", "a", 30, 5_000).await, "an empty line: served at once");
     assert!(!run("t-b", "b", 20, 5_000).await);
     assert!(!run("t-c", "c", 10, 1).await, "c joins with a 1 ms lease");
+    for k in ["line", "leases"] {
+        let pttl: i64 = redis::cmd("PTTL").arg(k).query(&mut audit).unwrap();
+        assert!(
+            pttl > 1_000,
+            "{k}: a shorter lease does not shorten the line's life: {pttl}"
+        );
+    }
     assert!(!run("t-d", "d", 40, 0).await, "a last attempt does not join");
     assert_eq!(line(&mut audit), ["c", "b"], "ordered by place, not by arrival");
     assert!(
@@ -219,6 +274,12 @@ async fn the_line_script_serves_its_head_and_skips_ended_leases() {
         line(&mut audit).is_empty(),
         "c was pruned and b left the line when served"
     );
+    let left: i64 = redis::cmd("EXISTS")
+        .arg("line")
+        .arg("leases")
+        .query(&mut audit)
+        .unwrap();
+    assert_eq!(left, 0, "no lease is left without its waiter");
     del(&mut audit);
     assert!(run("t-d", "d", 40, 0).await, "an empty line: anyone is served");
 }
@@ -237,4 +298,50 @@ async fn a_waiter_served_by_a_majority_leaves_where_it_was_refused() {
     lock.release().await.unwrap();
     let _: () = on_node(&cluster, 2, redis::cmd("DEL").arg(lock_key(resource)));
     assert_clean(&cluster, &[&waiter], "after the release").await;
+}
+
+/// The line serves acquisitions of one resource without fencing only: a refused fenced waiter,
+/// and a refused waiter for several resources, do not join it (they keep the race between woken
+/// waiters; docs/design.md, "The waiting line").
+#[tokio::test]
+async fn fenced_and_multi_resource_waiters_do_not_join_the_line() {
+    let cluster = cluster(3);
+    let resource = "{line-skip}";
+    let holder = builder(&cluster, NODE_TIMEOUT).build().unwrap();
+    let held = holder.acquire(resource, Duration::from_secs(30)).await.unwrap();
+    let retry = Retry::new()
+        .delay(Duration::from_millis(50), Duration::ZERO)
+        .deadline(Duration::from_millis(300));
+    let fenced = builder(&cluster, NODE_TIMEOUT)
+        .wake_on_release(true)
+        .fencing(true)
+        .retry(retry.clone())
+        .build()
+        .unwrap();
+    let err = fenced
+        .acquire(resource, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(err.is_contended(), "{err}");
+    let several = waiting_client(&cluster, Duration::from_millis(50), Duration::from_millis(300));
+    let err = several
+        .acquire_many([resource, "{line-skip}:2"], Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(err.is_contended(), "{err}");
+    assert!(
+        all_line_keys(&cluster).is_empty(),
+        "{:?}",
+        all_line_keys(&cluster)
+    );
+    // The control: a single-resource waiter of the same kind joins.
+    let one = waiting_client(&cluster, Duration::from_secs(1), Duration::from_secs(5));
+    let task = tokio::spawn({
+        let one = one.clone();
+        async move { one.acquire(resource, Duration::from_secs(5)).await }
+    });
+    wait_for_line(&cluster, resource, 1).await;
+    held.release().await.unwrap();
+    task.await.unwrap().unwrap().release().await.unwrap();
+    assert_clean(&cluster, &[&holder, &fenced, &several, &one], "after the waits").await;
 }

@@ -8,15 +8,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::Instrument;
-
 use crate::error::{Error, ErrorKind, Operation};
-use crate::fanout::{not_granted, Unready};
+use crate::fanout::Unready;
 use crate::fencing;
 use crate::key::{slot_group, Keys, Layout};
 use crate::lock::{Lock, LockParts};
 use crate::nodes::NodeSet;
-use crate::queue::{lease_ms, Line};
+use crate::queue::{lease_ms, may_hold_entry, Line};
 use crate::reply::{LockRef, Request};
 use crate::retry::{Retry, Stop};
 use crate::shared::{Shared, Ttl};
@@ -96,9 +94,7 @@ async fn acquire_unmeasured(
         line: line.as_ref(),
         ttl,
     };
-    retry_loop(&attempts, retry, waiter.as_ref())
-        .instrument(span)
-        .await
+    crate::shared::in_span!(span, retry_loop(&attempts, retry, waiter.as_ref()))
 }
 
 /// On a Redis Cluster member a lock's keys must share one slot (one script touches them all), so
@@ -327,10 +323,10 @@ async fn attempt_once(a: &Attempts<'_>, lease: u64) -> Result<Lock, Failed> {
     // late grant leaves a tombstone that refuses it.
     match a.line {
         Some(line) => {
-            line.leave(&shared.nodes, fan.answered_not_granted(), ttl.node_timeout);
+            line.leave(&shared.nodes, fan.answered(may_hold_entry), ttl.node_timeout);
             let (line, nodes, timeout) = (line.clone(), shared.nodes.clone(), ttl.node_timeout);
             fan.ready_then(move |i, answer| {
-                if not_granted(&answer.outcome) {
+                if may_hold_entry(&answer.outcome) {
                     line.leave(&nodes, vec![i], timeout);
                 }
             });

@@ -43,19 +43,12 @@ pub(crate) struct Fanout {
     expires: Instant,
     pending: Calls<(usize, Answer)>,
     outcomes: Vec<Option<NodeOutcome>>,
-    /// Per node, whether its request was handed to a connection (see [`Answer::sent`]).
-    sent: Vec<bool>,
+    /// Per node, whether it answered that its request was never handed to a connection (see
+    /// [`Answer::sent`]); empty until one does, which is rare (no allocation per request).
+    unsent: Vec<bool>,
     /// Per node, the fence its grant carried (fenced acquisitions only; empty otherwise).
     fences: Vec<Option<u64>>,
     tally: Tally,
-}
-
-fn vote(outcome: &NodeOutcome) -> Vote {
-    match outcome {
-        NodeOutcome::Granted => Vote::Yes,
-        NodeOutcome::Refused => Vote::Refused,
-        _ => Vote::Failed,
-    }
 }
 
 /// One node's call. A release goes through the node set, so that a try without a definite
@@ -80,28 +73,31 @@ fn call(
 }
 
 /// Which nodes an undo must release at once, given the outcomes seen when the attempt failed
-/// and whether each request was handed to a connection: every node that granted, or whose
+/// and which requests were never handed to a connection (`unsent`, empty if none; shorter
+/// than `outcomes` means false for the rest): every node that granted, or whose
 /// answer says nothing about the key although the request went out (a timeout, an error, an
 /// unexpected reply: it may have been applied). A node that refused holds nothing of ours; a
 /// request that never left (no connection) changed nothing; a node that has not answered is
 /// handled when it does. Returns (granted, unsure).
-pub(crate) fn undo_targets(outcomes: &[Option<NodeOutcome>], sent: &[bool]) -> (Vec<usize>, Vec<usize>) {
+pub(crate) fn undo_targets(outcomes: &[Option<NodeOutcome>], unsent: &[bool]) -> (Vec<usize>, Vec<usize>) {
     let (mut granted, mut unsure) = (Vec::new(), Vec::new());
-    for (i, (o, sent)) in outcomes.iter().zip(sent).enumerate() {
+    for (i, o) in outcomes.iter().enumerate() {
         match o {
             Some(NodeOutcome::Granted) => granted.push(i),
             Some(NodeOutcome::Refused) | None => {}
-            Some(_) if *sent => unsure.push(i),
+            Some(_) if unsent.get(i) != Some(&true) => unsure.push(i),
             Some(_) => {}
         }
     }
     (granted, unsure)
 }
 
-/// Whether an answer leaves a waiter's entry in the line possibly in place on its node: anything
-/// but a grant, also a request that never left (an earlier attempt may have joined there).
-pub(crate) fn not_granted(outcome: &NodeOutcome) -> bool {
-    *outcome != NodeOutcome::Granted
+/// Sets `v[index]` in a per-node vector that stays empty (unallocated) until its first value.
+fn set_lazily<T: Clone + Default>(v: &mut Vec<T>, n: usize, index: usize, value: T) {
+    if v.is_empty() {
+        *v = vec![T::default(); n];
+    }
+    v[index] = value;
 }
 
 /// Whether a request's late answer (after the decision) needs an undo.
@@ -128,22 +124,22 @@ impl Fanout {
             expires,
             pending,
             outcomes: vec![None; n],
-            sent: vec![false; n],
+            unsent: Vec::new(),
             fences: Vec::new(),
             tally: Tally::new(n),
         }
     }
 
     fn record(&mut self, index: usize, answer: Answer) {
-        self.tally.record(vote(&answer.outcome));
+        self.tally.record(Vote::of(&answer.outcome));
+        let n = self.outcomes.len();
         if answer.outcome == NodeOutcome::Granted && answer.fence.is_some() {
-            if self.fences.is_empty() {
-                self.fences = vec![None; self.outcomes.len()];
-            }
-            self.fences[index] = answer.fence;
+            set_lazily(&mut self.fences, n, index, answer.fence);
+        }
+        if !answer.sent {
+            set_lazily(&mut self.unsent, n, index, true);
         }
         self.outcomes[index] = Some(answer.outcome);
-        self.sent[index] = answer.sent;
     }
 
     /// The fences the grants recorded so far carried (fenced acquisitions only).
@@ -151,10 +147,10 @@ impl Fanout {
         self.fences.iter().filter_map(|f| *f)
     }
 
-    /// The nodes that answered without a grant ([`not_granted`]).
-    pub(crate) fn answered_not_granted(&self) -> Vec<usize> {
+    /// The nodes that answered so far, and whose answer makes `which` true.
+    pub(crate) fn answered(&self, which: impl Fn(&NodeOutcome) -> bool) -> Vec<usize> {
         (0..self.outcomes.len())
-            .filter(|&i| self.outcomes[i].as_ref().is_some_and(not_granted))
+            .filter(|&i| self.outcomes[i].as_ref().is_some_and(&which))
             .collect()
     }
 
@@ -196,7 +192,7 @@ impl Fanout {
         let undo = Arc::new(self.req.undo());
         let (nodes, timeout, expires) = (self.nodes.clone(), self.timeout, self.expires);
         let pending = mem::take(&mut self.pending);
-        let (granted, unsure) = undo_targets(&self.outcomes, &self.sent);
+        let (granted, unsure) = undo_targets(&self.outcomes, &self.unsent);
         async move {
             let release = |i| call(&nodes, i, undo.clone(), timeout, expires);
             let first = join_all(granted.into_iter().map(release)).map(|_| {
@@ -374,8 +370,13 @@ mod tests {
             Some(Protocol("?".into())),
             Some(Granted),
         ];
-        let sent = [true, true, true, false, false, false, true, true];
-        let (granted, unsure) = undo_targets(&outcomes, &sent);
+        let unsent = [false, false, false, true, true, true, false, false];
+        let (granted, unsure) = undo_targets(&outcomes, &unsent);
+        assert_eq!(
+            undo_targets(&outcomes, &[]),
+            (vec![0, 7], vec![2, 3, 4, 6]),
+            "all sent"
+        );
         assert_eq!(granted, [0, 7]);
         // A timeout or error after the request left may have been applied; one before it left
         // (no connection) cannot; a refusal holds nothing of ours; no answer yet waits.

@@ -11,7 +11,6 @@ use crate::shared::Shared;
 use crate::token::Token;
 use crate::validity::validity;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 /// A lock held on a majority of nodes until [`valid_until`](Lock::valid_until).
 ///
@@ -201,7 +200,7 @@ impl Lock {
             token = %self.lock.token.fingerprint(),
             ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
         );
-        let result = self.extend_unmeasured(ttl).instrument(span).await;
+        let result = crate::shared::in_span!(span, self.extend_unmeasured(ttl));
         crate::metrics::extended(crate::metrics::kind_of(&result));
         result
     }
@@ -274,7 +273,7 @@ impl Lock {
             resource = %self.resource_text(),
             token = %self.lock.token.fingerprint(),
         );
-        let result = self.release_unmeasured().instrument(span).await;
+        let result = crate::shared::in_span!(span, self.release_unmeasured());
         crate::metrics::released(match &result {
             Ok(report) if report.was_held() => Ok(crate::metrics::RELEASED),
             Ok(_) => Ok(crate::metrics::RELEASED_NOT_HELD),

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::error::NodeOutcome;
 use crate::key::{Keys, Layout};
 use crate::nodes::NodeSet;
 use crate::reply::{Arg, LockRef, Op, Request};
@@ -89,6 +90,13 @@ pub(crate) fn next_place() -> u64 {
         })
         .unwrap_or_default();
     now.max(prev + 1)
+}
+
+/// Whether a node that answered `outcome` may still hold this waiter's entry (it is to be
+/// asked to leave): anything but a grant, also a request that never left (an earlier attempt
+/// may have joined there).
+pub(crate) fn may_hold_entry(outcome: &NodeOutcome) -> bool {
+    *outcome != NodeOutcome::Granted
 }
 
 /// How long a refused waiter keeps its place without trying again, in milliseconds: the longest

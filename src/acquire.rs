@@ -80,10 +80,10 @@ async fn acquire_unmeasured(
     // Wake-on-release: interest in the first key (a multi-resource waiter is woken by its first
     // resource and otherwise polls).
     let waiter = shared.wake.as_ref().map(|hub| hub.waiter(&keys[0]));
-    // Across processes, waiters of one unfenced resource are served in order (crate::queue);
-    // several resources and fenced locks keep the race between woken waiters.
-    let line = match (&waiter, &*resources, &fence_keys) {
-        (Some(w), [resource], None) => Some(Line::new(layout, &shared.prefix, resource, w.place())),
+    // Across processes, waiters of one resource are served in order (crate::queue); locks of
+    // several resources keep the race between woken waiters.
+    let line = match (&waiter, &*resources) {
+        (Some(w), [resource]) => Some(Line::new(layout, &shared.prefix, resource, w.place())),
         _ => None,
     };
     let attempts = Attempts {
@@ -259,8 +259,8 @@ async fn attempt_once(a: &Attempts<'_>, lease: u64) -> Result<Lock, Failed> {
         always_tomb: shared.layout == Layout::Tagged,
     };
     let req = Arc::new(match (a.fence_keys, a.line) {
-        (Some(fk), _) => Request::acquire_fenced(&lock, fk),
-        (None, Some(line)) => Request::acquire_queued(&lock, line, lease),
+        (fence_keys, Some(line)) => Request::acquire_queued(&lock, fence_keys, line, lease),
+        (Some(fk), None) => Request::acquire_fenced(&lock, fk),
         (None, None) => Request::acquire(&lock),
     });
     // Until the lock is handed out, a dropped fan-out undoes everything, also while the fence

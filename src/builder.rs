@@ -158,7 +158,7 @@ impl RedlockBuilder {
     /// client's waiters, the one that began to wait first, and a new `acquire` of a key that
     /// waiters already wait for queues behind them: within a client the lock is handed over in
     /// turn, without a herd of retries. Across clients (processes, machines), the waiters of one
-    /// resource without fencing are served in the order they began to wait, by a waiting line
+    /// resource (fenced or not) are served in the order they began to wait, by a waiting line
     /// kept on the nodes. A waiter that gets its lock, gives up or whose future is dropped leaves
     /// the line; one whose process dies (or whose leave is lost) holds it up until its lease
     /// ends (its longest retry pause plus three node timeouts plus 100 ms: 0.4-3.4 s with the

@@ -4,10 +4,10 @@
 //!
 //! Without it each release wakes one waiter per process, they race, and a waiter that keeps
 //! losing waits for many releases (S3 in docs/benchmarks.md). With it, an acquisition of one
-//! resource by a client with wake-on-release is `scripts/acquire_queued.lua`: a free key is set only
-//! for the waiter at the head of the line, and a refused waiter joins the line at its *place*
-//! (when it began to wait: the same on every node, so the head is the same waiter everywhere)
-//! with a *lease*, renewed by each attempt. A waiter that stops trying without leaving (its
+//! resource (fenced or not) by a client with wake-on-release is `scripts/acquire_queued.lua`: a
+//! free key is set only for the waiter at the head of the line, and a refused waiter joins the
+//! line at its *place* (when it began to wait: the same on every node, so the head is the same
+//! waiter everywhere) with a *lease*, renewed by each attempt. A waiter that stops trying without leaving (its
 //! process died, its leave was lost) holds the line up until its lease ends; one that gives up
 //! or is dropped leaves at once, and one that gets the lock leaves every node that did not
 //! grant it.
@@ -120,10 +120,19 @@ pub(crate) fn lease_ms(retry: &Retry, attempt: u32, node_timeout: Duration) -> u
 }
 
 impl Request {
-    /// [`Request::acquire`] of one resource, served in waiting order: joins or renews `line`
-    /// when refused (`lease_ms` 0: does not join).
-    pub(crate) fn acquire_queued(lock: &LockRef, line: &Line, lease_ms: u64) -> Self {
-        let keys = Self::keys_then_tomb(lock, None).chain(line.keys.iter().map(|k| &**k));
+    /// [`Request::acquire`] of one resource, or with `fence_keys` [`Request::acquire_fenced`],
+    /// served in waiting order: joins or renews `line` when refused (`lease_ms` 0: does not
+    /// join).
+    pub(crate) fn acquire_queued(
+        lock: &LockRef,
+        fence_keys: Option<&Keys>,
+        line: &Line,
+        lease_ms: u64,
+    ) -> Self {
+        let fence: &[Box<[u8]>] = fence_keys.map_or(&[], |k| k);
+        let keys = Self::keys_then_tomb(lock, None)
+            .chain(line.keys.iter().map(|k| &**k))
+            .chain(fence.iter().map(|k| &**k));
         let args = [
             Arg::Bytes(lock.token.as_bytes()),
             Arg::Int(lock.ttl_ms),
@@ -131,7 +140,12 @@ impl Request {
             Arg::Int(line.place),
             Arg::Int(lease_ms),
         ];
-        Self::new(Op::Acquire, &ACQUIRE_QUEUED, lock, keys, &args)
+        let op = if fence_keys.is_some() {
+            Op::AcquireFenced
+        } else {
+            Op::Acquire
+        };
+        Self::new(op, &ACQUIRE_QUEUED, lock, keys, &args)
     }
 }
 

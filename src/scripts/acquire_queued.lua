@@ -13,6 +13,8 @@
 --          on every node that has heard of it
 -- ARGV[5]  the lease, in milliseconds: how long a refused waiter keeps its place without trying
 --          again; 0 when this is its last attempt (it does not join)
+-- KEYS[5]  (fenced locks only) the resource's fence counter: a grant then also takes a fence
+--          as acquire_fenced.lua does, and replies {ARGV[1], fence} instead of ARGV[1]
 -- Returns ARGV[1] if the key is now set to ARGV[1] with TTL ARGV[2]; 0 otherwise. The key is set
 -- only if it is free, the token has no tombstone, and no waiter whose lease still runs is ahead
 -- of this one (a waiter that stopped trying leaves the line when its lease ends). A waiter
@@ -21,9 +23,15 @@
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return 0
 end
+local fenced = #KEYS == 5
 local held = redis.call('GET', KEYS[1])
 if held == ARGV[1] then
-  return ARGV[1] -- this very request, sent again (see acquire.lua)
+  -- This very request, sent again (see acquire.lua); a fenced one gets the counter, which holds
+  -- at least the fence first given (see acquire_fenced.lua).
+  if fenced then
+    return {ARGV[1], tonumber(redis.call('GET', KEYS[5]) or '0')}
+  end
+  return ARGV[1]
 end
 local now
 local function clock()
@@ -64,6 +72,17 @@ while true do
     if head then
       redis.call('ZREM', KEYS[3], head)
       redis.call('ZREM', KEYS[4], head)
+    end
+    if fenced then
+      -- As acquire_fenced.lua: above the counter, and at least the server time in microseconds.
+      local t = redis.call('TIME')
+      local fence = tonumber(t[1]) * 1000000 + tonumber(t[2])
+      local c = tonumber(redis.call('GET', KEYS[5]) or '0')
+      if c + 1 > fence then
+        fence = c + 1
+      end
+      redis.call('SET', KEYS[5], string.format('%d', fence))
+      return {ARGV[1], fence}
     end
     return ARGV[1]
   end

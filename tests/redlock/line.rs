@@ -300,29 +300,15 @@ async fn a_waiter_served_by_a_majority_leaves_where_it_was_refused() {
     assert_clean(&cluster, &[&waiter], "after the release").await;
 }
 
-/// The line serves acquisitions of one resource without fencing only: a refused fenced waiter,
-/// and a refused waiter for several resources, do not join it (they keep the race between woken
-/// waiters; docs/design.md, "The waiting line").
+/// A refused waiter for several resources does not join the line (its script has none: it keeps
+/// the race between woken waiters; docs/design.md, "The waiting line"), while a waiter for one
+/// of them does (the control).
 #[tokio::test]
-async fn fenced_and_multi_resource_waiters_do_not_join_the_line() {
+async fn multi_resource_waiters_do_not_join_the_line() {
     let cluster = cluster(3);
     let resource = "{line-skip}";
     let holder = builder(&cluster, NODE_TIMEOUT).build().unwrap();
     let held = holder.acquire(resource, Duration::from_secs(30)).await.unwrap();
-    let retry = Retry::new()
-        .delay(Duration::from_millis(50), Duration::ZERO)
-        .deadline(Duration::from_millis(300));
-    let fenced = builder(&cluster, NODE_TIMEOUT)
-        .wake_on_release(true)
-        .fencing(true)
-        .retry(retry.clone())
-        .build()
-        .unwrap();
-    let err = fenced
-        .acquire(resource, Duration::from_secs(5))
-        .await
-        .unwrap_err();
-    assert!(err.is_contended(), "{err}");
     let several = waiting_client(&cluster, Duration::from_millis(50), Duration::from_millis(300));
     let err = several
         .acquire_many([resource, "{line-skip}:2"], Duration::from_secs(5))
@@ -334,7 +320,6 @@ async fn fenced_and_multi_resource_waiters_do_not_join_the_line() {
         "{:?}",
         all_line_keys(&cluster)
     );
-    // The control: a single-resource waiter of the same kind joins.
     let one = waiting_client(&cluster, Duration::from_secs(1), Duration::from_secs(5));
     let task = tokio::spawn({
         let one = one.clone();
@@ -343,5 +328,114 @@ async fn fenced_and_multi_resource_waiters_do_not_join_the_line() {
     wait_for_line(&cluster, resource, 1).await;
     held.release().await.unwrap();
     task.await.unwrap().unwrap().release().await.unwrap();
-    assert_clean(&cluster, &[&holder, &fenced, &several, &one], "after the waits").await;
+    assert_clean(&cluster, &[&holder, &several, &one], "after the waits").await;
+}
+
+/// Fenced locks go through the line too: three fenced waiting clients are served in the order
+/// they began to wait, and each lock's fence is above the one before (G6: the fence is taken by
+/// the same rule as without the line).
+#[tokio::test]
+async fn fenced_waiters_are_served_in_order_with_increasing_fences() {
+    let cluster = cluster(3);
+    let resource = "line-fenced";
+    let fenced = |delay| {
+        builder(&cluster, NODE_TIMEOUT)
+            .wake_on_release(true)
+            .fencing(true)
+            .retry(
+                Retry::new()
+                    .delay(delay, Duration::ZERO)
+                    .deadline(Duration::from_secs(30)),
+            )
+            .build()
+            .unwrap()
+    };
+    let holder = fenced(Duration::from_secs(2));
+    let held = holder.acquire(resource, Duration::from_secs(30)).await.unwrap();
+    let first_fence = held.fencing_token().expect("fenced");
+    let served = Arc::new(Mutex::new(Vec::new()));
+    let (mut clients, mut tasks) = (Vec::new(), Vec::new());
+    for who in 0..3 {
+        let client = fenced(Duration::from_secs(2));
+        tasks.push(tokio::spawn({
+            let (client, served) = (client.clone(), served.clone());
+            async move {
+                let lock = client.acquire(resource, Duration::from_secs(10)).await.unwrap();
+                served
+                    .lock()
+                    .unwrap()
+                    .push((who, lock.fencing_token().expect("fenced")));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                lock.release().await.unwrap();
+            }
+        }));
+        wait_for_line(&cluster, resource, who + 1).await;
+        clients.push(client);
+    }
+    held.release().await.unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let served = served.lock().unwrap().clone();
+    let order: Vec<usize> = served.iter().map(|(who, _)| *who).collect();
+    assert_eq!(order, [0, 1, 2], "{served:?}");
+    let mut last = first_fence;
+    for (who, fence) in &served {
+        assert!(*fence > last, "waiter {who}'s fence {fence} is not above {last}");
+        last = *fence;
+    }
+    let mut all: Vec<&Redlock> = clients.iter().collect();
+    all.push(&holder);
+    assert_clean(&cluster, &all, "after the fenced hand-overs").await;
+}
+
+/// The line script with a fence counter (fenced locks): a grant takes a fence above the counter
+/// and stores it; the same request sent again is granted again with the counter; a refusal
+/// changes no counter.
+#[tokio::test]
+async fn the_fenced_line_script_takes_fences_above_the_counter() {
+    let cluster = LocalCluster::start(1).unwrap();
+    let script = include_str!("../../src/scripts/acquire_queued.lua");
+    let mut con = redis::Client::open(cluster.url(0))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let far = 9_000_000_000_000_000_i64; // above any server time in microseconds
+    let _: () = redis::cmd("SET")
+        .arg("fence")
+        .arg(far)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let keys = ["lock", "tomb", "line", "leases", "fence"];
+    let mut run = async |token: &str, waiter: &str| -> redis::Value {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(script).arg(5).arg(&keys[..]);
+        cmd.arg(token).arg(60_000).arg(waiter).arg(1).arg(5_000);
+        cmd.query_async(&mut con).await.unwrap()
+    };
+    let granted =
+        |t: &str, f: i64| redis::Value::Array(vec![redis::Value::BulkString(t.into()), redis::Value::Int(f)]);
+    assert_eq!(
+        run("t-a", "a").await,
+        granted("t-a", far + 1),
+        "above the counter"
+    );
+    assert_eq!(
+        run("t-a", "a").await,
+        granted("t-a", far + 1),
+        "sent again: the counter"
+    );
+    assert_eq!(run("t-b", "b").await, redis::Value::Int(0), "held: refused");
+    let counter: i64 = redis::cmd("GET")
+        .arg("fence")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(
+        counter,
+        far + 1,
+        "the grant stored its fence; the refusal changed nothing"
+    );
 }

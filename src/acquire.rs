@@ -8,13 +8,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::oneshot;
+
 use crate::error::{Error, ErrorKind, Operation};
 use crate::fanout::Unready;
 use crate::fencing;
 use crate::key::{slot_group, Keys, Layout};
 use crate::lock::{Lock, LockParts};
 use crate::nodes::NodeSet;
-use crate::queue::{lease_ms, may_hold_entry, Line};
+use crate::queue::{lease_ms, may_hold_entry, Joined, Line};
 use crate::reply::{LockRef, Request};
 use crate::retry::{Retry, Stop};
 use crate::shared::{Shared, Ttl};
@@ -126,22 +128,25 @@ struct Attempts<'a> {
 }
 
 /// This acquisition's place in the waiting line, from its first attempt that may have joined it
-/// until the lock is handed out. Dropped before that (the acquisition gave up, failed, or its
-/// future was dropped), it leaves the line on every node at once, so that it does not hold up
-/// the next waiter for the rest of its lease.
+/// (`joined`) until the lock is handed out. Dropped before that (the acquisition gave up,
+/// failed, or its future was dropped), it leaves the line on every node, so that it does not
+/// hold up the next waiter for the rest of its lease: once the last attempt's requests are done
+/// (`after`, when it gave up), or at once (its future was dropped).
 struct Place<'a> {
     line: &'a Line,
     nodes: &'a Arc<NodeSet>,
     timeout: Duration,
     joined: bool,
+    after: Option<oneshot::Receiver<()>>,
 }
 
 impl Drop for Place<'_> {
     fn drop(&mut self) {
         if self.joined {
             // Every node: an earlier attempt may have joined where the last one got no answer.
+            let every = (0..self.nodes.len()).collect();
             self.line
-                .leave(self.nodes, (0..self.nodes.len()).collect(), self.timeout);
+                .leave(self.nodes, every, self.timeout, self.after.take());
         }
     }
 }
@@ -155,6 +160,7 @@ async fn retry_loop(a: &Attempts<'_>, retry: &Retry, waiter: Option<&Waiter>) ->
         nodes: &a.shared.nodes,
         timeout: ttl.node_timeout,
         joined: false,
+        after: None,
     });
     loop {
         attempt += 1;
@@ -176,15 +182,19 @@ async fn retry_loop(a: &Attempts<'_>, retry: &Retry, waiter: Option<&Waiter>) ->
         }
         // A refused waiter joins the line unless no attempt follows this one.
         let lease = a.line.map_or(0, |_| lease_ms(retry, attempt, ttl.node_timeout));
+        let joined = Joined {
+            before: place.as_ref().is_some_and(|p| p.joined),
+            now: lease > 0,
+        };
         if let Some(p) = place.as_mut() {
             // From the moment the request may be sent (a dropped attempt's request still lands).
             p.joined |= lease > 0;
         }
-        let result = attempt_once(a, lease).await;
+        let result = attempt_once(a, lease, joined).await;
         crate::metrics::attempt(result.as_ref().map(drop).map_err(|f| f.error.kind()));
         let Failed { error, cleanup } = match result {
             Ok(lock) => {
-                // The attempt left every node that did not grant it.
+                // The attempt asked every node that may hold the entry to leave.
                 if let Some(p) = place.as_mut() {
                     p.joined = false;
                 }
@@ -196,8 +206,12 @@ async fn retry_loop(a: &Attempts<'_>, retry: &Retry, waiter: Option<&Waiter>) ->
             Err(failed) => failed,
         };
         let elapsed = start.elapsed();
-        // Every return below gives up, and `place` leaves the line as it is dropped.
+        // Every return below gives up, and `place` (if this waiter may have joined) leaves the
+        // line as it is dropped, after this attempt's requests are done.
         if !error.is_retryable() {
+            if let Some(p) = place.as_mut() {
+                p.after = cleanup;
+            }
             return Err(error.with_attempts(attempt).with_elapsed(elapsed));
         }
         let stop = match retry.next_delay(attempt, elapsed, ttl.node_timeout, rand::random()) {
@@ -223,7 +237,12 @@ async fn retry_loop(a: &Attempts<'_>, retry: &Retry, waiter: Option<&Waiter>) ->
                 }
                 Stop::Deadline
             }
-            Err(stop) => stop,
+            Err(stop) => {
+                if let Some(p) = place.as_mut() {
+                    p.after = cleanup;
+                }
+                stop
+            }
         };
         let elapsed = start.elapsed();
         return Err(match stop {
@@ -234,8 +253,9 @@ async fn retry_loop(a: &Attempts<'_>, retry: &Retry, waiter: Option<&Waiter>) ->
 }
 
 /// One attempt (DESIGN.md steps 1-5, and the fence write-back of G6). `lease`: see
-/// [`Request::acquire_queued`] (unused without a waiting line).
-async fn attempt_once(a: &Attempts<'_>, lease: u64) -> Result<Lock, Failed> {
+/// [`Request::acquire_queued`] (unused without a waiting line); `joined`: where this waiter may
+/// have an entry in the line, to leave once it is granted.
+async fn attempt_once(a: &Attempts<'_>, lease: u64, joined: Joined) -> Result<Lock, Failed> {
     let (shared, ttl) = (a.shared, a.ttl);
     let token = Token::generate().map_err(|e| Failed {
         error: Error::new(ErrorKind::Entropy, Operation::Acquire).with_message(e.to_string()),
@@ -314,24 +334,25 @@ async fn attempt_once(a: &Attempts<'_>, lease: u64) -> Result<Lock, Failed> {
             return Err(Failed { error, cleanup });
         }
     };
-    // A node that did not grant may hold this waiter's entry (it refused, failed in a way that
-    // leaves that unknown, or an earlier attempt joined there): it must not hold the line up for
-    // the next waiter. Nodes that answered so far are asked now; a later answer is read when it
-    // comes. The leave goes out after the acquire; should it still overtake it (a connection
-    // being made or replaced), the entry holds the line up until its lease ends.
+    // A node that did not grant may hold this waiter's entry (`may_hold_entry`): it must not
+    // hold the line up for the next waiter. Nodes that answered before the decision are asked
+    // now, in one batch; a later answer is read when it comes. The leave goes out after the
+    // acquire; should it still overtake it (a connection being made or replaced), the entry
+    // holds the line up until its lease ends.
     // Late grants are part of the lock: its release reaches every node, and one that overtakes a
     // late grant leaves a tombstone that refuses it.
     match a.line {
-        Some(line) => {
-            line.leave(&shared.nodes, fan.answered(may_hold_entry), ttl.node_timeout);
+        Some(line) if joined.any() => {
+            let now = fan.answered(|i, o| may_hold_entry(o, fan.was_sent(i), joined));
+            line.leave(&shared.nodes, now, ttl.node_timeout, None);
             let (line, nodes, timeout) = (line.clone(), shared.nodes.clone(), ttl.node_timeout);
             fan.ready_then(move |i, answer| {
-                if may_hold_entry(&answer.outcome) {
-                    line.leave(&nodes, vec![i], timeout);
+                if may_hold_entry(&answer.outcome, answer.sent, joined) {
+                    line.leave(&nodes, vec![i], timeout, None);
                 }
             });
         }
-        None => fan.ready(),
+        _ => fan.ready(),
     }
     // ttl.effective > ttl.drift was checked, and both are far below Instant's range.
     let valid_until = t0 + (ttl.effective - ttl.drift);

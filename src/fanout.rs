@@ -27,6 +27,7 @@ use crate::node::Answer;
 use crate::nodes::NodeSet;
 use crate::quorum::{Tally, Verdict, Vote};
 use crate::reply::{Op, Request};
+use crate::undo::{needs_undo, undo_targets};
 
 type NodeCall = BoxFuture<'static, (usize, Answer)>;
 
@@ -43,8 +44,8 @@ pub(crate) struct Fanout {
     expires: Instant,
     pending: Calls<(usize, Answer)>,
     outcomes: Vec<Option<NodeOutcome>>,
-    /// Per node, whether it answered that its request was never handed to a connection (see
-    /// [`Answer::sent`]); empty until one does, which is rare (no allocation per request).
+    /// Per node, whether its request was never handed to a connection ([`Answer::sent`]);
+    /// empty (unallocated) until one answer says so, which is rare.
     unsent: Vec<bool>,
     /// Per node, the fence its grant carried (fenced acquisitions only; empty otherwise).
     fences: Vec<Option<u64>>,
@@ -72,24 +73,13 @@ fn call(
     .boxed()
 }
 
-/// Which nodes an undo must release at once, given the outcomes seen when the attempt failed
-/// and which requests were never handed to a connection (`unsent`, empty if none; shorter
-/// than `outcomes` means false for the rest): every node that granted, or whose
-/// answer says nothing about the key although the request went out (a timeout, an error, an
-/// unexpected reply: it may have been applied). A node that refused holds nothing of ours; a
-/// request that never left (no connection) changed nothing; a node that has not answered is
-/// handled when it does. Returns (granted, unsure).
-pub(crate) fn undo_targets(outcomes: &[Option<NodeOutcome>], unsent: &[bool]) -> (Vec<usize>, Vec<usize>) {
-    let (mut granted, mut unsure) = (Vec::new(), Vec::new());
-    for (i, o) in outcomes.iter().enumerate() {
-        match o {
-            Some(NodeOutcome::Granted) => granted.push(i),
-            Some(NodeOutcome::Refused) | None => {}
-            Some(_) if unsent.get(i) != Some(&true) => unsure.push(i),
-            Some(_) => {}
-        }
+/// How a node's answer counts: a grant is yes, a refusal is refused, anything else failed.
+fn vote(outcome: &NodeOutcome) -> Vote {
+    match outcome {
+        NodeOutcome::Granted => Vote::Yes,
+        NodeOutcome::Refused => Vote::Refused,
+        _ => Vote::Failed,
     }
-    (granted, unsure)
 }
 
 /// Sets `v[index]` in a per-node vector that stays empty (unallocated) until its first value.
@@ -98,11 +88,6 @@ fn set_lazily<T: Clone + Default>(v: &mut Vec<T>, n: usize, index: usize, value:
         *v = vec![T::default(); n];
     }
     v[index] = value;
-}
-
-/// Whether a request's late answer (after the decision) needs an undo.
-fn needs_undo(answer: &Answer) -> bool {
-    answer.outcome != NodeOutcome::Refused && answer.sent
 }
 
 impl Fanout {
@@ -131,7 +116,7 @@ impl Fanout {
     }
 
     fn record(&mut self, index: usize, answer: Answer) {
-        self.tally.record(Vote::of(&answer.outcome));
+        self.tally.record(vote(&answer.outcome));
         let n = self.outcomes.len();
         if answer.outcome == NodeOutcome::Granted && answer.fence.is_some() {
             set_lazily(&mut self.fences, n, index, answer.fence);
@@ -148,10 +133,14 @@ impl Fanout {
     }
 
     /// The nodes that answered so far, and whose answer makes `which` true.
-    pub(crate) fn answered(&self, which: impl Fn(&NodeOutcome) -> bool) -> Vec<usize> {
-        (0..self.outcomes.len())
-            .filter(|&i| self.outcomes[i].as_ref().is_some_and(&which))
-            .collect()
+    pub(crate) fn answered(&self, which: impl Fn(usize, &NodeOutcome) -> bool) -> Vec<usize> {
+        let answered = |i: &usize| self.outcomes[*i].as_ref().is_some_and(|o| which(*i, o));
+        (0..self.outcomes.len()).filter(answered).collect()
+    }
+
+    /// Whether node `i`'s request was handed to a connection, as far as its answer tells.
+    pub(crate) fn was_sent(&self, i: usize) -> bool {
+        self.unsent.get(i) != Some(&true)
     }
 
     /// Whether waiting longer could change what the caller learns. A release that did not
@@ -230,7 +219,7 @@ pub(crate) trait DropPolicy {
 }
 
 /// A fan-out whose drop behaviour is `P`'s until a method of its own consumes it (compare
-/// deadpool's `UnreadyObject`). The two kinds are [`Unready`] and [`Tentative`].
+/// deadpool's `UnreadyObject`): [`Unready`] or [`Tentative`].
 pub(crate) struct Guarded<P: DropPolicy>(Option<Fanout>, PhantomData<P>);
 
 /// An acquisition's fan-out until its lock is handed out: dropped, by failure or by a caller
@@ -350,49 +339,5 @@ impl Tentative {
                 () = stop.cancelled() => {}
             }
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn undo_releases_grants_and_sent_unknowns_only() {
-        use NodeOutcome::*;
-        let outcomes = [
-            Some(Granted),
-            Some(Refused),
-            Some(Timeout),
-            Some(Timeout),
-            Some(Io("reset".into())),
-            None,
-            Some(Protocol("?".into())),
-            Some(Granted),
-        ];
-        let unsent = [false, false, false, true, true, true, false, false];
-        let (granted, unsure) = undo_targets(&outcomes, &unsent);
-        assert_eq!(
-            undo_targets(&outcomes, &[]),
-            (vec![0, 7], vec![2, 3, 4, 6]),
-            "all sent"
-        );
-        assert_eq!(granted, [0, 7]);
-        // A timeout or error after the request left may have been applied; one before it left
-        // (no connection) cannot; a refusal holds nothing of ours; no answer yet waits.
-        assert_eq!(unsure, [2, 6]);
-    }
-
-    #[test]
-    fn a_late_answer_is_undone_unless_refused_or_never_sent() {
-        let answer = |outcome, sent| Answer {
-            outcome,
-            fence: None,
-            sent,
-        };
-        assert!(needs_undo(&answer(NodeOutcome::Granted, true)));
-        assert!(needs_undo(&answer(NodeOutcome::Timeout, true)));
-        assert!(!needs_undo(&answer(NodeOutcome::Refused, true)));
-        assert!(!needs_undo(&answer(NodeOutcome::Io("refused".into()), false)));
     }
 }

@@ -95,6 +95,7 @@ mod retry;
 mod scripts;
 mod shared;
 mod token;
+mod undo;
 mod url;
 mod validity;
 mod wake;

@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use tokio::sync::oneshot;
+
 use crate::error::NodeOutcome;
 use crate::key::{Keys, Layout};
 use crate::nodes::NodeSet;
@@ -54,8 +56,15 @@ impl Line {
     }
 
     /// Asks `nodes` (indices) to drop this waiter's entry, in the background (tracked, so
-    /// `shutdown` waits for it). Best effort: an entry that stays ends with its lease.
-    pub(crate) fn leave(&self, nodes: &Arc<NodeSet>, which: Vec<usize>, timeout: Duration) {
+    /// `shutdown` waits for it), once `after` fires or is dropped (bounded by `timeout`). Best
+    /// effort: an entry that stays ends with its lease.
+    pub(crate) fn leave(
+        &self,
+        nodes: &Arc<NodeSet>,
+        which: Vec<usize>,
+        timeout: Duration,
+        after: Option<oneshot::Receiver<()>>,
+    ) {
         if which.is_empty() {
             return;
         }
@@ -66,6 +75,9 @@ impl Line {
         );
         let set = nodes.clone();
         nodes.spawn_background(async move {
+            if let Some(after) = after {
+                let _ = tokio::time::timeout(timeout, after).await;
+            }
             let calls = which
                 .into_iter()
                 .map(|i| set.node(i).query(&primary, &fallback, timeout));
@@ -92,11 +104,26 @@ pub(crate) fn next_place() -> u64 {
     now.max(prev + 1)
 }
 
-/// Whether a node that answered `outcome` may still hold this waiter's entry (it is to be
-/// asked to leave): anything but a grant, also a request that never left (an earlier attempt
-/// may have joined there).
-pub(crate) fn may_hold_entry(outcome: &NodeOutcome) -> bool {
-    *outcome != NodeOutcome::Granted
+/// Where a waiter may have an entry in the line: `before`, if an earlier attempt may have joined
+/// (on any node); `now`, if this attempt may join (where its request arrives).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Joined {
+    pub(crate) before: bool,
+    pub(crate) now: bool,
+}
+
+impl Joined {
+    pub(crate) fn any(self) -> bool {
+        self.before || self.now
+    }
+}
+
+/// Whether a node whose answer to a granted attempt was `outcome` may still hold the waiter's
+/// entry, so that it is asked to leave: not a grant (a granting node removed the entry), and
+/// either an earlier attempt may have joined there, or this one may have (its request was
+/// handed to a connection: `sent`).
+pub(crate) fn may_hold_entry(outcome: &NodeOutcome, sent: bool, joined: Joined) -> bool {
+    *outcome != NodeOutcome::Granted && (joined.before || (joined.now && sent))
 }
 
 /// How long a refused waiter keeps its place without trying again, in milliseconds: the longest
@@ -166,6 +193,44 @@ mod tests {
         let endless = Retry::new().no_deadline().delay(Duration::MAX, Duration::ZERO);
         let cap = u64::try_from(crate::validity::MAX_TTL.as_millis()).unwrap();
         assert_eq!(lease_ms(&endless, 1, nt), cap, "a huge delay is capped");
+    }
+
+    #[test]
+    fn a_granted_waiter_leaves_only_where_it_may_have_joined() {
+        use NodeOutcome::{Granted, Refused, Timeout};
+        let (first, later, single) = (
+            Joined {
+                before: false,
+                now: true,
+            },
+            Joined {
+                before: true,
+                now: true,
+            },
+            Joined {
+                before: false,
+                now: false,
+            },
+        );
+        assert!(may_hold_entry(&Refused, true, first));
+        assert!(may_hold_entry(&Timeout, true, first), "it may have been applied");
+        assert!(
+            !may_hold_entry(&Timeout, false, first),
+            "never sent, never joined"
+        );
+        assert!(
+            may_hold_entry(&Timeout, false, later),
+            "an earlier attempt may have joined"
+        );
+        assert!(
+            !may_hold_entry(&Granted, true, later),
+            "a grant removed the entry"
+        );
+        assert!(
+            !may_hold_entry(&Refused, true, single),
+            "a single try never joins"
+        );
+        assert!(!single.any() && first.any() && later.any());
     }
 
     #[test]

@@ -4,8 +4,6 @@
 //! known: quorum reached, or so many refusals and failures that quorum is impossible. It never
 //! waits for the slow nodes in either case (DESIGN.md step 3).
 
-use crate::error::NodeOutcome;
-
 /// The majority of `n` nodes: `n / 2 + 1`.
 pub(crate) const fn quorum(n: usize) -> usize {
     n / 2 + 1
@@ -20,17 +18,6 @@ pub(crate) enum Vote {
     Refused,
     /// No usable answer: timeout, I/O error, error reply, unexpected reply.
     Failed,
-}
-
-impl Vote {
-    /// How a node's answer counts: a grant is yes, a refusal is refused, anything else failed.
-    pub(crate) fn of(outcome: &NodeOutcome) -> Self {
-        match outcome {
-            NodeOutcome::Granted => Self::Yes,
-            NodeOutcome::Refused => Self::Refused,
-            _ => Self::Failed,
-        }
-    }
 }
 
 /// What the votes so far decide.

@@ -22,6 +22,7 @@ use crate::retry::{Retry, Stop};
 use crate::shared::{Shared, Ttl};
 use crate::token::Token;
 use crate::validity::validity;
+use crate::waiters::PassOn;
 use crate::wake::Waiter;
 
 /// A failed attempt and the signal that its background clean-up is complete.
@@ -131,13 +132,15 @@ struct Attempts<'a> {
 /// (`joined`) until the lock is handed out. Dropped before that (the acquisition gave up,
 /// failed, or its future was dropped), it leaves the line on every node, so that it does not
 /// hold up the next waiter for the rest of its lease: once the last attempt's requests are done
-/// (`after`, when it gave up), or at once (its future was dropped).
+/// (`after`, when it gave up), or at once (its future was dropped). A wake-up it may hold goes
+/// to the next local waiter after the leave.
 struct Place<'a> {
     line: &'a Line,
     nodes: &'a Arc<NodeSet>,
     timeout: Duration,
     joined: bool,
     after: Option<oneshot::Receiver<()>>,
+    waiter: Option<&'a Waiter>,
 }
 
 impl Drop for Place<'_> {
@@ -145,8 +148,10 @@ impl Drop for Place<'_> {
         if self.joined {
             // Every node: an earlier attempt may have joined where the last one got no answer.
             let every = (0..self.nodes.len()).collect();
-            self.line
-                .leave(self.nodes, every, self.timeout, self.after.take());
+            let pass_on = self.waiter.and_then(Waiter::defer_pass_on);
+            let then = move || pass_on.map_or((), PassOn::run);
+            let after = self.after.take();
+            self.line.leave(self.nodes, every, self.timeout, after, then);
         }
     }
 }
@@ -161,6 +166,7 @@ async fn retry_loop(a: &Attempts<'_>, retry: &Retry, waiter: Option<&Waiter>) ->
         timeout: ttl.node_timeout,
         joined: false,
         after: None,
+        waiter,
     });
     loop {
         attempt += 1;
@@ -344,11 +350,11 @@ async fn attempt_once(a: &Attempts<'_>, lease: u64, joined: Joined) -> Result<Lo
     match a.line {
         Some(line) if joined.any() => {
             let now = fan.answered(|i, o| may_hold_entry(o, fan.was_sent(i), joined));
-            line.leave(&shared.nodes, now, ttl.node_timeout, None);
+            line.leave(&shared.nodes, now, ttl.node_timeout, None, || ());
             let (line, nodes, timeout) = (line.clone(), shared.nodes.clone(), ttl.node_timeout);
             fan.ready_then(move |i, answer| {
                 if may_hold_entry(&answer.outcome, answer.sent, joined) {
-                    line.leave(&nodes, vec![i], timeout, None);
+                    line.leave(&nodes, vec![i], timeout, None, || ());
                 }
             });
         }

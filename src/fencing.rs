@@ -3,9 +3,12 @@
 //!
 //! The rule itself runs on the nodes, in `scripts/acquire_fenced.lua` (a grant's fence is the
 //! larger of every counter plus one and the server's clock in microseconds, stored in every
-//! counter) and `scripts/fence_raise.lua` (raise a counter to the fence, never lower it).
-//! [`granted_fence`] and [`raised`] are the same rules in Rust; a property test below holds
-//! them against the real scripts on a `redis-server`. docs/fencing.md argues why the maximum
+//! counter), in its copy for one resource in `scripts/acquire_queued.lua` (fenced locks with
+//! wake-on-release, which go through the waiting line), and in `scripts/fence_raise.lua` (raise
+//! a counter to the fence, never lower it). [`granted_fence`] and [`raised`] are the same rules
+//! in Rust; a property test below holds them against `acquire_fenced.lua` and
+//! `fence_raise.lua` on a `redis-server` (the copy in `acquire_queued.lua` has an example test,
+//! `line::the_fenced_line_script_takes_fences_above_the_counter`). docs/fencing.md argues why the maximum
 //! over a quorum of grants, written back to a quorum, orders holders.
 
 use std::sync::Arc;

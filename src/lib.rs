@@ -98,6 +98,7 @@ mod token;
 mod undo;
 mod url;
 mod validity;
+mod waiters;
 mod wake;
 mod watchdog;
 

@@ -7,10 +7,12 @@
 //! resource (fenced or not) by a client with wake-on-release is `scripts/acquire_queued.lua`: a
 //! free key is set only for the waiter at the head of the line, and a refused waiter joins the
 //! line at its *place* (when it began to wait: the same on every node, so the head is the same
-//! waiter everywhere) with a *lease*, renewed by each attempt. A waiter that stops trying without leaving (its
-//! process died, its leave was lost) holds the line up until its lease ends; one that gives up
-//! or is dropped leaves at once, and one that gets the lock leaves every node that did not
-//! grant it.
+//! waiter everywhere) with a *lease*, renewed by each attempt. A waiter that stops trying
+//! without leaving (its process died, its leave was lost) holds the line up until its lease
+//! ends. One that gives up leaves every node once its last requests are done, one that is
+//! dropped leaves every node at once, and one that gets the lock leaves the nodes that did not
+//! grant it and may hold its entry ([`may_hold_entry`]); a single try never joins, so never
+//! leaves.
 //!
 //! The line decides only who is served first. A grant still needs the key free and a majority,
 //! so nothing here can weaken mutual exclusion; what it can cost is liveness: one
@@ -56,16 +58,18 @@ impl Line {
     }
 
     /// Asks `nodes` (indices) to drop this waiter's entry, in the background (tracked, so
-    /// `shutdown` waits for it), once `after` fires or is dropped (bounded by `timeout`). Best
-    /// effort: an entry that stays ends with its lease.
+    /// `shutdown` waits for it), once `after` fires or is dropped (bounded by `timeout`); then
+    /// runs `then`. Best effort: an entry that stays ends with its lease.
     pub(crate) fn leave(
         &self,
         nodes: &Arc<NodeSet>,
         which: Vec<usize>,
         timeout: Duration,
         after: Option<oneshot::Receiver<()>>,
+        then: impl FnOnce() + Send + 'static,
     ) {
         if which.is_empty() {
+            then();
             return;
         }
         let args: [&[u8]; 1] = [&self.id];
@@ -82,6 +86,7 @@ impl Line {
                 .into_iter()
                 .map(|i| set.node(i).query(&primary, &fallback, timeout));
             futures::future::join_all(calls).await;
+            then();
         });
     }
 }

@@ -24,7 +24,7 @@
 //!
 //! One subscriber connection per node, started on first use and kept while the client lives.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -36,12 +36,7 @@ use tokio::sync::Notify;
 use crate::key::Keys;
 use crate::nodes::NodeSet;
 use crate::queue::next_place;
-
-/// Length of the release id in front of each published key.
-const ID_LEN: usize = 8;
-/// Release ids remembered per key: a release's notices from N nodes may interleave with the
-/// next release's.
-const RECENT_IDS: usize = 8;
+use crate::waiters::{KeyWake, PassOn, ID_LEN};
 
 /// The wake-up state of one client: its waiters per key, and the subscribers that feed them.
 pub(crate) struct WakeHub {
@@ -52,72 +47,6 @@ pub(crate) struct WakeHub {
     started: OnceLock<()>,
 }
 
-/// The local waiters of one key.
-struct KeyWake {
-    /// Reports a release id needs before it wakes anyone: the quorum.
-    quorum: usize,
-    state: Mutex<KeyState>,
-}
-
-#[derive(Default)]
-struct KeyState {
-    recent: [Release; RECENT_IDS],
-    /// The waiters by place; the first is the one a release wakes.
-    waiters: BTreeMap<u64, Arc<Notify>>,
-}
-
-/// What is known of one recent release of the key.
-#[derive(Clone, Copy, Default)]
-struct Release {
-    id: Option<[u8; ID_LEN]>,
-    reports: usize,
-    woken: bool,
-}
-
-impl KeyWake {
-    fn new(quorum: usize) -> Self {
-        Self {
-            quorum,
-            state: Mutex::default(),
-        }
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, KeyState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Records what is known of release `id` and wakes the first waiter once: when `reports`
-    /// more nodes reported it and a quorum has now done so, or at once when `local` (this client
-    /// released it on a majority).
-    fn released(&self, id: [u8; ID_LEN], reports: usize, local: bool) {
-        let mut state = self.state();
-        let recent = &mut state.recent;
-        let slot = match recent.iter().position(|r| r.id == Some(id)) {
-            Some(i) => i,
-            None => {
-                recent.rotate_right(1);
-                recent[0] = Release {
-                    id: Some(id),
-                    ..Release::default()
-                };
-                0
-            }
-        };
-        let r = &mut recent[slot];
-        r.reports += reports;
-        if r.woken || !(local || r.reports >= self.quorum) {
-            return;
-        }
-        r.woken = true;
-        let first = state.waiters.values().next().cloned();
-        drop(state);
-        // A waiter that is not waiting right now (it is trying) keeps the wake-up as a permit.
-        if let Some(first) = first {
-            first.notify_one();
-        }
-    }
-}
-
 /// A registered interest in one key; unregisters itself when dropped.
 pub(crate) struct Waiter {
     hub: Arc<WakeHub>,
@@ -125,6 +54,8 @@ pub(crate) struct Waiter {
     wake: Arc<KeyWake>,
     place: u64,
     notify: Arc<Notify>,
+    /// The wake-up this waiter may hold is used (granted) or handed on by a [`PassOn`]: its drop
+    /// passes nothing on.
     granted: AtomicBool,
 }
 
@@ -152,6 +83,22 @@ impl Waiter {
     pub(crate) fn granted(&self) {
         self.granted.store(true, Ordering::Relaxed);
     }
+
+    /// The acquisition leaves without the lock while its entry may still head the key's waiting
+    /// line on the nodes: a wake-up this first waiter may hold goes to the next local waiter
+    /// when the returned [`PassOn`] runs (once the leave is done), not as this waiter is
+    /// dropped, when the next would be refused by that entry and sleep a retry delay. `None`
+    /// when there is nothing to hand on (not first, or granted).
+    pub(crate) fn defer_pass_on(&self) -> Option<PassOn> {
+        let first = self.wake.state().waiters.keys().next() == Some(&self.place);
+        if !first || self.granted.swap(true, Ordering::Relaxed) {
+            return None;
+        }
+        Some(PassOn {
+            wake: self.wake.clone(),
+            from: self.place,
+        })
+    }
 }
 
 impl Drop for Waiter {
@@ -167,19 +114,6 @@ impl Drop for Waiter {
         if let Some(next) = pass_on {
             next.notify_one();
         }
-    }
-}
-
-impl KeyState {
-    /// Removes the waiter at `place`; returns the waiter to hand its wake-up to, if any. A first
-    /// waiter that leaves without the lock (it gave up, or was cancelled) may have been handed
-    /// a release: it is passed on to the next, as tokio's `notify_one` does for a dropped
-    /// waiter. (When none was handed, the next tries once more than it had to.)
-    fn leave(&mut self, place: u64, granted: bool) -> Option<Arc<Notify>> {
-        let was_first = self.waiters.keys().next() == Some(&place);
-        self.waiters.remove(&place);
-        let next = self.waiters.values().next().cloned();
-        next.filter(|_| was_first && !granted)
     }
 }
 
@@ -297,95 +231,5 @@ mod tests {
             Some((*b"0123abcd", &b"quorumlock:lock:x"[..]))
         );
         assert_eq!(parse_notice(b"short"), None);
-    }
-
-    /// A key with local waiters at `places`, and their notifications.
-    fn key_with_waiters(quorum: usize, places: &[u64]) -> (KeyWake, Vec<Arc<Notify>>) {
-        let k = KeyWake::new(quorum);
-        let notifies: Vec<_> = places.iter().map(|_| Arc::new(Notify::new())).collect();
-        for (p, n) in places.iter().zip(&notifies) {
-            k.state().waiters.insert(*p, n.clone());
-        }
-        (k, notifies)
-    }
-
-    #[tokio::test]
-    async fn one_wake_per_release_once_a_majority_reported_it() {
-        let (k, n) = key_with_waiters(3, &[1, 2]);
-        let first = n[0].notified();
-        let second = n[1].notified();
-        tokio::pin!(first, second);
-        first.as_mut().enable();
-        second.as_mut().enable();
-        k.released(*b"aaaaaaaa", 1, false);
-        k.released(*b"aaaaaaaa", 1, false);
-        assert!(
-            futures::poll!(first.as_mut()).is_pending(),
-            "two of five nodes reported: a majority may still hold the key"
-        );
-        k.released(*b"aaaaaaaa", 1, false);
-        assert!(
-            futures::poll!(first.as_mut()).is_ready(),
-            "a majority reported: the first waiter is woken"
-        );
-        k.released(*b"aaaaaaaa", 1, false);
-        k.released(*b"aaaaaaaa", 1, false);
-        assert!(
-            futures::poll!(second.as_mut()).is_pending(),
-            "one release, one wake-up"
-        );
-        // The first waiter got the lock and left.
-        k.state().waiters.remove(&1);
-        k.released(*b"bbbbbbbb", 0, true);
-        assert!(
-            futures::poll!(second.as_mut()).is_ready(),
-            "a release made by this client wakes the next at once"
-        );
-        // Its notices that come back later wake nobody.
-        let third = n[1].notified();
-        tokio::pin!(third);
-        third.as_mut().enable();
-        for _ in 0..5 {
-            k.released(*b"bbbbbbbb", 1, false);
-        }
-        assert!(futures::poll!(third.as_mut()).is_pending());
-    }
-
-    /// The waiter woken is the one that began to wait first, not the one that armed first:
-    /// after a refusal a waiter re-arms, and across processes only the head of the waiting line
-    /// can be granted, so waking any other local waiter would leave the head asleep.
-    #[tokio::test]
-    async fn the_earliest_place_is_woken_whatever_the_arming_order() {
-        let (k, n) = key_with_waiters(1, &[20, 10]);
-        let later = n[0].notified();
-        tokio::pin!(later);
-        later.as_mut().enable();
-        let earlier = n[1].notified();
-        tokio::pin!(earlier);
-        earlier.as_mut().enable();
-        k.released(*b"aaaaaaaa", 1, false);
-        assert!(futures::poll!(earlier.as_mut()).is_ready());
-        assert!(futures::poll!(later.as_mut()).is_pending());
-    }
-
-    /// A first waiter dropped without the lock hands its wake-up on; one that got the lock, or
-    /// was not first, does not (the next is not woken for nothing).
-    #[tokio::test]
-    async fn a_first_waiter_leaving_without_the_lock_passes_its_wake_up_on() {
-        let (k, n) = key_with_waiters(1, &[10, 20, 30]);
-        let woken = |i: usize| {
-            let mut f = Box::pin(n[i].notified());
-            f.as_mut().enable();
-            f
-        };
-        let (mut second, mut third) = (woken(1), woken(2));
-        assert!(k.state().leave(20, false).is_none(), "not first");
-        let next = k.state().leave(10, false).expect("first, without the lock");
-        next.notify_one();
-        assert!(futures::poll!(third.as_mut()).is_ready(), "30 is first now");
-        assert!(futures::poll!(second.as_mut()).is_pending());
-        let (k, _) = key_with_waiters(1, &[10, 20]);
-        assert!(k.state().leave(10, true).is_none(), "the lock used the wake-up");
-        assert!(k.state().leave(20, false).is_none(), "nobody left to wake");
     }
 }

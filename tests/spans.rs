@@ -1,6 +1,6 @@
-//! The `tracing` spans of extend and release, as the acquire span: named
-//! `quorumlock.extend` / `quorumlock.release`, carrying the resource and the token's fingerprint,
-//! never the token, and enclosing the operation's own events.
+//! The `tracing` spans of acquire, extend and release: named `quorumlock.acquire` (with the
+//! attempt number), `quorumlock.extend` / `quorumlock.release`, carrying the resource and the
+//! token's fingerprint, never the token, and enclosing the operation's own events.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -43,6 +43,15 @@ async fn extend_and_release_run_in_their_spans() {
     redlock.shutdown().await;
 
     let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    // The acquire span, with the attempt it recorded (entered only because a subscriber
+    // wants it: `in_span!`).
+    assert!(
+        text.lines()
+            .any(|l| l.contains("quorumlock.acquire{resource=spans ttl_ms=5000")
+                && l.contains("attempt=1")
+                && l.contains("attempt decided")),
+        "{text}"
+    );
     let extend = format!("quorumlock.extend{{resource=spans token={fingerprint} ttl_ms=4000}}");
     let release = format!("quorumlock.release{{resource=spans token={fingerprint}}}");
     // fmt prefixes an event with the spans it happened in.

@@ -68,19 +68,24 @@ end
 while true do
   local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
   if not head or head == ARGV[3] then
+    local fence
+    if fenced then
+      -- As acquire_fenced.lua, and like it before the lock key is written (a failure here, such
+      -- as a counter that is not a number, sets no key): above the counter, and at least the
+      -- server time in microseconds.
+      local t = redis.call('TIME')
+      fence = tonumber(t[1]) * 1000000 + tonumber(t[2])
+      local c = tonumber(redis.call('GET', KEYS[5]) or '0')
+      if c + 1 > fence then
+        fence = c + 1
+      end
+    end
     redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
     if head then
       redis.call('ZREM', KEYS[3], head)
       redis.call('ZREM', KEYS[4], head)
     end
     if fenced then
-      -- As acquire_fenced.lua: above the counter, and at least the server time in microseconds.
-      local t = redis.call('TIME')
-      local fence = tonumber(t[1]) * 1000000 + tonumber(t[2])
-      local c = tonumber(redis.call('GET', KEYS[5]) or '0')
-      if c + 1 > fence then
-        fence = c + 1
-      end
       redis.call('SET', KEYS[5], string.format('%d', fence))
       return {ARGV[1], fence}
     end

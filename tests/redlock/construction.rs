@@ -575,7 +575,8 @@ async fn only_a_waiter_that_joined_leaves_and_a_lost_leave_holds_up_one_node() {
         .await
         .unwrap_err();
     assert!(err.is_contended(), "{err}");
-    // Read before the entry's lease (1.1 s) ends: nodes 1 and 2 are left at once.
+    // Read before the entry's lease (1.1 s) ends: nodes 1 and 2 are left once the last
+    // attempt's requests are done (at once: they answered).
     let start = std::time::Instant::now();
     while line_lengths(&cluster, resource) != [1, 0, 0] {
         assert!(
@@ -585,15 +586,19 @@ async fn only_a_waiter_that_joined_leaves_and_a_lost_leave_holds_up_one_node() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    client.shutdown().await; // bounded by the lost leave's node timeout
-    proxies[0].clear_request_filters();
+    // The lost leave reached node 0's proxy (counted there, then dropped).
+    let start = std::time::Instant::now();
+    while count()[0] < 2 {
+        assert!(start.elapsed() < Duration::from_millis(500), "{:?}", count());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for i in 0..3 {
         let _: () = on_node(&cluster, i, redis::cmd("DEL").arg(lock_key(resource)));
     }
-    // A fresh client: the dropped request left the old one's connection to node 0 out of step.
-    // Its single try is refused by node 0 (the stale entry is the head there) and granted by
-    // the other two.
-    // A granted single try never joined, so it asks nobody to leave, not even node 0.
+    // Still within the stale entry's lease: a fresh client (the dropped request left the old
+    // one's connection to node 0 out of step) makes a single try. Node 0 refuses it (the stale
+    // entry is its head) and the other two grant it; it never joined, so it asks nobody to
+    // leave, not even node 0.
     let next = waiting(Duration::from_secs(5));
     let before = count();
     let lock = next
@@ -608,6 +613,8 @@ async fn only_a_waiter_that_joined_leaves_and_a_lost_leave_holds_up_one_node() {
     lock.release().await.unwrap();
     next.shutdown().await;
     assert_eq!(count(), before, "a granted single try sends no leave");
+    client.shutdown().await; // bounded by the lost leave's node timeout
+    proxies[0].clear_request_filters();
     // The stale entry ends with its lease (100 ms + 3 x 300 ms + 100 ms), and the line's keys
     // with it.
     let stale = std::time::Instant::now();

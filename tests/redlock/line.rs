@@ -1,7 +1,7 @@
 //! docs/testing.md, "Waiting line": with wake-on-release, the waiters of one resource are served
 //! across clients (processes) in the order they began to wait, a waiter that stops trying holds
 //! the line up for one lease at most, and one that gets the lock, gives up or is dropped leaves
-//! at once.
+//! (docs/design.md, "The waiting line", says when).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

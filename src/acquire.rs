@@ -13,10 +13,10 @@ use tokio::sync::oneshot;
 use crate::error::{Error, ErrorKind, Operation};
 use crate::fanout::Unready;
 use crate::fencing;
-use crate::key::{slot_group, Keys, Layout};
+use crate::key::{slot_group, Counters, Keys, Layout};
 use crate::lock::{Lock, LockParts};
 use crate::nodes::NodeSet;
-use crate::queue::{lease_ms, may_hold_entry, Joined, Line};
+use crate::queue::{lease_ms, may_hold_entry, Joined, Line, RENEW_EVERY};
 use crate::reply::{LockRef, Request};
 use crate::retry::{Retry, Stop};
 use crate::shared::{Shared, Ttl};
@@ -71,9 +71,10 @@ async fn acquire_unmeasured(
         one_slot_group(&resources)?;
     }
     let keys: Keys = resources.iter().map(|r| layout.lock(&shared.prefix, r)).collect();
-    let fence_keys = shared
-        .fencing
-        .then(|| fencing::fence_keys(layout, &shared.prefix, &resources));
+    let counters = shared.fencing.then(|| Counters {
+        keys: fencing::fence_keys(layout, &shared.prefix, &resources),
+        horizon_ms: shared.fence_horizon_ms,
+    });
     let span = tracing::debug_span!(
         "quorumlock.acquire",
         resource = %resources.join(", "),
@@ -93,7 +94,7 @@ async fn acquire_unmeasured(
         shared,
         resources: &resources,
         keys: &keys,
-        fence_keys: fence_keys.as_ref(),
+        counters: counters.as_ref(),
         line: line.as_ref(),
         ttl,
     };
@@ -123,7 +124,7 @@ struct Attempts<'a> {
     shared: &'a Arc<Shared>,
     resources: &'a Arc<[Box<str>]>,
     keys: &'a Keys,
-    fence_keys: Option<&'a Keys>,
+    counters: Option<&'a Counters>,
     line: Option<&'a Line>,
     ttl: Ttl,
 }
@@ -237,7 +238,21 @@ async fn retry_loop(a: &Attempts<'_>, retry: &Retry, waiter: Option<&Waiter>) ->
                         _ => tokio::time::sleep(delay).await,
                     }
                 };
-                tokio::join!(pause, cleanup);
+                // A waiter in the line renews its lease while it pauses, so that its lease (and
+                // what a dead waiter costs the others) stays short whatever the retry delay.
+                let renew = async {
+                    match a.line {
+                        Some(line) if lease > 0 => loop {
+                            tokio::time::sleep(RENEW_EVERY).await;
+                            line.renew(&a.shared.nodes, lease, ttl.node_timeout);
+                        },
+                        _ => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = async { tokio::join!(pause, cleanup) } => {}
+                    () = renew => {}
+                }
                 if retry.fits(start.elapsed(), ttl.node_timeout) {
                     continue;
                 }
@@ -284,9 +299,9 @@ async fn attempt_once(a: &Attempts<'_>, lease: u64, joined: Joined) -> Result<Lo
         ttl_ms: ttl.ms,
         always_tomb: shared.layout == Layout::Tagged,
     };
-    let req = Arc::new(match (a.fence_keys, a.line) {
-        (fence_keys, Some(line)) => Request::acquire_queued(&lock, fence_keys, line, lease),
-        (Some(fk), None) => Request::acquire_fenced(&lock, fk),
+    let req = Arc::new(match (a.counters, a.line) {
+        (counters, Some(line)) => Request::acquire_queued(&lock, counters, line, lease),
+        (Some(c), None) => Request::acquire_fenced(&lock, c),
         (None, None) => Request::acquire(&lock),
     });
     // Until the lock is handed out, a dropped fan-out undoes everything, also while the fence
@@ -313,12 +328,12 @@ async fn attempt_once(a: &Attempts<'_>, lease: u64, joined: Joined) -> Result<Lo
         (true, None) => Err(decision.error(ErrorKind::ValidityExhausted, Operation::Acquire)),
         (false, _) => Err(decision.error(decision.failure_kind(ErrorKind::Contended), Operation::Acquire)),
     };
-    let outcome = match (outcome, a.fence_keys) {
-        (Ok(()), Some(fence_keys)) => {
+    let outcome = match (outcome, a.counters) {
+        (Ok(()), Some(counters)) => {
             // G6: the lock's fence is the highest its grants gave; it must be on a majority
             // before the lock is handed out, so that every later quorum sees it.
             let fence = fencing::lock_fence(fan.granted_fences());
-            fencing::write_back(&shared.nodes, &lock, fence_keys, fence, t0, expires, ttl)
+            fencing::write_back(&shared.nodes, &lock, counters, fence, t0, expires, ttl)
                 .await
                 .map(Some)
         }

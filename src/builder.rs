@@ -18,6 +18,14 @@ use crate::wake::WakeHub;
 /// each call's TTL, but a connection outlives any one call).
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The default [`RedlockBuilder::fence_horizon`]: far beyond any clock offset between servers
+/// kept by NTP (milliseconds), short enough that per-entity counters do not pile up for days.
+const DEFAULT_FENCE_HORIZON: Duration = Duration::from_secs(3600);
+
+/// The shortest fence horizon accepted: a shorter one would have to trust clock offsets of
+/// milliseconds, and a counter could expire between a grant and the re-send of its request.
+const MIN_FENCE_HORIZON: Duration = Duration::from_secs(1);
+
 /// Configures a [`Redlock`](crate::Redlock). Made by [`Redlock::builder`](crate::Redlock::builder).
 ///
 /// ```
@@ -41,6 +49,7 @@ pub struct RedlockBuilder {
     retry: Retry,
     max_hold: Option<Duration>,
     fencing: bool,
+    fence_horizon: Duration,
     wake_on_release: bool,
     key_prefix: String,
     tls: TlsOptions,
@@ -56,6 +65,7 @@ impl fmt::Debug for RedlockBuilder {
             .field("retry", &self.retry)
             .field("max_hold", &self.max_hold)
             .field("fencing", &self.fencing)
+            .field("fence_horizon", &self.fence_horizon)
             .field("wake_on_release", &self.wake_on_release)
             .field("key_prefix", &self.key_prefix)
             .field("tls_ca", &self.tls.ca_pem.is_some())
@@ -82,6 +92,7 @@ impl RedlockBuilder {
             retry: Retry::new(),
             max_hold: None,
             fencing: false,
+            fence_horizon: DEFAULT_FENCE_HORIZON,
             wake_on_release: false,
             key_prefix: DEFAULT_PREFIX.to_owned(),
             tls: TlsOptions::default(),
@@ -145,10 +156,24 @@ impl RedlockBuilder {
     /// acquisition of the same resource that returned before it began
     /// ([`Lock::fencing_token`](crate::Lock::fencing_token)). Costs a script instead of a plain
     /// `SET` and one more round trip (the write-back to a majority) per acquisition, and one
-    /// counter key per resource (`<prefix>fence:<resource>`, kept without TTL). All clients of a
-    /// resource must agree on this setting. Default: off.
+    /// counter key per resource (`<prefix>fence:<resource>`), which lives for the
+    /// [`fence_horizon`](Self::fence_horizon) after its last write. All clients of a resource
+    /// must agree on this setting. Default: off.
     pub fn fencing(mut self, enabled: bool) -> Self {
         self.fencing = enabled;
+        self
+    }
+
+    /// How long a fence counter lives on a node after it was last written (each grant and each
+    /// write-back that raises it writes it again). A counter that expired is taken up again from
+    /// the server's clock in microseconds, which has moved on by the horizon since the counter's
+    /// last write, so fences keep increasing (G6) as long as **the horizon is longer than the
+    /// largest clock offset between lock servers** and no server clock steps back
+    /// (docs/fencing.md, "Counters expire"). Longer costs memory: one counter per distinct
+    /// resource locked within the horizon, on each node (docs/operations.md, "Sizing memory").
+    /// Must be within 1 s..=30 days. Default: 1 hour.
+    pub fn fence_horizon(mut self, horizon: Duration) -> Self {
+        self.fence_horizon = horizon;
         self
     }
 
@@ -235,6 +260,13 @@ impl RedlockBuilder {
         if self.node_timeout == Some(Duration::ZERO) {
             return Err(Error::config("node timeout must be positive"));
         }
+        if !(MIN_FENCE_HORIZON..=crate::validity::MAX_TTL).contains(&self.fence_horizon) {
+            return Err(Error::config(format!(
+                "fence horizon {:?} is not within 1 s..=30 days: it must outlast the largest clock \
+                 offset between lock servers (docs/fencing.md)",
+                self.fence_horizon
+            )));
+        }
         self.retry.validate().map_err(Error::config)?;
         let connect_timeout = self.node_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         let mut parsed: Vec<(String, Endpoint)> = Vec::with_capacity(self.nodes.len());
@@ -289,6 +321,7 @@ impl RedlockBuilder {
             retry: self.retry,
             max_hold: self.max_hold,
             fencing: self.fencing,
+            fence_horizon_ms: u64::try_from(self.fence_horizon.as_millis()).unwrap_or(u64::MAX),
             layout: if clustered { Layout::Tagged } else { Layout::Plain },
             prefix: self.key_prefix.into(),
         })

@@ -306,6 +306,9 @@ impl fmt::Debug for Redlock {
             .field("drift_factor", &i.drift_factor)
             .field("retry", &i.retry)
             .field("max_hold", &i.max_hold)
+            .field("fencing", &i.fencing)
+            .field("fence_horizon", &Duration::from_millis(i.fence_horizon_ms))
+            .field("wake_on_release", &i.wake.is_some())
             .field("key_prefix", &i.prefix)
             .finish()
     }

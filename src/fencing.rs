@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use crate::error::{Error, ErrorKind, Operation};
 use crate::fanout::Fanout;
-use crate::key::{Keys, Layout};
+use crate::key::{Counters, Keys, Layout};
 use crate::nodes::NodeSet;
 use crate::reply::{LockRef, Request};
 use crate::shared::Ttl;
@@ -65,13 +65,13 @@ pub(crate) fn lock_fence(grants: impl Iterator<Item = u64>) -> u64 {
 pub(crate) async fn write_back(
     nodes: &Arc<NodeSet>,
     lock: &LockRef,
-    fence_keys: &Keys,
+    counters: &Counters,
     fence: u64,
     t0: Instant,
     expires: Instant,
     ttl: Ttl,
 ) -> Result<u64, Error> {
-    let req = Arc::new(Request::fence_raise(lock, fence_keys, fence));
+    let req = Arc::new(Request::fence_raise(lock, counters, fence));
     let mut fan = Fanout::start(nodes, req, ttl.node_timeout, expires);
     let decision = fan.decide().await;
     let elapsed = t0.elapsed();
@@ -165,7 +165,7 @@ mod tests {
                 keys.push(crate::key::tomb_key("t:", "0123456789abcdef0123456789abcdef")[..].into());
                 let before = server_time_us(con);
                 let (token, fence): (String, u64) = crate::scripts::ACQUIRE_FENCED
-                    .eval(&keys, &[b"tok", b"10000"])
+                    .eval(&keys, &[b"tok", b"10000", b"60000"])
                     .query(con)
                     .unwrap();
                 let after = server_time_us(con);
@@ -177,27 +177,33 @@ mod tests {
                 for k in &counter_keys {
                     let stored: u64 = con.get(&k[..]).unwrap();
                     prop_assert_eq!(stored, fence);
+                    let pttl: i64 = redis::cmd("PTTL").arg(&k[..]).query(con).unwrap();
+                    prop_assert!(0 < pttl && pttl <= 60_000, "a counter lives one horizon: {}", pttl);
                 }
                 // The same request again (a cluster member's re-send): granted again, same
                 // fence, nothing changed.
                 let again: (String, u64) = crate::scripts::ACQUIRE_FENCED
-                    .eval(&keys, &[b"tok", b"10000"])
+                    .eval(&keys, &[b"tok", b"10000", b"60000"])
                     .query(con)
                     .unwrap();
                 prop_assert_eq!(again, ("tok".to_owned(), fence));
                 let other: i64 = crate::scripts::ACQUIRE_FENCED
-                    .eval(&keys, &[b"other", b"10000"])
+                    .eval(&keys, &[b"other", b"10000", b"60000"])
                     .query(con)
                     .unwrap();
                 prop_assert_eq!(other, 0, "another token is refused");
                 let raise_keys: Vec<Box<[u8]>> = counter_keys.clone();
                 let _: i64 = crate::scripts::FENCE_RAISE
-                    .eval(&raise_keys, &[raise_to.to_string().as_bytes()])
+                    .eval(&raise_keys, &[raise_to.to_string().as_bytes(), b"90000"])
                     .query(con)
                     .unwrap();
                 for k in &counter_keys {
                     let stored: u64 = con.get(&k[..]).unwrap();
                     prop_assert_eq!(stored, raised(fence, raise_to));
+                    // A raise writes the counter again with the new horizon; no raise leaves it.
+                    let pttl: i64 = redis::cmd("PTTL").arg(&k[..]).query(con).unwrap();
+                    let (low, high) = if raise_to > fence { (60_000, 90_000) } else { (0, 60_000) };
+                    prop_assert!(low < pttl && pttl <= high, "raise to {} over {}: pttl {}", raise_to, fence, pttl);
                 }
                 Ok(())
             })

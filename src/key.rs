@@ -11,6 +11,14 @@ pub(crate) const MAX_RESOURCE_LEN: usize = 64 * 1024;
 /// and every request made for it.
 pub(crate) type Keys = std::sync::Arc<[Box<[u8]>]>;
 
+/// A lock's fence counter keys (one per resource, in the order of its lock keys) and how long
+/// each lives after its last write, in milliseconds (G3): every script that writes a counter
+/// writes it with this TTL.
+pub(crate) struct Counters {
+    pub(crate) keys: Keys,
+    pub(crate) horizon_ms: u64,
+}
+
 /// The default key prefix.
 pub(crate) const DEFAULT_PREFIX: &str = "quorumlock:";
 

@@ -25,15 +25,20 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::oneshot;
 
 use crate::error::NodeOutcome;
-use crate::key::{Keys, Layout};
+use crate::key::{Counters, Keys, Layout};
 use crate::nodes::NodeSet;
 use crate::reply::{Arg, LockRef, Op, Request};
 use crate::retry::Retry;
-use crate::scripts::{ACQUIRE_QUEUED, QUEUE_LEAVE};
+use crate::scripts::{ACQUIRE_QUEUED, QUEUE_LEAVE, QUEUE_RENEW};
 
-/// Added to a lease beyond the longest pause between two attempts: a process descheduled for a
-/// moment should not lose its place.
+/// Added to a lease beyond the longest gap between two words of a live waiter: a process
+/// descheduled for a moment should not lose its place.
 const LEASE_SLACK: Duration = Duration::from_millis(100);
+
+/// How often a waiter that may be in the line renews its lease while it pauses between
+/// attempts ([`Line::renew`]). The lease, and so what a dead waiter can cost the others, is this
+/// plus a few node timeouts, whatever the retry policy.
+pub(crate) const RENEW_EVERY: Duration = Duration::from_millis(250);
 
 /// One acquisition's entry in the line of its resource.
 #[derive(Clone)]
@@ -55,6 +60,25 @@ impl Line {
             id,
             place,
         }
+    }
+
+    /// Renews this waiter's lease (`lease_ms`) on every node where it still has an entry, in
+    /// the background (tracked, so `shutdown` waits for it; each call bounded by `timeout`).
+    /// Never joins: a renewal that arrives after the waiter left or was served changes nothing.
+    /// Best effort: a lost renewal costs the waiter its place only if the next one, or its next
+    /// attempt, is lost too.
+    pub(crate) fn renew(&self, nodes: &Arc<NodeSet>, lease_ms: u64, timeout: Duration) {
+        let lease = lease_ms.to_string();
+        let args: [&[u8]; 2] = [&self.id, lease.as_bytes()];
+        let (primary, fallback) = (
+            QUEUE_RENEW.evalsha(&self.keys, &args),
+            QUEUE_RENEW.eval(&self.keys, &args),
+        );
+        let set = nodes.clone();
+        nodes.spawn_background(async move {
+            let calls = set.iter().map(|node| node.query(&primary, &fallback, timeout));
+            futures::future::join_all(calls).await;
+        });
     }
 
     /// Asks `nodes` (indices) to drop this waiter's entry, in the background (tracked, so
@@ -131,37 +155,40 @@ pub(crate) fn may_hold_entry(outcome: &NodeOutcome, sent: bool, joined: Joined) 
     *outcome != NodeOutcome::Granted && (joined.before || (joined.now && sent))
 }
 
-/// How long a refused waiter keeps its place without trying again, in milliseconds: the longest
-/// pause `retry` can make before attempt `attempt + 1`, plus the clean-up wait and the next
-/// request's way to the node (a node timeout each, and one for this attempt's own reply), plus
-/// [`LEASE_SLACK`]. 0 when `attempt` is the last the schedule allows: that waiter does not join.
+/// How long a refused waiter keeps its place without a word from it, in milliseconds: 0 when
+/// `attempt` is the last the schedule allows (that waiter does not join), otherwise
+/// [`lease_for`] of the node timeout. It does not depend on the retry policy: a waiter that
+/// pauses longer than [`RENEW_EVERY`] renews its lease meanwhile.
 pub(crate) fn lease_ms(retry: &Retry, attempt: u32, node_timeout: Duration) -> u64 {
     match retry.next_delay(attempt, Duration::ZERO, node_timeout, 1.0) {
-        Ok(longest) => {
-            let lease = longest
-                .saturating_add(node_timeout.saturating_mul(3))
-                .saturating_add(LEASE_SLACK);
-            // Capped at the longest TTL: the script hands the lease to `PEXPIRE` as a Lua
-            // number, and a huge one (a retry delay of `Duration::MAX`) would fail there after
-            // the entry was added, leaving the line without a TTL.
-            let lease = lease.min(crate::validity::MAX_TTL);
-            u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1)
-        }
+        Ok(_) => u64::try_from(lease_for(node_timeout).as_millis()).unwrap_or(u64::MAX),
         Err(_) => 0,
     }
 }
 
+/// A waiter's lease: the longest gap between two of its words on a node while it lives. After
+/// an attempt's request is applied, its decision can take a node timeout and the clean-up
+/// wait another before the pause begins; the first renewal is sent [`RENEW_EVERY`] into the
+/// pause and may take a node timeout to arrive; plus [`LEASE_SLACK`]. Capped at the longest
+/// TTL, so `PEXPIRE` in the script always takes it.
+pub(crate) fn lease_for(node_timeout: Duration) -> Duration {
+    RENEW_EVERY
+        .saturating_add(node_timeout.saturating_mul(3))
+        .saturating_add(LEASE_SLACK)
+        .min(crate::validity::MAX_TTL)
+}
+
 impl Request {
-    /// [`Request::acquire`] of one resource, or with `fence_keys` [`Request::acquire_fenced`],
+    /// [`Request::acquire`] of one resource, or with `counters` [`Request::acquire_fenced`],
     /// served in waiting order: joins or renews `line` when refused (`lease_ms` 0: does not
     /// join).
     pub(crate) fn acquire_queued(
         lock: &LockRef,
-        fence_keys: Option<&Keys>,
+        counters: Option<&Counters>,
         line: &Line,
         lease_ms: u64,
     ) -> Self {
-        let fence: &[Box<[u8]>] = fence_keys.map_or(&[], |k| k);
+        let fence: &[Box<[u8]>] = counters.map_or(&[], |c| &c.keys);
         let keys = Self::keys_then_tomb(lock, None)
             .chain(line.keys.iter().map(|k| &**k))
             .chain(fence.iter().map(|k| &**k));
@@ -171,8 +198,9 @@ impl Request {
             Arg::Bytes(&line.id),
             Arg::Int(line.place),
             Arg::Int(lease_ms),
+            Arg::Int(counters.map_or(0, |c| c.horizon_ms)),
         ];
-        let op = if fence_keys.is_some() {
+        let op = if counters.is_some() {
             Op::AcquireFenced
         } else {
             Op::Acquire
@@ -186,18 +214,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_last_attempt_does_not_join_and_others_outlast_their_pause() {
+    fn the_last_attempt_does_not_join_and_the_lease_ignores_the_pause() {
         let nt = Duration::from_millis(50);
         let retry = Retry::new()
             .attempts(3)
             .delay(Duration::from_millis(200), Duration::from_millis(100));
-        assert_eq!(lease_ms(&retry, 1, nt), 300 + 150 + 100);
-        assert_eq!(lease_ms(&retry, 2, nt), 550);
+        assert_eq!(lease_ms(&retry, 1, nt), 250 + 150 + 100);
+        assert_eq!(lease_ms(&retry, 2, nt), 500);
         assert_eq!(lease_ms(&retry, 3, nt), 0, "no attempt follows the third");
         assert_eq!(lease_ms(&Retry::none(), 1, nt), 0, "try_acquire never joins");
+        // Issue 20: an hour between attempts does not lengthen the lease (renewals keep the
+        // place), and neither does a delay of `Duration::MAX`.
+        let slow = Retry::wait(Duration::from_secs(3600)).delay(Duration::from_secs(600), Duration::ZERO);
+        assert_eq!(lease_ms(&slow, 1, nt), 500);
         let endless = Retry::new().no_deadline().delay(Duration::MAX, Duration::ZERO);
-        let cap = u64::try_from(crate::validity::MAX_TTL.as_millis()).unwrap();
-        assert_eq!(lease_ms(&endless, 1, nt), cap, "a huge delay is capped");
+        assert_eq!(lease_ms(&endless, 1, nt), 500);
+        assert_eq!(lease_for(Duration::MAX), crate::validity::MAX_TTL, "a huge node timeout is capped");
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub(crate) struct Shared {
     pub(crate) retry: Retry,
     pub(crate) max_hold: Option<Duration>,
     pub(crate) fencing: bool,
+    /// How long a fence counter lives after its last write, in milliseconds (G3, G6:
+    /// `RedlockBuilder::fence_horizon`).
+    pub(crate) fence_horizon_ms: u64,
     /// Present when wake-on-release is on.
     pub(crate) wake: Option<Arc<WakeHub>>,
     pub(crate) prefix: Box<str>,

@@ -13,6 +13,8 @@
 --          on every node that has heard of it
 -- ARGV[5]  the lease, in milliseconds: how long a refused waiter keeps its place without trying
 --          again; 0 when this is its last attempt (it does not join)
+-- ARGV[6]  (fenced locks only) the fence counter's horizon, in milliseconds (see
+--          acquire_fenced.lua)
 -- KEYS[5]  (fenced locks only) the resource's fence counter: a grant then also takes a fence
 --          as acquire_fenced.lua does, and replies {ARGV[1], fence} instead of ARGV[1]
 -- Returns ARGV[1] if the key is now set to ARGV[1] with TTL ARGV[2]; 0 otherwise. The key is set
@@ -20,16 +22,30 @@
 -- of this one (a waiter that stopped trying leaves the line when its lease ends). A waiter
 -- that is refused joins the line (keeping its first place) and renews its lease. Which waiter
 -- is served changes only liveness: a key that exists is never set, as in acquire.lua.
+-- Every key is read (and checked to be of its type) before anything is written: a foreign key
+-- of another type under the prefix gives an error reply and leaves the node as it was.
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return 0
 end
 local fenced = #KEYS == 5
 local held = redis.call('GET', KEYS[1])
+-- A key of another type makes ZSCORE fail here, before anything is written (and needs no
+-- permission beyond the line's own commands, unlike TYPE).
+for i = 3, 4 do
+  redis.call('ZSCORE', KEYS[i], ARGV[3])
+end
+local counter
+if fenced then
+  counter = tonumber(redis.call('GET', KEYS[5]) or '0')
+  if not counter then
+    return redis.error_reply('ERR quorumlock: fence counter ' .. KEYS[5] .. ' holds no number')
+  end
+end
 if held == ARGV[1] then
   -- This very request, sent again (see acquire.lua); a fenced one gets the counter, which holds
   -- at least the fence first given (see acquire_fenced.lua).
   if fenced then
-    return {ARGV[1], tonumber(redis.call('GET', KEYS[5]) or '0')}
+    return {ARGV[1], counter}
   end
   return ARGV[1]
 end
@@ -70,14 +86,11 @@ while true do
   if not head or head == ARGV[3] then
     local fence
     if fenced then
-      -- As acquire_fenced.lua, and like it before the lock key is written (a failure here, such
-      -- as a counter that is not a number, sets no key): above the counter, and at least the
-      -- server time in microseconds.
+      -- As acquire_fenced.lua: above the counter, and at least the server time in microseconds.
       local t = redis.call('TIME')
       fence = tonumber(t[1]) * 1000000 + tonumber(t[2])
-      local c = tonumber(redis.call('GET', KEYS[5]) or '0')
-      if c + 1 > fence then
-        fence = c + 1
+      if counter + 1 > fence then
+        fence = counter + 1
       end
     end
     redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -86,7 +99,7 @@ while true do
       redis.call('ZREM', KEYS[4], head)
     end
     if fenced then
-      redis.call('SET', KEYS[5], string.format('%d', fence))
+      redis.call('SET', KEYS[5], string.format('%d', fence), 'PX', ARGV[6])
       return {ARGV[1], fence}
     end
     return ARGV[1]

@@ -95,6 +95,10 @@ pub(crate) static ACQUIRE_QUEUED: LazyLock<Script> =
 pub(crate) static QUEUE_LEAVE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("queue_leave.lua")));
 
+/// A waiter renews its lease in a waiting line while it pauses: 1 renewed, 0 no entry.
+pub(crate) static QUEUE_RENEW: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("queue_renew.lua")));
+
 /// All-or-nothing `SET NX PX` of several keys: 1 all set, 0 none (some key existed).
 pub(crate) static ACQUIRE_MANY: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("acquire_many.lua")));

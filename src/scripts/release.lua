@@ -15,10 +15,16 @@
 -- When no key held the token, the acquire request of this token may still be on its way (held
 -- up on a connection the client has since replaced): the tombstone makes every acquire script
 -- refuse this token for one TTL, so that request can no longer leave a key (DESIGN rule (d)).
+-- Every key is read before any is deleted: a foreign key of another type makes GET fail before
+-- anything changed.
 local n = #KEYS - 1
+local ours = {}
+for i = 1, n do
+  ours[i] = redis.call('GET', KEYS[i]) == ARGV[1]
+end
 local deleted = 0
 for i = 1, n do
-  if redis.call('GET', KEYS[i]) == ARGV[1] then
+  if ours[i] then
     redis.call('DEL', KEYS[i])
     deleted = deleted + 1
     if ARGV[4] then

@@ -445,7 +445,7 @@ async fn the_fenced_line_script_takes_fences_above_the_counter() {
     let mut run = async |token: &str, waiter: &str| -> redis::Value {
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(script).arg(5).arg(&keys[..]);
-        cmd.arg(token).arg(60_000).arg(waiter).arg(1).arg(5_000);
+        cmd.arg(token).arg(60_000).arg(waiter).arg(1).arg(5_000).arg(60_000);
         cmd.query_async(&mut con).await.unwrap()
     };
     let granted =
@@ -471,6 +471,8 @@ async fn the_fenced_line_script_takes_fences_above_the_counter() {
         far + 1,
         "the grant stored its fence; the refusal changed nothing"
     );
+    let pttl: i64 = redis::cmd("PTTL").arg("fence").query_async(&mut con).await.unwrap();
+    assert!(0 < pttl && pttl <= 60_000, "the counter lives one horizon: {pttl}");
 
     // A fence that cannot be taken (a counter that is not a number) fails before the lock key
     // is written: an error reply, and no key set.
@@ -483,7 +485,7 @@ async fn the_fenced_line_script_takes_fences_above_the_counter() {
         .unwrap();
     let mut cmd = redis::cmd("EVAL");
     cmd.arg(script).arg(5).arg(&keys[..]);
-    cmd.arg("t-b2").arg(60_000).arg("b").arg(1).arg(5_000); // b heads the line
+    cmd.arg("t-b2").arg(60_000).arg("b").arg(1).arg(5_000).arg(60_000); // b heads the line
     let failed: redis::RedisResult<redis::Value> = cmd.query_async(&mut con).await;
     assert!(failed.is_err(), "{failed:?}");
     let lock: Option<String> = redis::cmd("GET").arg("lock").query_async(&mut con).await.unwrap();

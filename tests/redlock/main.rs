@@ -9,6 +9,7 @@ mod basics;
 mod construction;
 mod faults;
 mod fencing;
+mod footprint;
 mod guards;
 mod hostile;
 mod leaks;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use quorumlock::{Redlock, RedlockBuilder, Retry};
+pub use quorumlock_testkit::audit::{self, Bounds, Kind, Sample};
 pub use quorumlock_testkit::{ClusterOptions, LocalCluster, Persistence, Reply};
 
 /// The least-privilege ACL of a lock user, exactly as docs/operations.md gives it (checked by
@@ -174,6 +175,41 @@ pub fn all_line_keys(cluster: &LocalCluster) -> Vec<(usize, String)> {
     out
 }
 
+/// Every key under the default prefix on every running node, with its PTTL: the whole keyspace
+/// the library writes (locks, tombstones, fence counters, waiting lines).
+pub fn all_keys(cluster: &LocalCluster) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for i in (0..cluster.len()).filter(|&i| cluster.is_running(i)) {
+        let keys: Vec<String> = on_node(cluster, i, redis::cmd("KEYS").arg("quorumlock:*"));
+        for k in keys {
+            let pttl: i64 = on_node(cluster, i, redis::cmd("PTTL").arg(&k));
+            out.push(Sample::new(i, k, pttl));
+        }
+    }
+    out
+}
+
+/// The bounds every real-server test stays within: no test takes a lock or leaves a tombstone
+/// for more than two minutes, fence counters live the default horizon (1 h), and a waiting
+/// line lives at most its longest lease (250 ms + 3 node timeouts + 100 ms; node timeouts are
+/// at most 1 s).
+pub const TEST_BOUNDS: Bounds = Bounds {
+    lock: Duration::from_secs(120),
+    tomb: Duration::from_secs(120),
+    fence: Duration::from_secs(3600),
+    line: Duration::from_millis(3_350),
+};
+
+/// Asserts that every key under the prefix on every running node has a TTL within `bounds`
+/// for its kind (G3).
+#[track_caller]
+pub fn assert_bounded(cluster: &LocalCluster, bounds: &Bounds, context: &str) {
+    if let Err(found) = audit::check("quorumlock:", bounds, all_keys(cluster)) {
+        let lines: Vec<String> = found.iter().map(ToString::to_string).collect();
+        panic!("{context}: keys beyond their bounds:\n{}", lines.join("\n"));
+    }
+}
+
 /// Asserts that no running node holds any lock key.
 #[track_caller]
 pub fn assert_no_lock_keys(cluster: &LocalCluster, context: &str) {
@@ -211,4 +247,6 @@ pub async fn assert_clean(cluster: &LocalCluster, clients: &[&Redlock], context:
         lines.is_empty(),
         "{context}: waiting lines left behind: {lines:?}"
     );
+    // What may stay (tombstones, fence counters) stays only within its bound.
+    assert_bounded(cluster, &TEST_BOUNDS, context);
 }

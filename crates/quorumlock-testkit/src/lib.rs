@@ -17,6 +17,9 @@
 //! failover, and slot moves that stop half-way so clients see `-ASK` redirections
 //! ([`LocalCluster::begin_move_slot`]).
 //!
+//! [`audit::check`] checks every key a client wrote under its prefix (locks, tombstones, fence
+//! counters, waiting lines) against the TTL bound of its kind.
+//!
 //! This crate does not depend on `quorumlock`, so it can test any lock client.
 //!
 //! ```no_run
@@ -29,6 +32,7 @@
 //! ```
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod audit;
 mod cluster;
 mod history;
 mod proxy;

@@ -186,9 +186,10 @@ impl RedlockBuilder {
     /// resource (fenced or not) are served in the order they began to wait, by a waiting line
     /// kept on the nodes. A waiter that gets its lock, gives up or whose future is dropped leaves
     /// the line; one whose process dies (or whose leave is lost) holds it up until its lease
-    /// ends (its longest retry pause plus three node timeouts plus 100 ms: 0.4-3.4 s with the
-    /// defaults), and the next waiter may then wait one more retry delay (docs/design.md, "The
-    /// waiting line"). Cuts the wait under contention
+    /// ends: 250 ms + 3 node timeouts + 100 ms after its last attempt or renewal (0.5-3.35 s
+    /// with the default node timeouts), whatever its retry policy, since a waiter renews its
+    /// lease every 250 ms while it pauses. The next waiter may then wait one more retry delay
+    /// (docs/design.md, "The waiting line"). Cuts the wait under contention
     /// from about half a retry delay to about a round trip; polling stays the fallback, so a
     /// lost notice costs only latency. Costs one subscriber connection per node (started on
     /// first wait) and needs `PUBLISH` / `SUBSCRIBE` permissions on the channel, and the

@@ -7,9 +7,10 @@
 //! resource (fenced or not) by a client with wake-on-release is `scripts/acquire_queued.lua`: a
 //! free key is set only for the waiter at the head of the line, and a refused waiter joins the
 //! line at its *place* (when it began to wait: the same on every node, so the head is the same
-//! waiter everywhere) with a *lease*, renewed by each attempt. A waiter that stops trying
-//! without leaving (its process died, its leave was lost) holds the line up until its lease
-//! ends. One that gives up leaves every node once its last requests are done, one that is
+//! waiter everywhere) with a *lease*, renewed by each attempt and every [`RENEW_EVERY`] while
+//! it pauses. A waiter that stops trying without leaving (its process died, its leave was
+//! lost) holds the line up until its lease ends: a few node timeouts, whatever its retry
+//! policy. One that gives up leaves every node once its last requests are done, one that is
 //! dropped leaves every node at once, and one that gets the lock leaves the nodes that did not
 //! grant it and may hold its entry ([`may_hold_entry`]); a single try never joins, so never
 //! leaves.

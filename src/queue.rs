@@ -21,7 +21,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::oneshot;
 
@@ -40,6 +40,9 @@ const LEASE_SLACK: Duration = Duration::from_millis(100);
 /// attempts ([`Line::renew`]). The lease, and so what a dead waiter can cost the others, is this
 /// plus a few node timeouts, whatever the retry policy.
 pub(crate) const RENEW_EVERY: Duration = Duration::from_millis(250);
+
+/// The pause before a leave is sent again to nodes that gave no answer.
+const LEAVE_AGAIN_AFTER: Duration = Duration::from_millis(50);
 
 /// One acquisition's entry in the line of its resource.
 #[derive(Clone)]
@@ -84,7 +87,10 @@ impl Line {
 
     /// Asks `nodes` (indices) to drop this waiter's entry, in the background (tracked, so
     /// `shutdown` waits for it), once `after` fires or is dropped (bounded by `timeout`); then
-    /// runs `then`. Best effort: an entry that stays ends with its lease.
+    /// runs `then`. A node that gives no answer is asked again until the entry has lapsed (one
+    /// lease): under load a single try timed out and left the entry for its lease, which a
+    /// test's clean-up check after `shutdown` then saw (issue 22). An entry whose leave
+    /// overtook the request that made it still ends with its lease.
     pub(crate) fn leave(
         &self,
         nodes: &Arc<NodeSet>,
@@ -107,11 +113,28 @@ impl Line {
             if let Some(after) = after {
                 let _ = tokio::time::timeout(timeout, after).await;
             }
-            let calls = which
-                .into_iter()
-                .map(|i| set.node(i).query(&primary, &fallback, timeout));
-            futures::future::join_all(calls).await;
-            then();
+            // Re-sent to the nodes that gave no answer (a timeout on a busy host, a reset) until
+            // the entry has lapsed anyway: one lease from now bounds what is left of it. The
+            // wake-up hand-on (`then`) waits only for the first round.
+            let lapsed = Instant::now() + lease_for(timeout);
+            let mut then = Some(then);
+            let mut left = which;
+            loop {
+                let calls = left.iter().map(|&i| set.node(i).query(&primary, &fallback, timeout));
+                let answers = futures::future::join_all(calls).await;
+                if let Some(then) = then.take() {
+                    then();
+                }
+                left = left
+                    .into_iter()
+                    .zip(answers)
+                    .filter_map(|(i, answer)| answer.is_err().then_some(i))
+                    .collect();
+                if left.is_empty() || Instant::now() >= lapsed {
+                    break;
+                }
+                tokio::time::sleep(LEAVE_AGAIN_AFTER).await;
+            }
         });
     }
 }

@@ -27,7 +27,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use quorumlock::{ErrorKind, Redlock, Retry};
-use quorumlock_testkit::{Direction, Fault, Grant, History, LocalCluster, Proxy, FENCED_WRITE};
+use quorumlock_testkit::{audit, Direction, Fault, Grant, History, LocalCluster, Proxy, FENCED_WRITE};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -173,7 +173,7 @@ impl Report {
         let _ = writeln!(s, "| client pauses (C10) | {} |", self.client_pauses);
         let _ = writeln!(
             s,
-            "| **P9 lock keys without TTL** | {} (in {} auditor samples) |",
+            "| **P9 keys without TTL or over their bound (every kind)** | {} (in {} auditor samples) |",
             self.keys_without_ttl, self.auditor_samples
         );
         let blind = if self.scan_after_heal >= self.ttl {
@@ -444,7 +444,8 @@ pub fn run(cfg: Config) -> Report {
             worker(id, cfg, urls, witness_port, shared, rx)
         }));
     }
-    // Auditor: every lock key on every running, unpaused node has a TTL (P9).
+    // Auditor: every key under the prefix on every running, unpaused node has a TTL within its
+    // kind's bound (P9, G3).
     let paused: Arc<Mutex<Vec<bool>>> = Arc::new(Mutex::new(vec![false; cfg.nodes]));
     let down: Arc<Mutex<Vec<bool>>> = Arc::new(Mutex::new(vec![false; cfg.nodes]));
     let no_ttl = Arc::new(AtomicU64::new(0));
@@ -458,6 +459,15 @@ pub fn run(cfg: Config) -> Report {
             no_ttl.clone(),
             samples.clone(),
         );
+        // Locks and tombstones live at most the longest TTL the workers use; fence counters the
+        // default fence horizon; the workers join no waiting line.
+        let longest = cfg.ttl.max(FINAL_TTL);
+        let bounds = audit::Bounds {
+            lock: longest,
+            tomb: longest,
+            fence: Duration::from_secs(3600),
+            line: Duration::ZERO,
+        };
         std::thread::spawn(move || {
             while !shared.stop.load(Ordering::Relaxed) {
                 for (i, port) in ports.iter().enumerate() {
@@ -471,16 +481,25 @@ pub fn run(cfg: Config) -> Report {
                         continue;
                     };
                     let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
+                    // Every key the library writes, not only lock keys (issue 20: the fence
+                    // counters had no TTL and a lock-key scan never saw them).
                     let keys: Vec<String> = redis::cmd("KEYS")
-                        .arg("quorumlock:lock:*")
+                        .arg("quorumlock:*")
                         .query(&mut c)
                         .unwrap_or_default();
-                    for k in keys {
-                        let pttl: i64 = redis::cmd("PTTL").arg(&k).query(&mut c).unwrap_or(-2);
-                        samples.fetch_add(1, Ordering::Relaxed);
-                        if pttl == -1 {
-                            no_ttl.fetch_add(1, Ordering::Relaxed);
+                    let sampled: Vec<audit::Sample> = keys
+                        .into_iter()
+                        .map(|k| {
+                            let pttl: i64 = redis::cmd("PTTL").arg(&k).query(&mut c).unwrap_or(-2);
+                            audit::Sample::new(i, k, pttl)
+                        })
+                        .collect();
+                    samples.fetch_add(sampled.len() as u64, Ordering::Relaxed);
+                    if let Err(found) = audit::check("quorumlock:", &bounds, sampled) {
+                        for f in &found {
+                            eprintln!("auditor: {f}");
                         }
+                        no_ttl.fetch_add(found.len() as u64, Ordering::Relaxed);
                     }
                 }
                 std::thread::sleep(Duration::from_millis(50));

@@ -178,7 +178,11 @@ mod tests {
                     let stored: u64 = con.get(&k[..]).unwrap();
                     prop_assert_eq!(stored, fence);
                     let pttl: i64 = redis::cmd("PTTL").arg(&k[..]).query(con).unwrap();
-                    prop_assert!(0 < pttl && pttl <= 60_000, "a counter lives one horizon: {}", pttl);
+                    prop_assert!(
+                        0 < pttl && pttl <= 60_000,
+                        "a counter lives one horizon: {}",
+                        pttl
+                    );
                 }
                 // The same request again (a cluster member's re-send): granted again, same
                 // fence, nothing changed.
@@ -202,8 +206,18 @@ mod tests {
                     prop_assert_eq!(stored, raised(fence, raise_to));
                     // A raise writes the counter again with the new horizon; no raise leaves it.
                     let pttl: i64 = redis::cmd("PTTL").arg(&k[..]).query(con).unwrap();
-                    let (low, high) = if raise_to > fence { (60_000, 90_000) } else { (0, 60_000) };
-                    prop_assert!(low < pttl && pttl <= high, "raise to {} over {}: pttl {}", raise_to, fence, pttl);
+                    let (low, high) = if raise_to > fence {
+                        (60_000, 90_000)
+                    } else {
+                        (0, 60_000)
+                    };
+                    prop_assert!(
+                        low < pttl && pttl <= high,
+                        "raise to {} over {}: pttl {}",
+                        raise_to,
+                        fence,
+                        pttl
+                    );
                 }
                 Ok(())
             })

@@ -120,7 +120,9 @@ impl Line {
             let mut then = Some(then);
             let mut left = which;
             loop {
-                let calls = left.iter().map(|&i| set.node(i).query(&primary, &fallback, timeout));
+                let calls = left
+                    .iter()
+                    .map(|&i| set.node(i).query(&primary, &fallback, timeout));
                 let answers = futures::future::join_all(calls).await;
                 if let Some(then) = then.take() {
                     then();
@@ -253,7 +255,11 @@ mod tests {
         assert_eq!(lease_ms(&slow, 1, nt), 500);
         let endless = Retry::new().no_deadline().delay(Duration::MAX, Duration::ZERO);
         assert_eq!(lease_ms(&endless, 1, nt), 500);
-        assert_eq!(lease_for(Duration::MAX), crate::validity::MAX_TTL, "a huge node timeout is capped");
+        assert_eq!(
+            lease_for(Duration::MAX),
+            crate::validity::MAX_TTL,
+            "a huge node timeout is capped"
+        );
     }
 
     #[test]

@@ -52,7 +52,7 @@ async fn every_key_kind_stays_within_its_bound() {
         .retry(Retry::wait(Duration::from_secs(30)))
         .build()
         .unwrap();
-    let held = fenced.acquire("fp-held", ttl).await.unwrap();
+    let held = hold_everywhere(&cluster, &fenced, "fp-held").await;
     let many = fenced.acquire_many(["fp-a", "fp-b"], ttl).await.unwrap();
     many.release().await.unwrap();
     // A failed attempt (held on a majority by someone else) and its undo.
@@ -71,12 +71,14 @@ async fn every_key_kind_stays_within_its_bound() {
         tokio::spawn(async move { fenced.acquire("fp-held", ttl).await })
     };
     assert!(
-        eventually(Duration::from_secs(10), || line_lengths(&cluster, "fp-held") == [1, 1, 1]).await,
+        eventually(Duration::from_secs(10), || line_lengths(&cluster, "fp-held")
+            == [1, 1, 1])
+        .await,
         "the waiter joined the line"
     );
     let samples = all_keys(&cluster);
     let bounds = Bounds {
-        lock: ttl,
+        lock: Duration::from_secs(30), // hold_everywhere's TTL; every other lock's is `ttl`
         tomb: ttl,
         fence: horizon,
         line: LEASE,
@@ -111,7 +113,10 @@ async fn fences_keep_increasing_across_a_counters_expiry() {
         .unwrap();
     let mut last = 0;
     for round in 0..2 {
-        let lock = redlock.acquire("fp-expiry", Duration::from_secs(5)).await.unwrap();
+        let lock = redlock
+            .acquire("fp-expiry", Duration::from_secs(5))
+            .await
+            .unwrap();
         let fence = lock.fencing_token().unwrap();
         assert!(fence > last, "round {round}: fence {fence} after {last}");
         last = fence;
@@ -131,7 +136,11 @@ async fn fences_keep_increasing_across_a_counters_expiry() {
             (0..3).all(|i| !on_node::<bool>(&cluster, i, redis::cmd("EXISTS").arg(key("fence", "fp-expiry"))))
         })
         .await;
-        assert!(gone, "round {round}: counters still there {:?} after the write", written.elapsed());
+        assert!(
+            gone,
+            "round {round}: counters still there {:?} after the write",
+            written.elapsed()
+        );
         assert!(written.elapsed() < horizon + Duration::from_secs(2));
     }
     redlock.shutdown().await;
@@ -149,7 +158,13 @@ async fn counter_expiry_breaks_order_only_with_a_horizon_below_the_clock_offset(
         let mut cluster = cluster(3);
         let (a, b, c) = (0, 1, 2);
         let now_us = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64;
-        let _: () = on_node(&cluster, a, redis::cmd("SET").arg(key("fence", "fp-offset")).arg(now_us + offset_us));
+        let _: () = on_node(
+            &cluster,
+            a,
+            redis::cmd("SET")
+                .arg(key("fence", "fp-offset"))
+                .arg(now_us + offset_us),
+        );
         cluster.kill(c).unwrap();
         let urls = cluster.urls();
         let client = || {
@@ -182,7 +197,10 @@ async fn counter_expiry_breaks_order_only_with_a_horizon_below_the_clock_offset(
         lock.release().await.unwrap();
         second.shutdown().await;
         if horizon_s == 1 {
-            assert!(f2 < f, "a horizon below the offset breaks the order (documented): {f2} vs {f}");
+            assert!(
+                f2 < f,
+                "a horizon below the offset breaks the order (documented): {f2} vs {f}"
+            );
         } else {
             assert!(f2 > f, "a horizon above the offset keeps the order: {f2} vs {f}");
         }
@@ -196,7 +214,10 @@ async fn counter_expiry_breaks_order_only_with_a_horizon_below_the_clock_offset(
 #[tokio::test]
 async fn scripts_check_before_they_write_whatever_the_node_holds() {
     let cluster = LocalCluster::start(1).expect("redis-server");
-    let con = &mut redis::Client::open(cluster.url(0)).unwrap().get_connection().unwrap();
+    let con = &mut redis::Client::open(cluster.url(0))
+        .unwrap()
+        .get_connection()
+        .unwrap();
     let (l1, l2) = ("quorumlock:lock:r1", "quorumlock:lock:r2");
     let (f1, f2) = ("quorumlock:fence:r1", "quorumlock:fence:r2");
     let (q, le, tomb) = ("quorumlock:queue:r1", "quorumlock:lease:r1", "quorumlock:tomb:t");
@@ -218,9 +239,21 @@ async fn scripts_check_before_they_write_whatever_the_node_holds() {
     let calls: Vec<(&str, Vec<&str>, Vec<&str>)> = vec![
         ("acquire", vec![l1, tomb], vec!["tok", "10000"]),
         ("acquire_many", vec![l1, l2, tomb], vec!["tok", "10000"]),
-        ("acquire_fenced", vec![l1, l2, f1, f2, tomb], vec!["tok", "10000", "60000"]),
-        ("acquire_queued", vec![l1, tomb, q, le], vec!["tok", "10000", "w", "1", "5000", "0"]),
-        ("acquire_queued", vec![l1, tomb, q, le, f1], vec!["tok", "10000", "w", "1", "5000", "60000"]),
+        (
+            "acquire_fenced",
+            vec![l1, l2, f1, f2, tomb],
+            vec!["tok", "10000", "60000"],
+        ),
+        (
+            "acquire_queued",
+            vec![l1, tomb, q, le],
+            vec!["tok", "10000", "w", "1", "5000", "0"],
+        ),
+        (
+            "acquire_queued",
+            vec![l1, tomb, q, le, f1],
+            vec!["tok", "10000", "w", "1", "5000", "60000"],
+        ),
         ("fence_raise", vec![f1, f2], vec!["99", "60000"]),
         ("release", vec![l1, l2, tomb], vec!["tok", "10000", "0"]),
         ("extend", vec![l1, l2], vec!["tok", "10000"]),
@@ -231,9 +264,13 @@ async fn scripts_check_before_they_write_whatever_the_node_holds() {
         ("string", |k| redis::cmd("SET").arg(k).arg("not-a-number").clone()),
         ("list", |k| redis::cmd("RPUSH").arg(k).arg("x").clone()),
         ("set", |k| redis::cmd("SADD").arg(k).arg("x").clone()),
-        ("zset", |k| redis::cmd("ZADD").arg(k).arg(1).arg("other-waiter").clone()),
+        ("zset", |k| {
+            redis::cmd("ZADD").arg(k).arg(1).arg("other-waiter").clone()
+        }),
         ("hash", |k| redis::cmd("HSET").arg(k).arg("f").arg("v").clone()),
-        ("stream", |k| redis::cmd("XADD").arg(k).arg("*").arg("f").arg("v").clone()),
+        ("stream", |k| {
+            redis::cmd("XADD").arg(k).arg("*").arg("f").arg("v").clone()
+        }),
     ];
     let mut cases = 0;
     let mut errors = 0;
@@ -244,8 +281,20 @@ async fn scripts_check_before_they_write_whatever_the_node_holds() {
                     let _: () = redis::cmd("FLUSHALL").query(con).unwrap();
                     for k in keys.iter().filter(|k| *k != foreign && k.contains(":lock:")) {
                         match others {
-                            "ours" => redis::cmd("SET").arg(*k).arg("tok").arg("PX").arg(10_000).exec(con).unwrap(),
-                            "theirs" => redis::cmd("SET").arg(*k).arg("other").arg("PX").arg(10_000).exec(con).unwrap(),
+                            "ours" => redis::cmd("SET")
+                                .arg(*k)
+                                .arg("tok")
+                                .arg("PX")
+                                .arg(10_000)
+                                .exec(con)
+                                .unwrap(),
+                            "theirs" => redis::cmd("SET")
+                                .arg(*k)
+                                .arg("other")
+                                .arg("PX")
+                                .arg(10_000)
+                                .exec(con)
+                                .unwrap(),
                             _ => {}
                         }
                     }
@@ -255,7 +304,8 @@ async fn scripts_check_before_they_write_whatever_the_node_holds() {
                     eval.arg(script(name)).arg(keys.len()).arg(keys).arg(args);
                     let reply: redis::RedisResult<redis::Value> = eval.query(con);
                     errors += usize::from(reply.is_err());
-                    let context = format!("{name} with a {kind} at {foreign}, other keys {others}: {reply:?}");
+                    let context =
+                        format!("{name} with a {kind} at {foreign}, other keys {others}: {reply:?}");
                     let all: Vec<String> = redis::cmd("KEYS").arg("*").query(con).unwrap();
                     for k in all {
                         let pttl: i64 = redis::cmd("PTTL").arg(&k).query(con).unwrap();
@@ -285,6 +335,12 @@ const CHILD_URLS: &str = "QUORUMLOCK_TEST_WAITER_URLS";
 #[ignore = "the child process of a_killed_waiter_holds_the_line_for_one_short_lease"]
 async fn waiter_process() {
     let urls = std::env::var(CHILD_URLS).expect("run by a_killed_waiter_holds_the_line_for_one_short_lease");
+    // Its log goes to the parent's assertion message when the parent does not see it join.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("quorumlock=debug")
+        .with_writer(std::io::stdout)
+        .try_init();
+    println!("waiter process started");
     let redlock = Redlock::builder()
         .nodes(urls.split(' '))
         .node_timeout(NODE_TIMEOUT)
@@ -303,31 +359,56 @@ async fn waiter_process() {
 async fn a_killed_waiter_holds_the_line_for_one_short_lease() {
     let cluster = cluster(3);
     let holder = builder(&cluster, NODE_TIMEOUT).build().unwrap();
-    let held = holder.acquire("fp-dead-waiter", Duration::from_secs(30)).await.unwrap();
+    // On every node: where the key is missing the waiter is granted (and undone), so it is in
+    // no line there (a busy machine's first run showed it: line lengths [0, 1, 1]).
+    let held = hold_everywhere(&cluster, &holder, "fp-dead-waiter").await;
+    let log = std::env::temp_dir().join(format!("quorumlock-waiter-{}.log", std::process::id()));
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["footprint::waiter_process", "--exact", "--ignored", "--quiet"])
+        .args(["footprint::waiter_process", "--exact", "--ignored", "--nocapture"])
         .env(CHILD_URLS, cluster.urls().join(" "))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .env("RUST_LOG", "quorumlock=debug")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::process::Stdio::inherit())
         .spawn()
         .unwrap();
+    let mut seen = Vec::new();
     let joined = eventually(Duration::from_secs(20), || {
-        line_lengths(&cluster, "fp-dead-waiter") == [1, 1, 1]
+        seen = line_lengths(&cluster, "fp-dead-waiter");
+        seen == [1, 1, 1]
     })
     .await;
-    assert!(joined, "the waiter process joined the line");
+    assert!(
+        joined,
+        "the waiter process joined the line (line lengths {seen:?}, child running: {:?}):\n{}",
+        child.try_wait(),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     // Its lease is renewed while it pauses: still valid three leases later.
     tokio::time::sleep(LEASE * 3).await;
-    let lease_left = |i: usize| -> i64 {
+    // How long node i still counts the waiter's entry (None: it has none).
+    let lease_left = |i: usize| -> Option<i64> {
         let now: (i64, i64) = on_node(&cluster, i, &mut redis::cmd("TIME"));
-        let leases: Vec<(String, i64)> =
-            on_node(&cluster, i, redis::cmd("ZRANGE").arg(key("lease", "fp-dead-waiter")).arg(0).arg(-1).arg("WITHSCORES"));
-        assert_eq!(leases.len(), 1, "node {i}: one waiter");
-        leases[0].1 - (now.0 * 1000 + now.1 / 1000)
+        let leases: Vec<(String, i64)> = on_node(
+            &cluster,
+            i,
+            redis::cmd("ZRANGE")
+                .arg(key("lease", "fp-dead-waiter"))
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES"),
+        );
+        assert!(leases.len() <= 1, "node {i}: one waiter at most: {leases:?}");
+        leases
+            .first()
+            .map(|(_, until)| until - (now.0 * 1000 + now.1 / 1000))
     };
     for i in 0..3 {
         let left = lease_left(i);
-        assert!(left > 0, "node {i}: the live waiter kept its place by renewing ({left} ms left)");
+        assert!(
+            left.is_some_and(|ms| ms > 0),
+            "node {i}: the live waiter kept its place by renewing ({left:?} ms left); its log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
     }
     child.kill().unwrap();
     child.wait().unwrap();
@@ -335,19 +416,25 @@ async fn a_killed_waiter_holds_the_line_for_one_short_lease() {
     for i in 0..3 {
         let left = lease_left(i);
         assert!(
-            left <= LEASE.as_millis() as i64,
-            "node {i}: the dead waiter's entry counts {left} ms more, over one lease"
+            left.is_none_or(|ms| ms <= LEASE.as_millis() as i64),
+            "node {i}: the dead waiter's entry counts {left:?} ms more, over one lease"
         );
     }
     held.release().await.unwrap();
-    let next = builder(&cluster, NODE_TIMEOUT).wake_on_release(true).build().unwrap();
+    let next = builder(&cluster, NODE_TIMEOUT)
+        .wake_on_release(true)
+        .build()
+        .unwrap();
     let lock = next
         .acquire("fp-dead-waiter", Duration::from_secs(5))
         .await
         .expect("served once the dead waiter's lease ended");
     let waited = killed.elapsed();
     // One lease, then at most a retry delay (250 ms) and an attempt; the rest is a busy machine.
-    assert!(waited < LEASE + Duration::from_millis(1_500), "served {waited:?} after the kill");
+    assert!(
+        waited < LEASE + Duration::from_millis(1_500),
+        "served {waited:?} after the kill"
+    );
     lock.release().await.unwrap();
     assert_clean(&cluster, &[&holder, &next], "after the dead waiter").await;
 }

@@ -22,35 +22,6 @@ fn waiting_client(cluster: &LocalCluster, delay: Duration, deadline: Duration) -
         .unwrap()
 }
 
-/// `resource` held by `holder` for 30 s on every node, not only on the majority that decided.
-/// The client is warmed up first: on a cold connection one node's request could time out
-/// before it was sent, and the lock was then held by two nodes of three; a waiter is granted
-/// where the key is missing, so it never stays in that node's line (a control here failed once
-/// that way, on the first run after a build; deleting the key on one node reproduces it).
-async fn hold_everywhere(cluster: &LocalCluster, holder: &Redlock, resource: &str) -> quorumlock::Lock {
-    warm_up(holder).await;
-    let held = holder.acquire(resource, Duration::from_secs(30)).await.unwrap();
-    holder.shutdown().await; // a grant still on its way lands
-    let values = values(cluster, resource);
-    assert!(
-        values.iter().all(|v| matches!(v, Ok(Some(_)))),
-        "{resource} is not held on every node: {values:?}"
-    );
-    held
-}
-
-async fn wait_for_line(cluster: &LocalCluster, resource: &str, len: usize) {
-    let start = Instant::now();
-    while line_lengths(cluster, resource) != vec![len; cluster.len()] {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "line of {resource} never reached {len} on every node: {:?}",
-            line_lengths(cluster, resource)
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Three clients made by `client`, each with one waiter of `resource`, join its line one after
 /// the other while `held` holds it; then `held` is released. Returns who was served, in the
 /// order served, with each lock's fence, and the clients.
@@ -445,7 +416,12 @@ async fn the_fenced_line_script_takes_fences_above_the_counter() {
     let mut run = async |token: &str, waiter: &str| -> redis::Value {
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(script).arg(5).arg(&keys[..]);
-        cmd.arg(token).arg(60_000).arg(waiter).arg(1).arg(5_000).arg(60_000);
+        cmd.arg(token)
+            .arg(60_000)
+            .arg(waiter)
+            .arg(1)
+            .arg(5_000)
+            .arg(60_000);
         cmd.query_async(&mut con).await.unwrap()
     };
     let granted =
@@ -471,8 +447,15 @@ async fn the_fenced_line_script_takes_fences_above_the_counter() {
         far + 1,
         "the grant stored its fence; the refusal changed nothing"
     );
-    let pttl: i64 = redis::cmd("PTTL").arg("fence").query_async(&mut con).await.unwrap();
-    assert!(0 < pttl && pttl <= 60_000, "the counter lives one horizon: {pttl}");
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg("fence")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(
+        0 < pttl && pttl <= 60_000,
+        "the counter lives one horizon: {pttl}"
+    );
 
     // A fence that cannot be taken (a counter that is not a number) fails before the lock key
     // is written: an error reply, and no key set.

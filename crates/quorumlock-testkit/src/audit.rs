@@ -163,7 +163,11 @@ impl fmt::Display for Finding {
 ///
 /// # Errors
 /// Every key without a TTL, over its bound, or of no known kind.
-pub fn check(prefix: &str, bounds: &Bounds, samples: impl IntoIterator<Item = Sample>) -> Result<(), Vec<Finding>> {
+pub fn check(
+    prefix: &str,
+    bounds: &Bounds,
+    samples: impl IntoIterator<Item = Sample>,
+) -> Result<(), Vec<Finding>> {
     let findings: Vec<Finding> = samples
         .into_iter()
         .filter(|s| s.key.starts_with(prefix) && s.pttl != -2)
@@ -181,7 +185,11 @@ pub fn check(prefix: &str, bounds: &Bounds, samples: impl IntoIterator<Item = Sa
                     }
                 }
             };
-            Some(Finding { sample, kind, problem })
+            Some(Finding {
+                sample,
+                kind,
+                problem,
+            })
         })
         .collect();
     if findings.is_empty() {
@@ -210,8 +218,15 @@ mod tests {
         for kind in Kind::ALL {
             let key = format!("{P}{}r", kind.namespace());
             let limit = i64::try_from(bounds.of(kind).as_millis()).unwrap();
-            assert_eq!(check(P, &bounds, [Sample::new(0, &key, limit)]), Ok(()), "{kind:?}");
-            for (pttl, problem) in [(-1, Problem::NoTtl), (limit + 1, Problem::OverBound(bounds.of(kind)))] {
+            assert_eq!(
+                check(P, &bounds, [Sample::new(0, &key, limit)]),
+                Ok(()),
+                "{kind:?}"
+            );
+            for (pttl, problem) in [
+                (-1, Problem::NoTtl),
+                (limit + 1, Problem::OverBound(bounds.of(kind))),
+            ] {
                 let found = check(P, &bounds, [Sample::new(2, &key, pttl)]).unwrap_err();
                 assert_eq!(found.len(), 1);
                 assert_eq!(found[0].kind, Some(kind));

@@ -25,9 +25,12 @@ pub mod model;
 
 use std::time::{Duration, Instant};
 
-use stateright::{Checker, HasDiscoveries, Model, Path};
+use stateright::{Checker, Chooser, Expectation, HasDiscoveries, Model, Path};
 
-pub use model::{Action, Bug, Config, Redlock, State};
+pub use model::{
+    Action, Bug, Config, Redlock, State, W_FENCE_AFTER_FENCE, W_FOREIGN_KEY, W_RECOMPUTED, W_TOMBSTONE,
+    W_TWO_HOLDERS,
+};
 
 /// Property names, as in docs/design.md.
 pub const G1: &str = "G1 mutual exclusion";
@@ -60,6 +63,19 @@ pub mod configs {
         }
     }
 
+    /// [`quiet()`] with fencing, server 0's clock two ticks ahead, fence counters that expire
+    /// after 4 ticks (more than the offset plus the drift), and time up to tick 4: a counter
+    /// written at the start can expire and be recomputed by a later grant.
+    pub fn quiet_fencing() -> Config {
+        Config {
+            fencing: true,
+            offsets: vec![2, 0, 0],
+            fence_horizon: 4,
+            horizon: 4,
+            ..quiet()
+        }
+    }
+
     /// [`core()`] with one extension per holder, and two attempts per client.
     pub fn extension() -> Config {
         Config {
@@ -75,6 +91,9 @@ pub mod configs {
     pub fn crash_fencing() -> Config {
         Config {
             fencing: true,
+            // Fence counters expire 4 ticks after their last write: more than the largest
+            // clock offset (2 ticks) plus the drift (1 tick).
+            fence_horizon: 4,
             crashes: true,
             lossy: false,
             horizon: 7,
@@ -96,6 +115,9 @@ pub mod configs {
         Config {
             locks: vec![0b11, 0b10, 0b01],
             fencing: true,
+            // Fence counters expire 4 ticks after their last write: more than the largest
+            // clock offset (2 ticks) plus the drift (1 tick).
+            fence_horizon: 4,
             ..Config::base()
         }
     }
@@ -126,6 +148,9 @@ pub mod configs {
         Config {
             extend: true,
             fencing: true,
+            // Fence counters expire 4 ticks after their last write: more than the largest
+            // clock offset (2 ticks) plus the drift (1 tick).
+            fence_horizon: 4,
             crashes: true,
             offsets: vec![2, 0, 0],
             horizon: 7,
@@ -141,6 +166,7 @@ pub mod configs {
             ("crash-fencing", crash_fencing()),
             ("persistent", persistent()),
             ("multi", multi()),
+            ("quiet-fencing", quiet_fencing()),
             ("liveness", liveness()),
         ]
     }
@@ -171,6 +197,7 @@ pub fn control(bug: Bug) -> (Config, &'static str) {
             G1,
         ),
         Bug::DuplicateServer => (configs::liveness(), LIVENESS),
+        Bug::FenceHorizonBelowOffset => (configs::quiet_fencing(), G6),
     };
     (cfg.with_bug(bug), prop)
 }
@@ -180,38 +207,153 @@ pub fn control(bug: Bug) -> (Config, &'static str) {
 pub struct Outcome {
     pub states: usize,
     pub unique: usize,
-    pub max_depth: usize,
+    /// The most actions on any path whose end state had its properties evaluated (breadth-first:
+    /// every state reachable in at most this many actions was evaluated).
+    pub depth: usize,
+    /// Whether the search ended because the state space was exhausted (no depth bound hit).
+    pub complete: bool,
     pub elapsed: Duration,
-    /// Property name and its counterexample.
+    /// Property name and its counterexample (`always` broken, `eventually` not reached).
     pub violations: Vec<(&'static str, Path<State, Action>)>,
+    /// Witness (`sometimes`) properties found, with the length in actions of the shortest path.
+    pub witnesses: Vec<(&'static str, usize)>,
+    /// Witness properties of the configuration that the search did not reach.
+    pub missing: Vec<&'static str>,
 }
 
-/// Breadth-first check of `cfg` up to `depth` steps (0: no bound), on `threads` threads.
-/// With `stop_early` the search ends at the first violation.
+/// Breadth-first check of `cfg`: every state reachable in at most `depth` actions (0: every
+/// reachable state) has its properties evaluated, on `threads` threads. With `stop_early` the
+/// search ends at the first violation.
+///
+/// Stateright's `target_max_depth` counts the initial state as depth 1 and skips a state whose
+/// depth has reached the target *before* evaluating its properties, so a target of `depth + 2`
+/// evaluates exactly the states of at most `depth` actions.
 pub fn check(cfg: Config, depth: usize, threads: usize, stop_early: bool) -> Outcome {
     let start = Instant::now();
     let model = Redlock::new(cfg);
     let properties = model.properties();
     let mut builder = model.checker().threads(threads.max(1));
     if depth > 0 {
-        builder = builder.target_max_depth(depth);
+        builder = builder.target_max_depth(depth + 2);
     }
     if stop_early {
         builder = builder.finish_when(HasDiscoveries::AnyFailures);
     }
     let checker = builder.spawn_bfs().join();
-    let mut violations: Vec<_> = checker
-        .discoveries()
-        .into_iter()
-        .filter(|(name, _)| properties.iter().any(|p| p.name == *name))
-        .collect();
+    let mut o = sort_discoveries(&properties, checker.discoveries());
+    // `max_depth` counts states (the initial one is 1) and includes the skipped ones.
+    let reached = checker.max_depth();
+    o.complete = depth == 0 || reached < depth + 2;
+    o.depth = if o.complete {
+        reached.saturating_sub(1)
+    } else {
+        depth
+    };
+    o.states = checker.state_count();
+    o.unique = checker.unique_state_count();
+    o.elapsed = start.elapsed();
+    o
+}
+
+/// The random walks' choice: every enabled action has a chance, progress (deliveries, a
+/// holder's release or extension, re-sent releases) eight times the chance of a fault, of time
+/// passing or of an attempt starting, so that walks get through two fenced acquisitions before
+/// a fault ends them, and attempts start at every tick. Seeded, so reproducible.
+#[derive(Clone)]
+pub struct ProgressChooser;
+
+impl Chooser<Redlock> for ProgressChooser {
+    type State = u64;
+
+    fn new_state(&self, seed: u64) -> u64 {
+        seed ^ 0x9e37_79b9_7f4a_7c15
+    }
+
+    fn choose_initial_state(&self, rng: &mut u64, initial: &[State]) -> usize {
+        (next(rng) % initial.len() as u64) as usize
+    }
+
+    fn choose_action(&self, rng: &mut u64, _state: &State, actions: &[Action]) -> usize {
+        let weight = |a: &Action| match a {
+            Action::Deliver(_) | Action::Release(_) | Action::Extend(_) | Action::Resend(..) => 8,
+            _ => 1,
+        };
+        let total: u64 = actions.iter().map(weight).sum();
+        let mut pick = next(rng) % total;
+        for (i, a) in actions.iter().enumerate() {
+            if pick < weight(a) {
+                return i;
+            }
+            pick -= weight(a);
+        }
+        actions.len() - 1
+    }
+}
+
+/// splitmix64.
+fn next(x: &mut u64) -> u64 {
+    *x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Seeded random walks of `cfg` (stateright's simulation checker, choice by [`ProgressChooser`],
+/// one thread so a seed gives the same walks): walks from the initial state
+/// until none of the successors is new on that walk or time ends, until `states` states have
+/// been visited in all. Every state on a walk has its properties evaluated. Not exhaustive: it
+/// reaches the deep situations (the witnesses) that a breadth-first search cannot afford.
+/// `depth` is the longest walk, in actions.
+pub fn simulate(cfg: Config, states: usize, seed: u64, stop_early: bool) -> Outcome {
+    let start = Instant::now();
+    let model = Redlock::new(cfg);
+    let properties = model.properties();
+    let mut builder = model.checker().threads(1).target_state_count(states.max(1));
+    if stop_early {
+        builder = builder.finish_when(HasDiscoveries::AnyFailures);
+    }
+    let checker = builder.spawn_simulation(seed, ProgressChooser).join();
+    let mut o = sort_discoveries(&properties, checker.discoveries());
+    o.states = checker.state_count();
+    o.unique = 0;
+    o.depth = checker.max_depth();
+    o.complete = false;
+    o.elapsed = start.elapsed();
+    o
+}
+
+fn sort_discoveries(
+    properties: &[stateright::Property<Redlock>],
+    discoveries: std::collections::HashMap<&'static str, Path<State, Action>>,
+) -> Outcome {
+    let mut violations = Vec::new();
+    let mut witnesses = Vec::new();
+    let mut missing = Vec::new();
+    for p in properties {
+        let found = discoveries.get(p.name);
+        match p.expectation {
+            Expectation::Sometimes => match found {
+                Some(path) => witnesses.push((p.name, path.clone().into_actions().len())),
+                None => missing.push(p.name),
+            },
+            _ => {
+                if let Some(path) = found {
+                    violations.push((p.name, path.clone()));
+                }
+            }
+        }
+    }
     violations.sort_by_key(|(name, _)| *name);
     Outcome {
-        states: checker.state_count(),
-        unique: checker.unique_state_count(),
-        max_depth: checker.max_depth(),
-        elapsed: start.elapsed(),
+        states: 0,
+        unique: 0,
+        depth: 0,
+        complete: false,
+        elapsed: Duration::ZERO,
         violations,
+        witnesses,
+        missing,
     }
 }
 
@@ -250,6 +392,7 @@ fn describe_msg(m: &model::Msg) -> String {
             token,
             granted,
             fence,
+            ..
         } => {
             format!(
                 "acquire reply token {token}: {}",

@@ -7,7 +7,7 @@
 //! CONFIG is one of core, extension, crash-fencing, persistent, multi, liveness,
 //! three-clients, everything (default: the first six).
 
-use quorumlock_model::{check, configs, control, format_trace, Bug, Config};
+use quorumlock_model::{check, configs, control, format_trace, simulate, Bug, Config};
 
 fn usage() -> ! {
     eprintln!(
@@ -21,6 +21,8 @@ fn usage() -> ! {
 fn named(name: &str) -> Option<Config> {
     Some(match name {
         "core" => configs::core(),
+        "quiet" => configs::quiet(),
+        "quiet-fencing" => configs::quiet_fencing(),
         "extension" => configs::extension(),
         "crash-fencing" => configs::crash_fencing(),
         "persistent" => configs::persistent(),
@@ -36,10 +38,23 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let cmd = args.next().unwrap_or_else(|| usage());
     let (mut depth, mut threads, mut names) = (0usize, 1usize, Vec::new());
+    let (mut walks, mut seed) = (0usize, 1u64);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--depth" => {
                 depth = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| usage())
+            }
+            "--simulate" => {
+                walks = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| usage())
+            }
+            "--seed" => {
+                seed = args
                     .next()
                     .and_then(|v| v.parse().ok())
                     .unwrap_or_else(|| usage())
@@ -68,12 +83,21 @@ fn main() {
             };
             let mut failed = false;
             for (name, cfg) in list {
-                let o = check(cfg.clone(), depth, threads, false);
+                let o = if walks > 0 {
+                    simulate(cfg.clone(), walks, seed, false)
+                } else {
+                    check(cfg.clone(), depth, threads, false)
+                };
                 println!(
-                    "{name}: {} states ({} unique), depth {}, {:.1?}, {}",
+                    "{name}: {} states ({} unique), {} {} actions, {:.1?}, {}",
                     o.states,
                     o.unique,
-                    o.max_depth,
+                    if o.complete {
+                        "complete, longest shortest path"
+                    } else {
+                        "every path up to"
+                    },
+                    o.depth,
                     o.elapsed,
                     if o.violations.is_empty() {
                         "no violation".to_string()
@@ -81,6 +105,13 @@ fn main() {
                         format!("{} violated", o.violations.len())
                     }
                 );
+                for (w, steps) in &o.witnesses {
+                    println!("  found {w} ({steps} actions)");
+                }
+                for w in &o.missing {
+                    failed = true;
+                    println!("  MISSING {w}");
+                }
                 for (prop, path) in &o.violations {
                     failed = true;
                     println!("  {prop}:\n{}", format_trace(&cfg, path));
@@ -91,9 +122,16 @@ fn main() {
             }
         }
         "controls" => {
-            for bug in Bug::ALL {
+            for bug in Bug::ALL
+                .into_iter()
+                .filter(|b| names.is_empty() || names.iter().any(|n| format!("{b:?}") == *n))
+            {
                 let (cfg, prop) = control(bug);
-                let o = check(cfg.clone(), depth, threads, true);
+                let o = if walks > 0 {
+                    simulate(cfg.clone(), walks, seed, true)
+                } else {
+                    check(cfg.clone(), depth, threads, true)
+                };
                 match o.violations.iter().find(|(p, _)| *p == prop) {
                     Some((_, path)) => println!(
                         "{bug:?}: {prop} violated after {} steps ({} states, {:.1?})\n{}",

@@ -40,10 +40,14 @@ pub enum Bug {
     /// Release obligations end at `t0 + ttl + drift`, ignoring extensions and requests still in
     /// the network (the model's finding, see docs/model.md).
     ObligationBoundFromT0,
+    /// Fence counters expire after a horizon no longer than the clock offset between servers
+    /// (the largest offset, in ticks): a counter raised by a write-back from a server whose
+    /// clock is ahead expires before this server's clock has passed its value.
+    FenceHorizonBelowOffset,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 9] = [
+    pub const ALL: [Bug; 10] = [
         Bug::QuorumHalf,
         Bug::IgnoreElapsed,
         Bug::ReleaseOnlyGranted,
@@ -53,6 +57,7 @@ impl Bug {
         Bug::ImmediateRestart,
         Bug::ClockStep,
         Bug::ObligationBoundFromT0,
+        Bug::FenceHorizonBelowOffset,
     ];
 }
 
@@ -96,6 +101,10 @@ pub struct Config {
     pub persistent: bool,
     /// Server clock offset per node, in ticks (a node ahead of the others).
     pub offsets: Vec<u8>,
+    /// Fence counter horizon `H` in ticks (issue 20): every write of a counter (a grant, a
+    /// write-back that raises it) gives it an expiry `write + H`, which happens within the same
+    /// drift window as a key's. Must exceed the largest offset plus the drift.
+    pub fence_horizon: u8,
     /// Client `c > 0` starts only after client `c - 1` has returned (holds, or is finished):
     /// "A returned before B began", the premise of G6. Used to reach the controls' traces
     /// quickly; the correct model is also checked with full concurrency.
@@ -129,6 +138,7 @@ impl Config {
             crashable: 0b111,
             persistent: false,
             offsets: vec![0, 0, 0],
+            fence_horizon: 4,
             sequential: false,
             liveness: false,
             bug: None,
@@ -162,6 +172,18 @@ impl Config {
         }
     }
 
+    /// The fence counters' horizon in effect: with [`Bug::FenceHorizonBelowOffset`] the largest
+    /// clock offset between servers.
+    pub fn counter_horizon(&self) -> u8 {
+        if self.has(Bug::FenceHorizonBelowOffset) {
+            let max = self.offsets.iter().max().copied().unwrap_or(0);
+            let min = self.offsets.iter().min().copied().unwrap_or(0);
+            max - min
+        } else {
+            self.fence_horizon
+        }
+    }
+
     fn servers(&self) -> usize {
         if self.has(Bug::DuplicateServer) {
             2
@@ -185,6 +207,10 @@ pub struct Node {
     pub down_since: u8,
     pub keys: [Option<Key>; RESOURCES],
     pub fences: [u16; RESOURCES],
+    /// Each counter's nominal expiry (node time, in ticks); meaningless while the counter is 0.
+    pub fence_exp: [u8; RESOURCES],
+    /// Ghost: counters (bit per resource) that expired and have not been written since.
+    pub lapsed: u8,
     /// Tombstones: tokens that were released here, with their nominal expiry.
     pub tombs: Vec<Key>,
 }
@@ -213,6 +239,8 @@ pub enum Body {
         token: u8,
         granted: bool,
         fence: u16,
+        /// Ghost: the grant recomputed a counter that had expired.
+        recomputed: bool,
     },
     /// A definite release answer (deleted or not ours).
     ReleaseReply {
@@ -327,6 +355,8 @@ pub struct Client {
     /// Tokens this client is finished with (failed or released).
     pub finished: Vec<u8>,
     pub held_once: bool,
+    /// Ghost: a grant of this attempt recomputed an expired counter.
+    pub recomputed: bool,
 }
 
 /// The whole system.
@@ -343,7 +373,33 @@ pub struct State {
     pub fence_order_broken: bool,
     /// Ghost: a release or extend changed a key holding another token (G2).
     pub foreign_touched: bool,
+    /// Ghost, transient: what the last step did (bits `EV_*`), for the witness properties. It
+    /// is cleared by every step, so it splits a state from its twin for one step only.
+    pub events: u8,
 }
+
+/// Witness of G1: two clients with intersecting lock sets have each held the lock.
+pub const W_TWO_HOLDERS: &str = "G1 witness: two holders in turn";
+/// Witness of G2: a release or extension reached a node holding another token's key.
+pub const W_FOREIGN_KEY: &str = "G2 witness: release or extend meets another token";
+/// Witness of G5: a tombstone refused a SET that arrived after its release.
+pub const W_TOMBSTONE: &str = "G5 witness: a tombstone refuses a late SET";
+/// Witness of G6: a fence returned to an attempt that began after a fence was returned (so
+/// after a write-back).
+pub const W_FENCE_AFTER_FENCE: &str = "G6 witness: a grant after a written-back fence";
+/// Witness of G6 with counter expiry (issue 20): as [`W_FENCE_AFTER_FENCE`], with a grant from
+/// a counter that had expired and was recomputed from the server clock.
+pub const W_RECOMPUTED: &str = "G6 witness: a fence from an expired, recomputed counter";
+
+/// The last step: a tombstone refused an acquire (late SET bytes made harmless).
+pub const EV_TOMB_REFUSED: u8 = 1;
+/// The last step: a release or extension reached a node holding another token's key.
+pub const EV_FOREIGN_MET: u8 = 2;
+/// The last step: a fence was returned to an attempt that began after a fence was returned.
+pub const EV_FENCE_AFTER_FENCE: u8 = 4;
+/// The last step: as [`EV_FENCE_AFTER_FENCE`], and a grant behind it recomputed an expired
+/// counter.
+pub const EV_FENCE_FROM_RECOMPUTED: u8 = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
@@ -368,6 +424,8 @@ pub enum Action {
     /// Server expires its key of a resource (drift window; any time with a clock step).
     Expire(u8, u8),
     ExpireTomb(u8, u8),
+    /// Server expires its fence counter of a resource (same drift window as keys).
+    ExpireFence(u8, u8),
 }
 
 /// The model: a configuration.
@@ -506,6 +564,12 @@ impl Redlock {
             if cl.fence <= cl.floor {
                 s.fence_order_broken = true;
             }
+            if cl.floor > 0 {
+                s.events |= EV_FENCE_AFTER_FENCE;
+                if cl.recomputed {
+                    s.events |= EV_FENCE_FROM_RECOMPUTED;
+                }
+            }
             s.returned_max = s.returned_max.max(cl.fence);
         }
     }
@@ -581,14 +645,19 @@ impl Redlock {
             Body::Acquire { token } => {
                 let tomb = !cfg.has(Bug::NoTombstone) && node.tombs.iter().any(|t| t.token == token);
                 let taken = (0..RESOURCES).any(|r| mask & (1 << r) != 0 && node.keys[r].is_some());
+                if tomb && !taken {
+                    s.events |= EV_TOMB_REFUSED;
+                }
                 if tomb || taken {
                     Body::AcquireReply {
                         token,
                         granted: false,
                         fence: 0,
+                        recomputed: false,
                     }
                 } else {
                     let mut fence = clock;
+                    let mut recomputed = false;
                     for r in (0..RESOURCES).filter(|r| mask & (1 << r) != 0) {
                         node.keys[r] = Some(Key {
                             token,
@@ -597,14 +666,19 @@ impl Redlock {
                         fence = fence.max(node.fences[r] + 1);
                     }
                     if cfg.fencing {
+                        // The grant writes the counter and refreshes its TTL (acquire_fenced.lua).
                         for r in (0..RESOURCES).filter(|r| mask & (1 << r) != 0) {
                             node.fences[r] = fence;
+                            node.fence_exp[r] = now + cfg.counter_horizon();
+                            recomputed |= node.lapsed & (1 << r) != 0;
+                            node.lapsed &= !(1 << r);
                         }
                     }
                     Body::AcquireReply {
                         token,
                         granted: true,
                         fence: if cfg.fencing { fence } else { 0 },
+                        recomputed,
                     }
                 }
             }
@@ -640,8 +714,14 @@ impl Redlock {
                 Body::ExtendReply { token, ok: ours }
             }
             Body::Raise { token, fence } => {
+                // fence_raise.lua: a raise writes the counter and refreshes its TTL; a write-back
+                // that does not raise leaves both alone.
                 for r in (0..RESOURCES).filter(|r| mask & (1 << r) != 0) {
-                    node.fences[r] = node.fences[r].max(fence);
+                    if fence > node.fences[r] {
+                        node.fences[r] = fence;
+                        node.fence_exp[r] = now + cfg.counter_horizon();
+                        node.lapsed &= !(1 << r);
+                    }
                 }
                 Body::RaiseReply { token }
             }
@@ -650,6 +730,13 @@ impl Redlock {
         // G2 ghost: release and extend may only change keys that hold their own token.
         if matches!(m.body, Body::Release { .. } | Body::Extend { .. }) {
             let token = m.body.token();
+            if before
+                .iter()
+                .enumerate()
+                .any(|(r, k)| mask & (1 << r) != 0 && k.is_some_and(|k| k.token != token))
+            {
+                s.events |= EV_FOREIGN_MET;
+            }
             let foreign_changed = before
                 .iter()
                 .zip(&node.keys)
@@ -677,10 +764,16 @@ impl Redlock {
                     o.state = Obligation::Definite;
                 }
             }
-            Body::AcquireReply { granted, fence, .. } if current && cl.phase == Phase::Acquiring => {
+            Body::AcquireReply {
+                granted,
+                fence,
+                recomputed,
+                ..
+            } if current && cl.phase == Phase::Acquiring => {
                 cl.votes[n] = if granted { Vote::Yes } else { Vote::Refused };
                 if granted {
                     cl.fence = cl.fence.max(fence);
+                    cl.recomputed |= recomputed;
                 }
                 self.step_decision(s, c);
             }
@@ -837,6 +930,11 @@ impl Redlock {
                     out.push(Action::ExpireTomb(k8, i as u8));
                 }
             }
+            for r in 0..RESOURCES {
+                if node.fences[r] > 0 && self.expire_allowed(s, node.fence_exp[r]) {
+                    out.push(Action::ExpireFence(k8, r as u8));
+                }
+            }
         }
     }
 
@@ -852,6 +950,11 @@ impl Redlock {
                 }
             }
             node.tombs.retain(|t| now < t.exp + cfg.drift);
+            for r in 0..RESOURCES {
+                if node.fences[r] > 0 && now >= node.fence_exp[r] + cfg.drift {
+                    expire_counter(node, r);
+                }
+            }
         }
         s.net
             .retain(|m| !m.body.is_request() || now <= m.sent + cfg.max_delay);
@@ -869,6 +972,8 @@ impl Model for Redlock {
             down_since: 0,
             keys: [None; RESOURCES],
             fences: [0; RESOURCES],
+            fence_exp: [0; RESOURCES],
+            lapsed: 0,
             tombs: Vec::new(),
         };
         let client = Client {
@@ -889,6 +994,7 @@ impl Model for Redlock {
             obls: Vec::new(),
             finished: Vec::new(),
             held_once: false,
+            recomputed: false,
         };
         let base = State {
             now: 0,
@@ -898,6 +1004,7 @@ impl Model for Redlock {
             returned_max: 0,
             fence_order_broken: false,
             foreign_touched: false,
+            events: 0,
         };
         if !cfg.liveness {
             return vec![base];
@@ -922,6 +1029,7 @@ impl Model for Redlock {
     fn next_state(&self, last: &State, action: Action) -> Option<State> {
         let cfg = &self.cfg;
         let mut s = last.clone();
+        s.events = 0;
         match action {
             Action::Tick => self.tick(&mut s),
             Action::Start(c) => {
@@ -938,6 +1046,7 @@ impl Model for Redlock {
                 cl.released = false;
                 cl.extended = false;
                 cl.refused = 0;
+                cl.recomputed = false;
                 cl.last_write = [now; MAX_NODES];
                 for n in 0..cfg.nodes {
                     s.clients[c].votes[n] = Vote::Pending;
@@ -1014,6 +1123,8 @@ impl Model for Redlock {
                 if !cfg.persistent {
                     node.keys = [None; RESOURCES];
                     node.fences = [0; RESOURCES];
+                    node.fence_exp = [0; RESOURCES];
+                    node.lapsed = 0;
                     node.tombs.clear();
                 }
                 // The server's sockets are gone: requests not yet read are lost.
@@ -1025,12 +1136,13 @@ impl Model for Redlock {
             Action::ExpireTomb(k, i) => {
                 s.nodes[k as usize].tombs.remove(i as usize);
             }
+            Action::ExpireFence(k, r) => expire_counter(&mut s.nodes[k as usize], r as usize),
         }
         Some(s)
     }
 
     fn properties(&self) -> Vec<Property<Self>> {
-        vec![
+        let mut props = vec![
             Property::always("G1 mutual exclusion", |m: &Redlock, s: &State| {
                 (0..m.cfg.clients).all(|a| {
                     (a + 1..m.cfg.clients).all(|b| !(m.conflicts(a, b) && m.holds(s, a) && m.holds(s, b)))
@@ -1042,12 +1154,50 @@ impl Model for Redlock {
             Property::eventually("liveness", |m: &Redlock, s: &State| {
                 !m.cfg.liveness || s.clients[0].held_once
             }),
-        ]
+        ];
+        // Witnesses: the situations the safety properties guard, which a check must reach for
+        // its "no violation" to mean anything. Only those the configuration can produce.
+        let cfg = &self.cfg;
+        let pairs = (0..cfg.clients).any(|a| (a + 1..cfg.clients).any(|b| self.conflicts(a, b)));
+        if pairs && !cfg.liveness {
+            props.push(Property::sometimes(W_TWO_HOLDERS, |m: &Redlock, s: &State| {
+                (0..m.cfg.clients).any(|a| {
+                    (a + 1..m.cfg.clients)
+                        .any(|b| m.conflicts(a, b) && s.clients[a].held_once && s.clients[b].held_once)
+                })
+            }));
+            props.push(Property::sometimes(W_FOREIGN_KEY, |_, s: &State| {
+                s.events & EV_FOREIGN_MET != 0
+            }));
+        }
+        if cfg.resets && !cfg.liveness && !cfg.has(Bug::NoTombstone) {
+            props.push(Property::sometimes(W_TOMBSTONE, |_, s: &State| {
+                s.events & EV_TOMB_REFUSED != 0
+            }));
+        }
+        if cfg.fencing && pairs {
+            props.push(Property::sometimes(W_FENCE_AFTER_FENCE, |_, s: &State| {
+                s.events & EV_FENCE_AFTER_FENCE != 0
+            }));
+            if cfg.horizon + cfg.drift >= cfg.counter_horizon() {
+                props.push(Property::sometimes(W_RECOMPUTED, |_, s: &State| {
+                    s.events & EV_FENCE_FROM_RECOMPUTED != 0
+                }));
+            }
+        }
+        props
     }
 
     fn within_boundary(&self, _s: &State) -> bool {
         true
     }
+}
+
+/// A fence counter's TTL ran out: the key is gone, the next grant recomputes it from the clock.
+fn expire_counter(node: &mut Node, r: usize) {
+    node.fences[r] = 0;
+    node.fence_exp[r] = 0;
+    node.lapsed |= 1 << r;
 }
 
 /// Adds a message, keeping `net` in a canonical order: sorted by connection and direction, and
@@ -1094,6 +1244,7 @@ impl fmt::Display for Action {
             Action::Restart(k) => write!(f, "server {k} restarts"),
             Action::Expire(k, r) => write!(f, "server {k} expires resource {r}"),
             Action::ExpireTomb(k, i) => write!(f, "server {k} expires tombstone {i}"),
+            Action::ExpireFence(k, r) => write!(f, "server {k} expires fence counter {r}"),
         }
     }
 }

@@ -1,17 +1,44 @@
 //! The bounded check that runs in CI (`cargo test --workspace`): the correct model passes in
-//! every configuration, and every negative control is caught with the property it breaks.
+//! every configuration *and reaches the situations its safety properties guard* (the witness
+//! properties), and every negative control is caught, with the property it breaks, in the same
+//! configuration and under the same bound.
+//!
+//! The bound has two parts (docs/model.md, "How deep the check goes"):
+//! - breadth-first, every behaviour of at most [`DEPTH`] actions (exhaustive but shallow: the
+//!   shortest second holder takes 12 actions, a fence after a written-back fence about 18);
+//! - [`WALK_STATES`] states of seeded random walks ([`quorumlock_model::simulate`]), which run
+//!   to the end of time and reach every witness (not exhaustive).
+//!
+//! A run that does not reach every witness of its configuration fails: a check that never saw
+//! two holders in turn says nothing about G1.
 
-use quorumlock_model::{check, configs, control, format_trace, Bug, Config, LIVENESS};
+use quorumlock_model::{check, configs, control, format_trace, simulate, Bug, Config, Outcome, G6, LIVENESS};
 
-/// Steps explored per configuration of the correct model. Depth 9 takes about 20 s for all six
-/// configurations together on one core; `docs/model.md` records longer runs.
-const DEPTH: usize = 9;
+/// Breadth-first: every state reachable in at most this many actions is evaluated.
+const DEPTH: usize = 7;
+/// States visited by the random walks per configuration (about 2 s each on one core).
+const WALK_STATES: usize = 2_000_000;
+/// The walks' seed: fixed, so a run is reproducible.
+const SEED: u64 = 1;
+
+/// Breadth-first to `depth` (0: complete), then the random walks unless the configuration was
+/// searched completely.
+fn run(cfg: &Config, depth: usize, stop_early: bool) -> (Outcome, Option<Outcome>) {
+    let bfs = check(cfg.clone(), depth, 1, stop_early);
+    let walks = if bfs.complete || (stop_early && !bfs.violations.is_empty()) {
+        None
+    } else {
+        Some(simulate(cfg.clone(), WALK_STATES, SEED, stop_early))
+    };
+    (bfs, walks)
+}
 
 fn passes(name: &str, cfg: Config, depth: usize) {
-    let o = check(cfg.clone(), depth, 1, false);
-    let traces: Vec<String> = o
-        .violations
+    let (bfs, walks) = run(&cfg, depth, false);
+    let runs: Vec<&Outcome> = std::iter::once(&bfs).chain(walks.as_ref()).collect();
+    let traces: Vec<String> = runs
         .iter()
+        .flat_map(|o| o.violations.iter())
         .map(|(p, path)| format!("{p}:\n{}", format_trace(&cfg, path)))
         .collect();
     assert!(
@@ -19,10 +46,34 @@ fn passes(name: &str, cfg: Config, depth: usize) {
         "{name}: the correct model is violated:\n{}",
         traces.join("\n")
     );
-    assert!(o.unique > 100, "{name}: only {} states explored", o.unique);
+    assert!(bfs.unique > 100, "{name}: only {} states explored", bfs.unique);
+    let missing: Vec<&str> = bfs
+        .missing
+        .iter()
+        .copied()
+        .filter(|w| runs.iter().all(|o| o.missing.contains(w)))
+        .collect();
     eprintln!(
-        "{name}: {} unique states to depth {}, {:.1?}",
-        o.unique, o.max_depth, o.elapsed
+        "{name}: breadth-first {} unique states, {} {} actions, {:.1?}; witnesses {:?}",
+        bfs.unique,
+        if bfs.complete {
+            "complete, longest"
+        } else {
+            "every path up to"
+        },
+        bfs.depth,
+        bfs.elapsed,
+        bfs.witnesses
+    );
+    if let Some(w) = &walks {
+        eprintln!(
+            "{name}: walks {} states, longest {} actions, {:.1?}; witnesses {:?}",
+            w.states, w.depth, w.elapsed, w.witnesses
+        );
+    }
+    assert!(
+        missing.is_empty(),
+        "{name}: the check never reached {missing:?}, so it says nothing about what they guard"
     );
 }
 
@@ -51,100 +102,142 @@ fn correct_multi() {
     passes("multi", configs::multi(), DEPTH);
 }
 
+#[test]
+fn correct_quiet_fencing() {
+    passes("quiet-fencing", configs::quiet_fencing(), DEPTH);
+}
+
 /// The liveness configuration is small enough to check completely (no depth bound).
 #[test]
 fn correct_liveness_complete() {
     passes("liveness", configs::liveness(), 0);
 }
 
-/// The controls' configurations with the fault switched off pass as deep as their
-/// counterexamples go, so each control's violation comes from its switch alone.
+fn depth_of(cfg: &Config) -> usize {
+    if cfg.liveness {
+        0
+    } else {
+        DEPTH
+    }
+}
+
+/// The controls' configurations with the fault switched off pass under the bound in which the
+/// controls are caught, and reach their witnesses, so each control's violation comes from its
+/// switch alone.
 #[test]
 fn controls_configurations_pass_without_the_fault() {
     for bug in Bug::ALL {
         let (mut cfg, _) = control(bug);
         cfg.bug = None;
-        let depth = if cfg.liveness { 0 } else { 9 };
+        let depth = depth_of(&cfg);
         passes(&format!("{bug:?} without the fault"), cfg, depth);
     }
 }
 
-fn caught(bug: Bug, max_steps: usize) {
+fn caught(bug: Bug) {
     let (cfg, prop) = control(bug);
-    let o = check(cfg.clone(), 0, 1, true);
-    let (_, path) = o
-        .violations
-        .iter()
-        .find(|(p, _)| *p == prop)
-        .unwrap_or_else(|| panic!("{bug:?} not caught: {prop} holds over {} states", o.unique));
+    let (bfs, walks) = run(&cfg, depth_of(&cfg), true);
+    let (how, path) = std::iter::once(("breadth-first", &bfs))
+        .chain(walks.as_ref().map(|w| ("random walks", w)))
+        .find_map(|(how, o)| {
+            o.violations
+                .iter()
+                .find(|(p, _)| *p == prop)
+                .map(|(_, path)| (how, path))
+        })
+        .unwrap_or_else(|| panic!("{bug:?} not caught: {prop} holds within the bound"));
     let steps = path.clone().into_actions().len();
-    eprintln!(
-        "{bug:?}: {prop} after {steps} steps\n{}",
-        format_trace(&cfg, path)
-    );
-    assert!(
-        steps <= max_steps,
-        "{bug:?}: trace of {steps} steps, expected at most {max_steps}"
-    );
+    let trace = format_trace(&cfg, path);
+    eprintln!("{bug:?}: {prop} after {steps} steps ({how})\n{trace}");
     if prop != LIVENESS {
         // A safety trace ends in the violating state, which the last line summarises.
-        assert!(format_trace(&cfg, path).contains("end: t="));
+        assert!(trace.contains("end: t="));
     }
 }
 
 #[test]
 fn control_quorum_half_breaks_g1() {
-    caught(Bug::QuorumHalf, 7);
+    caught(Bug::QuorumHalf);
 }
 
 #[test]
 fn control_ignoring_elapsed_time_breaks_g1() {
-    caught(Bug::IgnoreElapsed, 13);
+    caught(Bug::IgnoreElapsed);
 }
 
 #[test]
 fn control_release_only_where_granted_breaks_g5() {
-    caught(Bug::ReleaseOnlyGranted, 5);
+    caught(Bug::ReleaseOnlyGranted);
 }
 
 #[test]
 fn control_no_fence_write_back_breaks_g6() {
-    caught(Bug::NoWriteBack, 12);
+    caught(Bug::NoWriteBack);
 }
 
 #[test]
 fn control_one_server_counted_twice_breaks_liveness() {
-    caught(Bug::DuplicateServer, 30);
+    caught(Bug::DuplicateServer);
 }
 
 #[test]
 fn control_no_tombstone_breaks_g5() {
-    caught(Bug::NoTombstone, 7);
+    caught(Bug::NoTombstone);
 }
 
 #[test]
 fn control_immediate_restart_breaks_g1() {
-    caught(Bug::ImmediateRestart, 12);
+    caught(Bug::ImmediateRestart);
 }
 
 #[test]
 fn control_clock_step_breaks_g1() {
-    caught(Bug::ClockStep, 11);
+    caught(Bug::ClockStep);
 }
 
 #[test]
 fn control_obligation_bound_from_t0_breaks_g5() {
-    caught(Bug::ObligationBoundFromT0, 9);
+    caught(Bug::ObligationBoundFromT0);
+}
+
+#[test]
+fn control_fence_horizon_below_offset_breaks_g6() {
+    caught(Bug::FenceHorizonBelowOffset);
+}
+
+/// The boundary of the fence horizon (issue 20): a counter expires within the drift window of
+/// `write + H`, so H must exceed the largest clock offset *plus the drift*. With H equal to that
+/// sum a recomputed fence can equal one already returned: G6 breaks, in the configuration and
+/// bound in which H one tick longer passes.
+#[test]
+fn fence_horizon_must_exceed_offset_plus_drift() {
+    let cfg = configs::quiet_fencing();
+    let max_offset = cfg.offsets.iter().max().copied().unwrap();
+    assert!(cfg.fence_horizon > max_offset + cfg.drift);
+    let at_boundary = Config {
+        fence_horizon: max_offset + cfg.drift,
+        ..cfg
+    };
+    let (bfs, walks) = run(&at_boundary, DEPTH, true);
+    let path = std::iter::once(&bfs)
+        .chain(walks.as_ref())
+        .find_map(|o| o.violations.iter().find(|(p, _)| *p == G6))
+        .map(|(_, path)| path)
+        .expect("a fence horizon of offset + drift lets a recomputed fence repeat");
+    eprintln!("{}", format_trace(&at_boundary, path));
 }
 
 /// One server counted twice does not break exclusion in the model: the alias answers "held
 /// elsewhere" to our own second SET, and weighted majorities still intersect. What breaks is
-/// liveness (the control above). Bounded like the correct model.
+/// liveness (the control above). Same bound as the correct model.
 #[test]
 fn one_server_counted_twice_keeps_g1_and_g5() {
     let cfg = configs::core().with_bug(Bug::DuplicateServer);
-    let o = check(cfg, DEPTH, 1, false);
-    let names: Vec<_> = o.violations.iter().map(|(p, _)| *p).collect();
+    let (bfs, walks) = run(&cfg, DEPTH, false);
+    let names: Vec<_> = std::iter::once(&bfs)
+        .chain(walks.as_ref())
+        .flat_map(|o| o.violations.iter().map(|(p, _)| *p))
+        .collect();
     assert!(names.is_empty(), "{names:?}");
 }
 

@@ -15,7 +15,7 @@ use crate::fanout::Unready;
 use crate::fencing;
 use crate::key::{slot_group, Counters, Keys, Layout};
 use crate::lock::{Lock, LockParts};
-use crate::nodes::NodeSet;
+use crate::nodes::{NodeSet, Unsent};
 use crate::queue::{lease_ms, may_hold_entry, Joined, Line, RENEW_EVERY};
 use crate::reply::{LockRef, Request};
 use crate::retry::{Retry, Stop};
@@ -362,19 +362,30 @@ async fn attempt_once(a: &Attempts<'_>, lease: u64, joined: Joined) -> Result<Lo
     // holds the line up until its lease ends.
     // Late grants are part of the lock: its release reaches every node, and one that overtakes a
     // late grant leaves a tombstone that refuses it.
-    match a.line {
+    // A node the acquisition never reached (no connection could be had) holds nothing of the
+    // lock: its release owes it no obligation (`Unsent`), so `shutdown` does not wait a TTL for a
+    // node that never accepted a connection.
+    let unsent = Unsent::new(shared.nodes.len());
+    fan.track_unsent(&unsent);
+    let late_unsent = unsent.clone();
+    let leave = match a.line {
         Some(line) if joined.any() => {
             let now = fan.answered(|i, o| may_hold_entry(o, fan.was_sent(i), joined));
             line.leave(&shared.nodes, now, ttl.node_timeout, None, || ());
-            let (line, nodes, timeout) = (line.clone(), shared.nodes.clone(), ttl.node_timeout);
-            fan.ready_then(move |i, answer| {
-                if may_hold_entry(&answer.outcome, answer.sent, joined) {
-                    line.leave(&nodes, vec![i], timeout, None, || ());
-                }
-            });
+            Some((line.clone(), shared.nodes.clone(), ttl.node_timeout))
         }
-        _ => fan.ready(),
-    }
+        _ => None,
+    };
+    fan.ready_then(move |i, answer| {
+        if !answer.sent {
+            late_unsent.mark(i);
+        }
+        if let Some((line, nodes, timeout)) = &leave {
+            if may_hold_entry(&answer.outcome, answer.sent, joined) {
+                line.leave(nodes, vec![i], *timeout, None, || ());
+            }
+        }
+    });
     // ttl.effective > ttl.drift was checked, and both are far below Instant's range.
     let valid_until = t0 + (ttl.effective - ttl.drift);
     Ok(Lock::new(LockParts {
@@ -385,5 +396,6 @@ async fn attempt_once(a: &Attempts<'_>, lease: u64, joined: Joined) -> Result<Lo
         expires,
         node_timeout: ttl.node_timeout,
         fence,
+        unsent,
     }))
 }

@@ -24,7 +24,7 @@ use crate::calls::Calls;
 use crate::decision::Decision;
 use crate::error::NodeOutcome;
 use crate::node::Answer;
-use crate::nodes::NodeSet;
+use crate::nodes::{NodeSet, Unsent};
 use crate::quorum::{Tally, Verdict, Vote};
 use crate::reply::{Op, Request};
 use crate::undo::{needs_undo, undo_targets};
@@ -60,11 +60,12 @@ fn call(
     req: Arc<Request>,
     timeout: Duration,
     expires: Instant,
+    owed: bool,
 ) -> NodeCall {
     let nodes = nodes.clone();
     async move {
         let answer = if req.op == Op::Release {
-            nodes.release_on(index, req, timeout, expires, None).await
+            nodes.release_on(index, req, timeout, expires, None, owed).await
         } else {
             nodes.node(index).execute(&req, timeout).await
         };
@@ -98,9 +99,34 @@ impl Fanout {
         timeout: Duration,
         expires: Instant,
     ) -> Self {
+        Self::start_owing(nodes, req, timeout, expires, None)
+    }
+
+    /// [`start`](Self::start) of a lock's release: nodes its acquisition never reached are
+    /// owed no obligation ([`Unsent`]).
+    pub(crate) fn start_release(
+        nodes: &Arc<NodeSet>,
+        req: Arc<Request>,
+        timeout: Duration,
+        expires: Instant,
+        unsent: &Unsent,
+    ) -> Self {
+        Self::start_owing(nodes, req, timeout, expires, Some(unsent))
+    }
+
+    fn start_owing(
+        nodes: &Arc<NodeSet>,
+        req: Arc<Request>,
+        timeout: Duration,
+        expires: Instant,
+        unsent: Option<&Unsent>,
+    ) -> Self {
         let n = nodes.len();
         let pending = (0..n)
-            .map(|i| call(nodes, i, req.clone(), timeout, expires))
+            .map(|i| {
+                let owed = unsent.is_none_or(|u| u.owed(i));
+                call(nodes, i, req.clone(), timeout, expires, owed)
+            })
             .collect();
         Self {
             nodes: nodes.clone(),
@@ -183,7 +209,7 @@ impl Fanout {
         let pending = mem::take(&mut self.pending);
         let (granted, unsure) = undo_targets(&self.outcomes, &self.unsent);
         async move {
-            let release = |i| call(&nodes, i, undo.clone(), timeout, expires);
+            let release = |i| call(&nodes, i, undo.clone(), timeout, expires, true);
             let first = join_all(granted.into_iter().map(release)).map(|_| {
                 if let Some(tx) = granted_released {
                     let _ = tx.send(());
@@ -194,7 +220,7 @@ impl Fanout {
                 let (nodes, undo) = (nodes.clone(), undo.clone());
                 async move {
                     if needs_undo(&answer) {
-                        call(&nodes, i, undo, timeout, expires).await;
+                        call(&nodes, i, undo, timeout, expires, true).await;
                     }
                 }
             });
@@ -287,10 +313,14 @@ impl<P: DropPolicy> DerefMut for Guarded<P> {
 }
 
 impl Unready {
-    /// The lock is handed out: requests still in flight finish in the background, and their
-    /// grants are part of the lock (its release reaches every node).
-    pub(crate) fn ready(self) {
-        drop(self.consume());
+    /// Marks in `unsent` every node whose request is known never to have left, now and as
+    /// late answers come in.
+    pub(crate) fn track_unsent(&self, unsent: &Unsent) {
+        for i in 0..self.outcomes.len() {
+            if !self.was_sent(i) {
+                unsent.mark(i);
+            }
+        }
     }
 
     /// As [`ready`](Self::ready), and `late` sees each answer that comes after the decision.

@@ -105,7 +105,7 @@ mod watchdog;
 #[cfg(feature = "metrics")]
 pub use crate::metrics::describe_metrics;
 pub use builder::RedlockBuilder;
-pub use client::Redlock;
+pub use client::{Redlock, ShutdownReport};
 pub use error::{Error, ErrorKind, NodeId, NodeOutcome, Operation};
 pub use guard::LockGuard;
 pub use inspect::{Inspection, NodeState, NodeView};

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, NodeId, NodeOutcome, Operation};
 use crate::fanout::{Fanout, Tentative};
+use crate::nodes::Unsent;
 use crate::reply::{LockRef, Request};
 use crate::shared::Shared;
 use crate::token::Token;
@@ -48,6 +49,8 @@ pub struct Lock {
     /// The node timeout of the acquisition, reused by the release.
     node_timeout: Duration,
     fence: Option<u64>,
+    /// The nodes the acquisition never reached: their release is owed no obligation.
+    unsent: Unsent,
     /// Cancelled when the release starts: extension requests still waiting to be sent are then
     /// dropped, so none leaves this client after `release()`. Made by the first extension: most
     /// locks are never extended.
@@ -64,6 +67,7 @@ pub(crate) struct LockParts {
     pub(crate) expires: Instant,
     pub(crate) node_timeout: Duration,
     pub(crate) fence: Option<u64>,
+    pub(crate) unsent: Unsent,
 }
 
 /// What a release did on each node.
@@ -114,6 +118,7 @@ impl Lock {
             expires: p.expires,
             node_timeout: p.node_timeout,
             fence: p.fence,
+            unsent: p.unsent,
             extensions: None,
             armed: true,
         }
@@ -325,7 +330,13 @@ impl Lock {
         let req = Arc::new(Request::release(&self.lock, channel));
         // Each node's release is an obligation (nodes.rs) until it gets a definite answer; a
         // dropped fan-out lets the tries in flight finish.
-        Fanout::start(&self.shared.nodes, req, self.node_timeout, self.expires)
+        Fanout::start_release(
+            &self.shared.nodes,
+            req,
+            self.node_timeout,
+            self.expires,
+            &self.unsent,
+        )
     }
 
     /// Keeps the lock until its TTL runs out: nothing is released now or on drop. For a holder

@@ -24,6 +24,7 @@
 
 use std::future::Future;
 use std::mem;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,8 @@ pub(crate) struct NodeSet {
     queues: Box<[Mutex<Queue>]>,
     identities: Arc<Identities>,
     tracker: TaskTracker,
+    /// Per node, how many obligations are owed now (queued or being re-sent).
+    owing: Box<[Arc<AtomicUsize>]>,
     /// `false` only in the negative control that shows the tests can see a lost release.
     obligations: bool,
 }
@@ -56,6 +59,24 @@ struct Obligation {
     /// Counts it in the pending-obligations gauge while it is queued (set by `oblige`; dropped
     /// with the obligation, however it ends).
     _queued: Option<crate::metrics::Obligation>,
+    /// Counts it in [`NodeSet::owed`] while it is owed (set by `oblige`).
+    _owed: Option<Owed>,
+}
+
+/// One owed obligation in its node's count; dropped with the obligation, however it ends.
+struct Owed(Arc<AtomicUsize>);
+
+impl Owed {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Owed {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Default)]
@@ -63,6 +84,31 @@ struct Queue {
     items: Vec<Obligation>,
     /// Whether a worker task is draining this queue.
     working: bool,
+}
+
+/// Per node, whether an acquisition's request is known never to have left this client (its
+/// answer said no connection could be had). Such a node holds nothing of the lock, so its
+/// release owes it nothing once the release's own first try did not leave either: `shutdown`
+/// then need not wait a TTL for a node that never accepted a connection (issue 21). A node
+/// whose request may still leave (no answer yet) is not marked.
+#[derive(Clone, Debug)]
+pub(crate) struct Unsent(Arc<[AtomicBool]>);
+
+impl Unsent {
+    pub(crate) fn new(n: usize) -> Self {
+        Self((0..n).map(|_| AtomicBool::new(false)).collect())
+    }
+
+    pub(crate) fn mark(&self, index: usize) {
+        if let Some(flag) = self.0.get(index) {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a release of node `index` is owed even if it cannot be sent now.
+    pub(crate) fn owed(&self, index: usize) -> bool {
+        !self.0.get(index).is_some_and(|f| f.load(Ordering::Relaxed))
+    }
 }
 
 /// Most obligations sent to one node at once once it answers again.
@@ -83,6 +129,7 @@ impl NodeSet {
     pub(crate) fn new(nodes: Vec<Arc<Node>>, identities: Arc<Identities>, obligations: bool) -> Self {
         Self {
             queues: nodes.iter().map(|_| Mutex::default()).collect(),
+            owing: nodes.iter().map(|_| Arc::default()).collect(),
             nodes: nodes.into(),
             identities,
             tracker: TaskTracker::new(),
@@ -142,9 +189,24 @@ impl NodeSet {
         self.tracker.reopen();
     }
 
+    /// As [`shutdown`](Self::shutdown), for at most `limit`; returns whether every job finished.
+    pub(crate) async fn shutdown_within(&self, limit: Duration) -> bool {
+        self.tracker.close();
+        let finished = tokio::time::timeout(limit, self.tracker.wait()).await.is_ok();
+        self.tracker.reopen();
+        finished
+    }
+
+    /// How many releases node `index` is still owed (obligations queued or being re-sent).
+    pub(crate) fn owed(&self, index: usize) -> usize {
+        self.owing[index].load(Ordering::Relaxed)
+    }
+
     /// Sends the release `req` to node `index` once, bounded by `timeout`, and returns that
     /// answer. If it is not definite, the release becomes an obligation of this node set, kept
-    /// until a definite answer or `expires`; `done` (if any) is told when it ends.
+    /// until a definite answer or `expires`; `done` (if any) is told when it ends. Not when
+    /// the release was not `owed` (the acquisition never reached the node) and this try did
+    /// not leave either: nothing of ours can be there.
     ///
     /// Cancel safety: if the future is dropped before the first answer, the obligation is
     /// handed over at once, so a release is never lost by cancelling its caller.
@@ -155,6 +217,7 @@ impl NodeSet {
         timeout: Duration,
         expires: Instant,
         done: Option<oneshot::Sender<()>>,
+        owed: bool,
     ) -> Answer {
         struct Handover<'a> {
             set: &'a Arc<NodeSet>,
@@ -177,10 +240,11 @@ impl NodeSet {
                 expires,
                 done,
                 _queued: None,
+                _owed: None,
             }),
         };
         let answer = self.nodes[index].execute(&req, timeout).await;
-        if is_definite(&answer.outcome) {
+        if is_definite(&answer.outcome) || (!owed && !answer.sent) {
             if let Some(done) = handover.obligation.take().and_then(|o| o.done) {
                 let _ = done.send(());
             }
@@ -195,6 +259,7 @@ impl NodeSet {
             return;
         }
         obligation._queued = Some(crate::metrics::Obligation::new(&self.nodes[index].id));
+        obligation._owed = Some(Owed::new(&self.owing[index]));
         let start = {
             let mut q = lock(&self.queues[index]);
             q.items.push(obligation);

@@ -16,4 +16,5 @@ mod leaks;
 mod line;
 mod scenarios;
 mod secrets;
+mod service;
 mod tls;

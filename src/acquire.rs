@@ -161,6 +161,7 @@ async fn retry_loop(a: &Attempts<'_>, retry: &Retry, waiter: Option<&Waiter>) ->
     let ttl = a.ttl;
     let start = Instant::now();
     let mut attempt = 0u32;
+    let mut unreachable_in_a_row = 0u32;
     let mut place = a.line.map(|line| Place {
         line,
         nodes: &a.shared.nodes,
@@ -213,9 +214,14 @@ async fn retry_loop(a: &Attempts<'_>, retry: &Retry, waiter: Option<&Waiter>) ->
             Err(failed) => failed,
         };
         let elapsed = start.elapsed();
+        unreachable_in_a_row = if error.is_quorum_unreachable() {
+            unreachable_in_a_row.saturating_add(1)
+        } else {
+            0
+        };
         // Every return below gives up, and `place` (if this waiter may have joined) leaves the
         // line as it is dropped, after this attempt's requests are done.
-        if !error.is_retryable() {
+        if !error.is_retryable() || retry.gives_up_unreachable(unreachable_in_a_row) {
             if let Some(p) = place.as_mut() {
                 p.after = cleanup;
             }

@@ -103,6 +103,36 @@ impl Redlock {
         .await
     }
 
+    /// [`acquire`](Self::acquire) with `retry` instead of the client's policy, so that one
+    /// client serves a request path (short, failing fast on an outage) and a background job
+    /// (patient) alike.
+    ///
+    /// ```no_run
+    /// # async fn demo(redlock: quorumlock::Redlock) -> Result<(), quorumlock::Error> {
+    /// use std::time::Duration;
+    /// use quorumlock::Retry;
+    /// let request_path = Retry::wait(Duration::from_millis(500)).fail_fast_when_unreachable(1);
+    /// let lock = redlock.acquire_with("order:42", Duration::from_secs(5), &request_path).await?;
+    /// # lock.release().await?; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire); [`ErrorKind::Config`](crate::ErrorKind::Config) for a
+    /// policy `build()` would refuse (zero attempts, a zero deadline).
+    ///
+    /// # Cancel safety
+    /// As [`acquire`](Self::acquire).
+    pub async fn acquire_with(&self, resource: &str, ttl: Duration, retry: &Retry) -> Result<Lock, Error> {
+        retry.validate().map_err(Error::config)?;
+        acquire(
+            &self.shared,
+            resource_set([resource], Operation::Acquire),
+            ttl,
+            retry,
+        )
+        .await
+    }
+
     /// Makes exactly one acquisition attempt: never waits for a holder to let go. With
     /// wake-on-release it does not join the waiting line, and a free key is still refused while
     /// a waiter that began earlier is ahead in it.
@@ -181,6 +211,21 @@ impl Redlock {
     pub async fn acquire_guard(&self, resource: &str, ttl: Duration) -> Result<LockGuard, Error> {
         let schedule = LockGuard::schedule(&self.shared, ttl).inspect_err(crate::metrics::rejected)?;
         let lock = self.acquire(resource, ttl).await?;
+        Ok(LockGuard::start(&self.shared, lock, schedule))
+    }
+
+    /// [`try_acquire`](Self::try_acquire) kept alive by a watchdog: one attempt, then a guard
+    /// as [`acquire_guard`](Self::acquire_guard) gives.
+    ///
+    /// # Errors
+    /// As [`try_acquire`](Self::try_acquire), and as [`acquire_guard`](Self::acquire_guard) for
+    /// a TTL that leaves the watchdog no room.
+    ///
+    /// # Cancel safety
+    /// As [`acquire`](Self::acquire).
+    pub async fn try_acquire_guard(&self, resource: &str, ttl: Duration) -> Result<LockGuard, Error> {
+        let schedule = LockGuard::schedule(&self.shared, ttl).inspect_err(crate::metrics::rejected)?;
+        let lock = self.try_acquire(resource, ttl).await?;
         Ok(LockGuard::start(&self.shared, lock, schedule))
     }
 

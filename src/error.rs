@@ -167,6 +167,34 @@ impl Error {
         self.inner.kind == ErrorKind::Lost
     }
 
+    /// Whether trying again later may succeed with nothing changed: the resource was held, too
+    /// few nodes were reachable, the quorum came too late, the deadline passed, the lock was
+    /// lost. `false` means someone has to fix something first: the arguments, the
+    /// configuration, the credentials or ACL, the runtime, or the machine's randomness. The
+    /// branch a service wants between "503, retry later" and "page an operator".
+    ///
+    /// ```
+    /// use quorumlock::{Error, ErrorKind};
+    /// fn status(e: &Error) -> u16 {
+    ///     if e.is_transient() { 503 } else { 500 }
+    /// }
+    /// # let _ = status;
+    /// ```
+    pub fn is_transient(&self) -> bool {
+        match self.inner.kind {
+            ErrorKind::Contended
+            | ErrorKind::QuorumUnreachable
+            | ErrorKind::ValidityExhausted
+            | ErrorKind::DeadlineExceeded
+            | ErrorKind::Lost => true,
+            ErrorKind::InvalidInput
+            | ErrorKind::Config
+            | ErrorKind::Unauthorized
+            | ErrorKind::Entropy
+            | ErrorKind::NoRuntime => false,
+        }
+    }
+
     /// Bad arguments or configuration: fix the call, do not retry it.
     pub fn is_invalid(&self) -> bool {
         matches!(self.inner.kind, ErrorKind::InvalidInput | ErrorKind::Config)

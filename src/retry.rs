@@ -45,6 +45,9 @@ pub struct Retry {
     delay: Duration,
     jitter: Duration,
     deadline: Option<Duration>,
+    /// Attempts in a row that found too few nodes reachable before giving up; `u32::MAX`: no
+    /// cap (the deadline decides).
+    unreachable: u32,
 }
 
 impl Default for Retry {
@@ -72,6 +75,7 @@ impl Retry {
             delay: Duration::from_millis(50),
             jitter: Duration::from_millis(200),
             deadline: Some(DEFAULT_DEADLINE),
+            unreachable: u32::MAX,
         }
     }
 
@@ -119,6 +123,32 @@ impl Retry {
         self
     }
 
+    /// Give up after `attempts` attempts in a row that found too few nodes reachable (an
+    /// outage: timeouts, refused connections, error replies; not contention), with
+    /// [`ErrorKind::QuorumUnreachable`](crate::ErrorKind::QuorumUnreachable) and every node's
+    /// reason, instead of retrying until the deadline. A request path that should wait for a
+    /// busy resource but answer at once when the lock servers are down:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use quorumlock::Retry;
+    ///
+    /// let request_path = Retry::wait(Duration::from_secs(2)).fail_fast_when_unreachable(1);
+    /// # let _ = request_path;
+    /// ```
+    ///
+    /// An attempt refused because the resource is held resets the count. Default: no such cap.
+    /// Zero is rejected by `build()` (and by the call that takes the policy).
+    pub const fn fail_fast_when_unreachable(mut self, attempts: u32) -> Self {
+        self.unreachable = attempts;
+        self
+    }
+
+    /// Whether `in_a_row` attempts that found too few nodes reachable end the schedule.
+    pub(crate) fn gives_up_unreachable(&self, in_a_row: u32) -> bool {
+        in_a_row >= self.unreachable
+    }
+
     /// The configured cap on attempts; `u32::MAX` when there is none.
     pub const fn max_attempts(&self) -> u32 {
         self.attempts
@@ -132,6 +162,9 @@ impl Retry {
     pub(crate) fn validate(&self) -> Result<(), String> {
         if self.attempts == 0 {
             return Err("retry policy: attempts must be at least 1".into());
+        }
+        if self.unreachable == 0 {
+            return Err("retry policy: fail_fast_when_unreachable must be at least 1".into());
         }
         if self.deadline == Some(Duration::ZERO) {
             return Err("retry policy: deadline must be positive".into());

@@ -260,7 +260,8 @@ async fn scripts_check_before_they_write_whatever_the_node_holds() {
         ("queue_leave", vec![q, le], vec!["w"]),
         ("queue_renew", vec![q, le], vec!["w", "5000"]),
     ];
-    let kinds: [(&str, fn(&str) -> redis::Cmd); 6] = [
+    type Make = fn(&str) -> redis::Cmd;
+    let kinds: [(&str, Make); 6] = [
         ("string", |k| redis::cmd("SET").arg(k).arg("not-a-number").clone()),
         ("list", |k| redis::cmd("RPUSH").arg(k).arg("x").clone()),
         ("set", |k| redis::cmd("SADD").arg(k).arg("x").clone()),

@@ -51,3 +51,93 @@ async fn shutdown_timeout_names_the_releases_it_leaves_behind() {
     assert!(report.is_complete(), "{report}");
     assert_clean(&cluster, &[&redlock], "after the node came back").await;
 }
+
+/// Issue 21, item 2: with a majority down, a policy with `fail_fast_when_unreachable(1)` fails
+/// after its first attempt with "too few nodes reachable" and every node's reason, instead of
+/// waiting out its 5 s deadline (the trial: 4.7 s per request with the default policy); the
+/// same policy still waits for a held resource until it is released.
+#[tokio::test]
+async fn an_outage_fails_fast_while_contention_still_waits() {
+    let mut cluster = cluster(3);
+    let redlock = builder(&cluster, Duration::from_millis(200)).build().unwrap();
+    let request_path = quorumlock::Retry::wait(Duration::from_secs(5)).fail_fast_when_unreachable(1);
+
+    let holder = builder(&cluster, Duration::from_millis(200)).build().unwrap();
+    let held = holder
+        .acquire("svc-fail-fast", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let released = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        held.release().await.unwrap();
+    });
+    let lock = redlock
+        .acquire_with("svc-fail-fast", Duration::from_secs(5), &request_path)
+        .await
+        .expect("contention is waited out");
+    released.await.unwrap();
+    lock.release().await.unwrap();
+
+    cluster.kill(1).unwrap();
+    cluster.kill(2).unwrap();
+    let e = redlock
+        .acquire_with("svc-fail-fast", Duration::from_secs(5), &request_path)
+        .await
+        .expect_err("a majority is down");
+    assert_eq!(e.kind(), quorumlock::ErrorKind::QuorumUnreachable, "{e}");
+    assert_eq!(e.attempts(), 1, "{e}");
+    assert!(e.is_transient());
+    assert_eq!(e.nodes().len(), 3, "every node and its reason: {e}");
+    assert!(e.elapsed().unwrap() < Duration::from_secs(2), "{e}");
+    // The client's own policy (the default: 5 s) still retries until its deadline.
+    let e = redlock
+        .acquire("svc-fail-fast", Duration::from_secs(5))
+        .await
+        .expect_err("a majority is down");
+    assert_eq!(e.kind(), quorumlock::ErrorKind::DeadlineExceeded, "{e}");
+    assert!(
+        e.attempts() > 1 && e.is_quorum_unreachable() && e.is_transient(),
+        "{e}"
+    );
+    redlock.shutdown().await;
+    holder.shutdown().await;
+}
+
+/// A per-call policy is checked as `build()` checks the client's; `try_acquire_guard` makes one
+/// attempt; a configuration error is not transient.
+#[tokio::test]
+async fn per_call_policies_and_single_try_guards() {
+    let cluster = cluster(3);
+    let redlock = builder(&cluster, Duration::from_millis(200)).build().unwrap();
+    let e = redlock
+        .acquire_with(
+            "svc-policy",
+            Duration::from_secs(5),
+            &quorumlock::Retry::new().attempts(0),
+        )
+        .await
+        .expect_err("zero attempts");
+    assert_eq!(e.kind(), quorumlock::ErrorKind::Config, "{e}");
+    assert!(!e.is_transient());
+    let e = redlock
+        .acquire_with(
+            "svc-policy",
+            Duration::from_secs(5),
+            &quorumlock::Retry::new().fail_fast_when_unreachable(0),
+        )
+        .await
+        .expect_err("zero unreachable attempts");
+    assert_eq!(e.kind(), quorumlock::ErrorKind::Config, "{e}");
+
+    let guard = redlock
+        .try_acquire_guard("svc-policy", Duration::from_secs(5))
+        .await
+        .unwrap();
+    let e = redlock
+        .try_acquire_guard("svc-policy", Duration::from_secs(5))
+        .await
+        .expect_err("held by the guard");
+    assert!(e.is_contended() && e.attempts() == 1 && e.is_transient(), "{e}");
+    guard.release().await.unwrap();
+    assert_clean(&cluster, &[&redlock], "after the guards").await;
+}

@@ -13,7 +13,7 @@
 //! keeps a release from overtaking the SET it undoes). The only lock is a short critical
 //! section that clones the connection handle.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -76,6 +76,20 @@ pub(crate) struct Node {
     timeouts_in_a_row: AtomicU32,
     /// The servers behind every node of the set, to refuse one server counted twice.
     identities: Arc<Identities>,
+    /// What the last connection attempt said ([`Health`]): logged only when it changes.
+    health: AtomicU8,
+}
+
+/// A node's state as its connection attempts tell it, for logs that say each change once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Health {
+    Unknown = 0,
+    Up = 1,
+    /// Unreachable: refused, reset, timed out. Usually passes.
+    Down = 2,
+    /// Reached, but it refuses us (credentials, ACL) or is not a Redis server: needs a person.
+    Misconfigured = 3,
 }
 
 impl std::fmt::Debug for Node {
@@ -116,6 +130,7 @@ impl Node {
             generations: AtomicU64::new(0),
             timeouts_in_a_row: AtomicU32::new(0),
             identities,
+            health: AtomicU8::new(Health::Unknown as u8),
         }
     }
 
@@ -298,7 +313,9 @@ impl Node {
                     closed: Arc::default(),
                 };
                 *slot = Slot::Ready(conn.clone());
+                drop(slot);
                 tracing::debug!(node = %this.id, "connected");
+                this.changed_to(Health::Up, None);
                 Ok(conn)
             }
             Err(outcome) => {
@@ -309,8 +326,44 @@ impl Node {
                     retry_at: Some(Instant::now() + crate::retry::reconnect_backoff(failures)),
                     last_error: Some(outcome.clone()),
                 };
+                drop(slot);
+                let health = match outcome {
+                    NodeOutcome::Denied(_) | NodeOutcome::Protocol(_) | NodeOutcome::SameServer(_) => {
+                        Health::Misconfigured
+                    }
+                    _ => Health::Down,
+                };
+                this.changed_to(health, Some(&outcome));
                 Err(outcome)
             }
+        }
+    }
+
+    /// Logs a change of this node's state once: WARN when it becomes unreachable, ERROR when it
+    /// refuses us or is not Redis (a person must act), INFO when it is back. Repeated failures in
+    /// the same state are at DEBUG only (issue 21: logs an operator can read).
+    fn changed_to(&self, health: Health, error: Option<&NodeOutcome>) {
+        let before = self.health.swap(health as u8, Ordering::Relaxed);
+        if before == health as u8 {
+            return;
+        }
+        let error = error.map(ToString::to_string).unwrap_or_default();
+        match health {
+            Health::Up if before != Health::Unknown as u8 => {
+                tracing::info!(node = %self.id, "node reachable again");
+            }
+            Health::Up | Health::Unknown => {}
+            Health::Down => tracing::warn!(
+                node = %self.id,
+                %error,
+                "node unreachable: locks go on while a majority answers; said once, until it is back",
+            ),
+            Health::Misconfigured => tracing::error!(
+                node = %self.id,
+                %error,
+                "node refuses this client (credentials, ACL) or is not a Redis server: it cannot count \
+                 towards any quorum until the configuration is fixed",
+            ),
         }
     }
 

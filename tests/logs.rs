@@ -1,0 +1,152 @@
+//! Issue 21: logs an operator can read. While a node is down, a service that locks many times
+//! logs one WARN for the node (and at most one line per node every 10 s about the releases it
+//! gave up on), not one per lock; a node that refuses our password is one ERROR naming it;
+//! a node that comes back is one INFO. Per-lock details stay at DEBUG.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quorumlock::{Redlock, Retry};
+use quorumlock_testkit::{ClusterOptions, LocalCluster};
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    fn lines(&self, level: &str, containing: &str) -> Vec<String> {
+        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .filter(|l| l.contains(level) && l.contains(containing))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn an_outage_is_a_few_lines_not_one_per_lock() {
+    // Global: tracing caches per-callsite interest process-wide (see tests/spans.rs).
+    let capture = Capture::default();
+    let sink = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).expect("only this test installs a subscriber");
+
+    let mut cluster = LocalCluster::start_with(3, ClusterOptions::default().password("right")).unwrap();
+    let ports: Vec<u16> = (0..3).map(|i| cluster.port(i)).collect();
+    let url = |i: usize, password: &str| format!("redis://:{password}@127.0.0.1:{}", ports[i]);
+    let redlock = Redlock::builder()
+        .nodes((0..3).map(|i| url(i, "right")))
+        .node_timeout(Duration::from_millis(100))
+        .retry(Retry::new().attempts(3))
+        .build()
+        .unwrap();
+    let lock = redlock
+        .acquire("logs-warm", Duration::from_secs(5))
+        .await
+        .unwrap();
+    lock.release().await.unwrap();
+
+    // Node 2 stops answering (SIGSTOP: connections stay open, requests time out); 40 locks
+    // are taken and released meanwhile. Each release to node 2 is an obligation that ends when
+    // its key has certainly expired.
+    cluster.pause(2).unwrap();
+    let node2 = format!("127.0.0.1:{}", cluster.port(2));
+    for i in 0..40 {
+        let lock = redlock
+            .acquire(&format!("logs-{i}"), Duration::from_millis(300))
+            .await
+            .expect("a majority is up");
+        lock.release().await.unwrap();
+    }
+    redlock.shutdown().await;
+    let given_up = capture.lines("WARN", "releases given up");
+    assert!(
+        (1..=2).contains(&given_up.len()),
+        "40 releases given up on node 2 in one or two lines, not one per lock: {given_up:#?}"
+    );
+    assert!(given_up.iter().all(|l| l.contains(&node2)), "{given_up:#?}");
+    let down = capture.lines("WARN", "node unreachable");
+    assert!(
+        down.len() <= 1,
+        "at most one WARN for the node going down: {down:#?}"
+    );
+    assert!(
+        capture.lines("WARN", "").len() <= 3,
+        "{:#?}",
+        capture.lines("WARN", "")
+    );
+
+    // Back again: one INFO, once it has been seen down.
+    cluster.resume(2).unwrap();
+    cluster.kill(2).unwrap();
+    let lock = redlock
+        .acquire("logs-down", Duration::from_secs(5))
+        .await
+        .unwrap();
+    lock.release().await.unwrap();
+    assert_eq!(
+        capture.lines("WARN", "node unreachable").len(),
+        1,
+        "{:#?}",
+        capture.lines("WARN", "")
+    );
+    cluster.restart(2).unwrap();
+    let start = std::time::Instant::now();
+    while capture.lines("INFO", "node reachable again").is_empty()
+        && start.elapsed() < Duration::from_secs(10)
+    {
+        let lock = redlock
+            .acquire("logs-back", Duration::from_secs(5))
+            .await
+            .unwrap();
+        lock.release().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..5 {
+        let lock = redlock
+            .acquire("logs-back", Duration::from_secs(5))
+            .await
+            .unwrap();
+        lock.release().await.unwrap();
+    }
+    redlock.shutdown().await;
+    let back = capture.lines("INFO", "node reachable again");
+    assert_eq!(back.len(), 1, "{back:#?}");
+    assert_eq!(capture.lines("WARN", "node unreachable").len(), 1);
+
+    // A node with the wrong password: one ERROR naming it, however many locks are taken.
+    let wrong = Redlock::builder()
+        .nodes([url(0, "right"), url(1, "right"), url(2, "wrong")])
+        .node_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    for i in 0..10 {
+        let lock = wrong
+            .acquire(&format!("logs-pw-{i}"), Duration::from_secs(5))
+            .await
+            .unwrap();
+        lock.release().await.unwrap();
+    }
+    wrong.shutdown().await;
+    let refused = capture.lines("ERROR", "refuses this client");
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    assert!(
+        refused[0].contains(&node2) && !refused[0].contains("wrong"),
+        "{}",
+        refused[0]
+    );
+}

@@ -16,7 +16,7 @@ use crate::fencing;
 use crate::key::{slot_group, Counters, Keys, Layout};
 use crate::lock::{Lock, LockParts};
 use crate::nodes::{NodeSet, Unsent};
-use crate::queue::{lease_ms, may_hold_entry, Joined, Line, RENEW_EVERY};
+use crate::queue::{keep_place, lease_ms, may_hold_entry, Joined, Line};
 use crate::reply::{LockRef, Request};
 use crate::retry::{Retry, Stop};
 use crate::shared::{Shared, Ttl};
@@ -246,18 +246,9 @@ async fn retry_loop(a: &Attempts<'_>, retry: &Retry, waiter: Option<&Waiter>) ->
                 };
                 // A waiter in the line renews its lease while it pauses, so that its lease (and
                 // what a dead waiter costs the others) stays short whatever the retry delay.
-                let renew = async {
-                    match a.line {
-                        Some(line) if lease > 0 => loop {
-                            tokio::time::sleep(RENEW_EVERY).await;
-                            line.renew(&a.shared.nodes, lease, ttl.node_timeout);
-                        },
-                        _ => std::future::pending().await,
-                    }
-                };
                 tokio::select! {
                     _ = async { tokio::join!(pause, cleanup) } => {}
-                    () = renew => {}
+                    () = keep_place(a.line, &a.shared.nodes, lease, ttl.node_timeout) => {}
                 }
                 if retry.fits(start.elapsed(), ttl.node_timeout) {
                     continue;

@@ -15,6 +15,7 @@ use crate::inspect::{inspect, Inspection};
 use crate::lock::Lock;
 use crate::retry::Retry;
 use crate::shared::{resource_set, Shared};
+use crate::shutdown::ShutdownReport;
 
 /// A Redlock client: one lock service made of N independent Redis nodes.
 ///
@@ -324,19 +325,7 @@ impl Redlock {
     /// # Cancel safety
     /// Cancel safe: dropping the future stops the wait, not the jobs.
     pub async fn shutdown_timeout(&self, limit: Duration) -> ShutdownReport {
-        let start = std::time::Instant::now();
-        let nodes = &self.shared.nodes;
-        let finished = nodes.shutdown_within(limit).await;
-        ShutdownReport {
-            owed: nodes
-                .iter()
-                .enumerate()
-                .map(|(i, n)| (n.id.clone(), nodes.owed(i)))
-                .filter(|(_, owed)| *owed > 0)
-                .collect(),
-            jobs: if finished { 0 } else { nodes.background_jobs() },
-            elapsed: start.elapsed(),
-        }
+        crate::shutdown::shutdown_within(&self.shared.nodes, limit).await
     }
 
     /// Reads `resource`'s lock key, its TTL and its fence counter on every node, concurrently,
@@ -388,56 +377,5 @@ impl fmt::Debug for Redlock {
             .field("wake_on_release", &i.wake.is_some())
             .field("key_prefix", &i.prefix)
             .finish()
-    }
-}
-
-/// What [`Redlock::shutdown_timeout`] left behind when it stopped waiting.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct ShutdownReport {
-    owed: Vec<(NodeId, usize)>,
-    jobs: usize,
-    elapsed: Duration,
-}
-
-impl ShutdownReport {
-    /// Whether every background job finished: nothing was left behind.
-    pub fn is_complete(&self) -> bool {
-        self.jobs == 0 && self.owed.is_empty()
-    }
-
-    /// The nodes that were still owed releases, and how many each: their keys expire by TTL.
-    pub fn owed_releases(&self) -> &[(NodeId, usize)] {
-        &self.owed
-    }
-
-    /// Background jobs (releases, clean-ups, requests in flight) still running.
-    pub fn background_jobs(&self) -> usize {
-        self.jobs
-    }
-
-    /// How long the shutdown waited.
-    pub fn elapsed(&self) -> Duration {
-        self.elapsed
-    }
-}
-
-impl fmt::Display for ShutdownReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_complete() {
-            return write!(f, "every background job finished in {:?}", self.elapsed);
-        }
-        write!(
-            f,
-            "{} background jobs still running after {:?}",
-            self.jobs, self.elapsed
-        )?;
-        for (node, owed) in &self.owed {
-            write!(
-                f,
-                "; node {node} still owed {owed} releases (their keys expire by TTL)"
-            )?;
-        }
-        Ok(())
     }
 }

@@ -18,7 +18,8 @@ use crate::error::{Error, ErrorKind, Operation};
 use crate::fanout::Fanout;
 use crate::key::{Counters, Keys, Layout};
 use crate::nodes::NodeSet;
-use crate::reply::{LockRef, Request};
+use crate::reply::{Arg, LockRef, Op, Request};
+use crate::scripts::{ACQUIRE_FENCED, FENCE_RAISE};
 use crate::shared::Ttl;
 use crate::validity::validity;
 
@@ -85,6 +86,26 @@ pub(crate) async fn write_back(
         .error(kind, Operation::Acquire)
         .with_message(format!("fence write-back of {fence} did not reach a majority"))
         .with_elapsed(elapsed))
+}
+
+impl Request {
+    /// [`Request::acquire`] that also takes a fence from `counters` (`acquire_fenced.lua`).
+    pub(crate) fn acquire_fenced(lock: &LockRef, counters: &Counters) -> Self {
+        let args = [
+            Arg::Bytes(lock.token.as_bytes()),
+            Arg::Int(lock.ttl_ms),
+            Arg::Int(counters.horizon_ms),
+        ];
+        let keys = Self::keys_then_tomb(lock, Some(&counters.keys));
+        Self::new(Op::AcquireFenced, &ACQUIRE_FENCED, lock, keys, &args)
+    }
+
+    /// The write-back: raises `counters` to at least `fence` (`fence_raise.lua`).
+    pub(crate) fn fence_raise(lock: &LockRef, counters: &Counters, fence: u64) -> Self {
+        let keys = counters.keys.iter().map(|k| &**k);
+        let args = [Arg::Int(fence), Arg::Int(counters.horizon_ms)];
+        Self::new(Op::FenceRaise, &FENCE_RAISE, lock, keys, &args)
+    }
 }
 
 #[cfg(test)]

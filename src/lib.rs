@@ -70,6 +70,7 @@
 #![forbid(unsafe_code)]
 
 mod acquire;
+mod backoff;
 mod builder;
 mod calls;
 mod client;
@@ -88,12 +89,14 @@ mod metrics;
 mod node;
 mod nodes;
 mod outcome;
+mod owed;
 mod queue;
 mod quorum;
 mod reply;
 mod retry;
 mod scripts;
 mod shared;
+mod shutdown;
 mod token;
 mod undo;
 mod url;
@@ -105,12 +108,13 @@ mod watchdog;
 #[cfg(feature = "metrics")]
 pub use crate::metrics::describe_metrics;
 pub use builder::RedlockBuilder;
-pub use client::{Redlock, ShutdownReport};
+pub use client::Redlock;
 pub use error::{Error, ErrorKind, NodeId, NodeOutcome, Operation};
 pub use guard::LockGuard;
 pub use inspect::{Inspection, NodeState, NodeView};
 pub use lock::{Lock, ReleaseReport};
 pub use retry::Retry;
+pub use shutdown::ShutdownReport;
 
 /// Not part of the API: the pure per-attempt code, wrapped for `benches/pure.rs`
 /// (`cargo bench --features bench-internals --bench pure`).

@@ -323,7 +323,7 @@ impl Node {
                 tracing::debug!(node = %this.id, error = %outcome, failures, "connect failed");
                 *slot = Slot::Idle {
                     failures,
-                    retry_at: Some(Instant::now() + crate::retry::reconnect_backoff(failures)),
+                    retry_at: Some(Instant::now() + crate::backoff::reconnect_backoff(failures)),
                     last_error: Some(outcome.clone()),
                 };
                 drop(slot);

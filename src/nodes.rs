@@ -24,7 +24,7 @@
 
 use std::future::Future;
 use std::mem;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,8 @@ use tokio_util::task::TaskTracker;
 use crate::error::NodeOutcome;
 use crate::identity::Identities;
 use crate::node::{Answer, Node};
+use crate::owed::Owed;
+pub(crate) use crate::owed::Unsent;
 use crate::reply::Request;
 
 /// The nodes of one client and the work they owe.
@@ -63,22 +65,6 @@ struct Obligation {
     _owed: Option<Owed>,
 }
 
-/// One owed obligation in its node's count; dropped with the obligation, however it ends.
-struct Owed(Arc<AtomicUsize>);
-
-impl Owed {
-    fn new(count: &Arc<AtomicUsize>) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
-        Self(count.clone())
-    }
-}
-
-impl Drop for Owed {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 #[derive(Default)]
 struct Queue {
     items: Vec<Obligation>,
@@ -92,31 +78,6 @@ struct Queue {
 
 /// The shortest interval between two WARN lines of one node about releases given up.
 const WARN_EVERY: Duration = Duration::from_secs(10);
-
-/// Per node, whether an acquisition's request is known never to have left this client (its
-/// answer said no connection could be had). Such a node holds nothing of the lock, so its
-/// release owes it nothing once the release's own first try did not leave either: `shutdown`
-/// then need not wait a TTL for a node that never accepted a connection (issue 21). A node
-/// whose request may still leave (no answer yet) is not marked.
-#[derive(Clone, Debug)]
-pub(crate) struct Unsent(Arc<[AtomicBool]>);
-
-impl Unsent {
-    pub(crate) fn new(n: usize) -> Self {
-        Self((0..n).map(|_| AtomicBool::new(false)).collect())
-    }
-
-    pub(crate) fn mark(&self, index: usize) {
-        if let Some(flag) = self.0.get(index) {
-            flag.store(true, Ordering::Relaxed);
-        }
-    }
-
-    /// Whether a release of node `index` is owed even if it cannot be sent now.
-    pub(crate) fn owed(&self, index: usize) -> bool {
-        !self.0.get(index).is_some_and(|f| f.load(Ordering::Relaxed))
-    }
-}
 
 /// Most obligations sent to one node at once once it answers again.
 const BATCH: usize = 256;
@@ -378,7 +339,7 @@ impl NodeSet {
             };
             let earliest = pending.iter().map(|o| o.expires).min();
             lock(&self.queues[index]).items.append(&mut pending);
-            let mut pause = crate::retry::obligation_pause(idle_rounds);
+            let mut pause = crate::backoff::obligation_pause(idle_rounds);
             if let Some(earliest) = earliest {
                 pause = pause.min(earliest.saturating_duration_since(Instant::now()));
             }

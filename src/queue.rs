@@ -141,6 +141,18 @@ impl Line {
     }
 }
 
+/// Renews `line`'s lease (`lease_ms`) every [`RENEW_EVERY`] for as long as it is polled; never
+/// returns. Pending for ever without a line, or with no lease (the waiter did not join).
+pub(crate) async fn keep_place(line: Option<&Line>, nodes: &Arc<NodeSet>, lease_ms: u64, timeout: Duration) {
+    match line {
+        Some(line) if lease_ms > 0 => loop {
+            tokio::time::sleep(RENEW_EVERY).await;
+            line.renew(nodes, lease_ms, timeout);
+        },
+        _ => std::future::pending().await,
+    }
+}
+
 /// Places are microseconds since 1970 by this machine's clock, strictly increasing within the
 /// process (so two waiters never share one and local order is start order). Waiters of other
 /// processes are ordered by their own clocks: a clock that runs behind moves its waiters

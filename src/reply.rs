@@ -10,8 +10,8 @@ use std::sync::Arc;
 use redis::{Cmd, RedisError, Value};
 
 use crate::error::NodeOutcome;
-use crate::key::{Counters, Keys};
-use crate::scripts::{Script, ACQUIRE, ACQUIRE_FENCED, ACQUIRE_MANY, EXTEND, FENCE_RAISE, RELEASE};
+use crate::key::Keys;
+use crate::scripts::{Script, ACQUIRE, ACQUIRE_MANY, EXTEND, RELEASE};
 use crate::token::Token;
 
 /// The operations sent to nodes.
@@ -124,22 +124,6 @@ impl Request {
         };
         let args = [Arg::Bytes(lock.token.as_bytes()), Arg::Int(lock.ttl_ms)];
         Self::new(op, script, lock, Self::keys_then_tomb(lock, None), &args)
-    }
-
-    pub(crate) fn acquire_fenced(lock: &LockRef, counters: &Counters) -> Self {
-        let args = [
-            Arg::Bytes(lock.token.as_bytes()),
-            Arg::Int(lock.ttl_ms),
-            Arg::Int(counters.horizon_ms),
-        ];
-        let keys = Self::keys_then_tomb(lock, Some(&counters.keys));
-        Self::new(Op::AcquireFenced, &ACQUIRE_FENCED, lock, keys, &args)
-    }
-
-    pub(crate) fn fence_raise(lock: &LockRef, counters: &Counters, fence: u64) -> Self {
-        let keys = counters.keys.iter().map(|k| &**k);
-        let args = [Arg::Int(fence), Arg::Int(counters.horizon_ms)];
-        Self::new(Op::FenceRaise, &FENCE_RAISE, lock, keys, &args)
     }
 
     pub(crate) fn extend(lock: &LockRef, ttl_ms: u64) -> Self {

@@ -206,7 +206,7 @@ pub(crate) async fn run(
                     tokio::select! {
                         biased;
                         () = control.stop.cancelled() => return stopped(lock, &control),
-                        () = tokio::time::sleep(crate::retry::extension_retry_delay(schedule.ttl)) => {}
+                        () = tokio::time::sleep(crate::backoff::extension_retry_delay(schedule.ttl)) => {}
                     }
                 }
             }

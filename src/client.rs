@@ -11,6 +11,7 @@ use crate::acquire::acquire;
 use crate::builder::RedlockBuilder;
 use crate::error::{Error, NodeId, Operation};
 use crate::guard::LockGuard;
+use crate::health::Health;
 use crate::inspect::{inspect, Inspection};
 use crate::lock::Lock;
 use crate::retry::Retry;
@@ -326,6 +327,29 @@ impl Redlock {
     /// Cancel safe: dropping the future stops the wait, not the jobs.
     pub async fn shutdown_timeout(&self, limit: Duration) -> ShutdownReport {
         crate::shutdown::shutdown_within(&self.shared.nodes, limit).await
+    }
+
+    /// Asks every node at once whether it can vote: reachable, accepting our credentials and
+    /// ACL, running our scripts on our key prefix, and not the same server as another node.
+    /// For a service's start-up check (all the fault tolerance configured is there:
+    /// [`Health::is_fully_healthy`]) and its readiness probe (locks can be taken:
+    /// [`Health::has_quorum`]). Each node is bounded by the node timeout (500 ms when none is
+    /// configured); it reads one key and changes nothing.
+    ///
+    /// ```no_run
+    /// # async fn demo(redlock: quorumlock::Redlock) -> Result<(), quorumlock::Error> {
+    /// let health = redlock.health().await?;
+    /// if !health.is_fully_healthy() {
+    ///     eprintln!("starting with less fault tolerance than configured: {health}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::NoRuntime`](crate::ErrorKind::NoRuntime) outside a tokio runtime. A node
+    /// that fails is reported in [`Health::nodes`], not as an error.
+    pub async fn health(&self) -> Result<Health, Error> {
+        crate::health::health(&self.shared).await
     }
 
     /// Reads `resource`'s lock key, its TTL and its fence counter on every node, concurrently,

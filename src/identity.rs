@@ -69,6 +69,13 @@ impl Identities {
         Ok(())
     }
 
+    /// The server identities node `index` reached when it last connected (a `run_id`, or a
+    /// cluster member's node ids); empty before it connected.
+    pub(crate) fn of(&self, index: usize) -> Vec<String> {
+        let ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        ids.get(index).cloned().unwrap_or_default()
+    }
+
     /// The first conflict found, if any.
     pub(crate) fn conflict(&self) -> Option<&Arc<str>> {
         self.conflict.get()

@@ -122,6 +122,11 @@ impl NodeSet {
     }
 
     /// Two nodes found to be one server, if any (rule (e)).
+    /// The servers node `index` reached when it last connected (empty before).
+    pub(crate) fn identity(&self, index: usize) -> Vec<String> {
+        self.identities.of(index)
+    }
+
     pub(crate) fn conflict(&self) -> Option<&Arc<str>> {
         self.identities.conflict()
     }

@@ -141,3 +141,48 @@ async fn per_call_policies_and_single_try_guards() {
     guard.release().await.unwrap();
     assert_clean(&cluster, &[&redlock], "after the guards").await;
 }
+
+/// Issue 21, item 6: a start-up check. `health()` names each node's state: a healthy one with
+/// its server identity, one that is down, one with the wrong password (not "unreachable": it
+/// needs a person), and the quorum's margin.
+#[tokio::test]
+async fn health_names_each_nodes_state() {
+    let mut cluster = cluster(3);
+    let redlock = builder(&cluster, Duration::from_millis(200)).build().unwrap();
+    let health = redlock.health().await.unwrap();
+    assert!(health.is_fully_healthy() && health.has_quorum(), "{health}");
+    assert_eq!(health.spare(), 1);
+    for n in health.nodes() {
+        assert_eq!(n.server.len(), 1, "{n:?}: one run_id");
+    }
+    assert_ne!(health.nodes()[0].server, health.nodes()[1].server);
+
+    let wrong = cluster.urls()[2].replace("locker-pw", "wrong-pw");
+    assert_ne!(wrong, cluster.urls()[2], "the URL carries the password");
+    cluster.kill(1).unwrap();
+    let misconfigured = quorumlock::Redlock::builder()
+        .nodes([cluster.urls()[0].clone(), cluster.urls()[1].clone(), wrong])
+        .node_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let health = misconfigured.health().await.unwrap();
+    assert!(!health.has_quorum() && health.spare() == 0, "{health}");
+    assert!(health.nodes()[0].is_ok(), "{health}");
+    assert!(
+        matches!(
+            health.nodes()[1].state,
+            Err(quorumlock::NodeOutcome::Io(_) | quorumlock::NodeOutcome::Timeout)
+        ),
+        "{health}"
+    );
+    assert!(
+        matches!(health.nodes()[2].state, Err(quorumlock::NodeOutcome::Denied(_))),
+        "{health}"
+    );
+    let text = health.to_string();
+    assert!(
+        text.starts_with("1 of 3 nodes healthy (quorum 2, 0 more may fail)"),
+        "{text}"
+    );
+    assert!(!text.contains("wrong-pw"), "no password in the report: {text}");
+}

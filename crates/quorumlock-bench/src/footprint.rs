@@ -764,6 +764,7 @@ pub fn footprint(o: Options) -> i32 {
     });
     let churn = t_churn.elapsed();
     let at_end = admin.snap();
+    let end_kinds = admin.by_kind();
 
     // 4. Shutdown, then wait for the longest bound of any key written.
     let t_shutdown = Instant::now();
@@ -842,6 +843,10 @@ pub fn footprint(o: Options) -> i32 {
             o.node_timeout,
             lease
         ),
+    );
+    line(
+        &mut md,
+        format!("Keys on node 0 at the end of the churn, by kind: {end_kinds:?}.\n"),
     );
     line(&mut md, "| operation | outcome | count |".into());
     line(&mut md, "|---|---|---|".into());

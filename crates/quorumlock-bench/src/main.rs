@@ -14,6 +14,7 @@
 //! moves far less. Writes `results.md`, `results.json` and SVG plots into `--out`.
 //! Never part of a test's pass/fail.
 
+mod footprint;
 mod harness;
 mod libs;
 mod plot;
@@ -96,6 +97,40 @@ enum Cmd {
         #[arg(long, default_value_t = 64)]
         tasks: usize,
     },
+    /// What quorumlock's keys cost three local nodes (bytes per held lock, tombstone, fence
+    /// counter, waiter) through a churn of `--resources` distinct names, and whether `DBSIZE`
+    /// returns to its start once every documented TTL has run out (exit 1 if not). Writes
+    /// `footprint.md` to `--out`.
+    Footprint {
+        /// Distinct resource names to churn through.
+        #[arg(long, default_value_t = 1_000_000)]
+        resources: usize,
+        /// Concurrent tasks.
+        #[arg(long, default_value_t = 64)]
+        tasks: usize,
+        /// Keys of each kind held at once to measure bytes per key.
+        #[arg(long, default_value_t = 100_000)]
+        sample: usize,
+        /// Waiting lines (one waiter each) held at once to measure bytes per waiter.
+        #[arg(long, default_value_t = 1000)]
+        waiters: usize,
+        /// Fence horizon of the churn's fenced client, in seconds.
+        #[arg(long, default_value_t = 5)]
+        fence_horizon: u64,
+        /// Lock TTL in the churn, in ms.
+        #[arg(long, default_value_t = 2000)]
+        ttl_ms: u64,
+        /// Lock TTL (and fence horizon) of the keys held to measure bytes per key, in seconds:
+        /// longer than it takes to write `--sample` of them.
+        #[arg(long, default_value_t = 30)]
+        hold_secs: u64,
+        /// Node timeout of every client, in ms.
+        #[arg(long, default_value_t = 250)]
+        node_timeout_ms: u64,
+        /// Allowed beyond a documented bound for the server to reclaim expired keys, in seconds.
+        #[arg(long, default_value_t = 30)]
+        expiry_slack: u64,
+    },
     /// A worker process of the multi-process S3 (started by the benchmark itself).
     #[command(hide = true)]
     S3Worker {
@@ -177,6 +212,31 @@ fn main() {
         Some(Cmd::Scale { reps, secs, tasks }) => {
             pin(0, CLIENT_CPU);
             return scale::scale(&args.out, reps, secs, tasks);
+        }
+        Some(Cmd::Footprint {
+            resources,
+            tasks,
+            sample,
+            waiters,
+            fence_horizon,
+            ttl_ms,
+            hold_secs,
+            node_timeout_ms,
+            expiry_slack,
+        }) => {
+            pin(0, CLIENT_CPU);
+            std::process::exit(footprint::footprint(footprint::Options {
+                resources,
+                tasks,
+                sample,
+                waiters,
+                fence_horizon: Duration::from_secs(fence_horizon),
+                churn_ttl: Duration::from_millis(ttl_ms),
+                hold_ttl: Duration::from_secs(hold_secs),
+                node_timeout: Duration::from_millis(node_timeout_ms),
+                expiry_slack: Duration::from_secs(expiry_slack),
+                out: args.out.clone(),
+            }));
         }
         None => {}
     }

@@ -14,6 +14,7 @@ use crate::error::{Error, ErrorKind, Operation};
 use crate::fanout::Unready;
 use crate::fencing;
 use crate::key::{slot_group, Counters, Keys, Layout};
+use crate::link::NO_IO_DRIVER;
 use crate::lock::{Lock, LockParts};
 use crate::nodes::{NodeSet, Unsent};
 use crate::queue::{keep_place, lease_ms, may_hold_entry, Joined, Line};
@@ -316,6 +317,10 @@ async fn attempt_once(a: &Attempts<'_>, lease: u64, joined: Joined) -> Result<Lo
         "attempt decided",
     );
     let outcome = match (decision.reached(), left) {
+        // Every node will say the same: no retry can help (G7: an error, not tokio's panic).
+        _ if decision.no_io_driver() => {
+            Err(Error::new(ErrorKind::NoRuntime, Operation::Acquire).with_message(NO_IO_DRIVER))
+        }
         // One server listed twice: no quorum of this client can be trusted (rule (e)).
         _ if shared.nodes.conflict().is_some() => Err(shared
             .misconfigured(Operation::Acquire)
@@ -359,9 +364,7 @@ async fn attempt_once(a: &Attempts<'_>, lease: u64, joined: Joined) -> Result<Lo
     // holds the line up until its lease ends.
     // Late grants are part of the lock: its release reaches every node, and one that overtakes a
     // late grant leaves a tombstone that refuses it.
-    // A node the acquisition never reached (no connection could be had) holds nothing of the
-    // lock: its release owes it no obligation (`Unsent`), so `shutdown` does not wait a TTL for a
-    // node that never accepted a connection.
+    // A node the acquisition never reached holds nothing: its release owes it nothing (`Unsent`).
     let unsent = Unsent::new(shared.nodes.len());
     fan.track_unsent(&unsent);
     let late_unsent = unsent.clone();

@@ -59,6 +59,13 @@ impl<'a> Decision<'a> {
     }
 
     /// Every node's outcome, in node order; unanswered nodes are `Pending`.
+    /// Whether a node could not connect because the tokio runtime has no I/O driver.
+    pub(crate) fn no_io_driver(&self) -> bool {
+        self.outcomes
+            .iter()
+            .any(|o| matches!(o, Some(NodeOutcome::Io(text)) if &**text == crate::link::NO_IO_DRIVER))
+    }
+
     pub(crate) fn report(&self) -> Vec<(NodeId, NodeOutcome)> {
         self.nodes
             .iter()

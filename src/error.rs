@@ -71,9 +71,17 @@ impl Error {
     /// panics with tokio's own message ("timers are disabled" / "IO is disabled"), which names
     /// the fix.
     pub(crate) fn require_runtime(op: Operation) -> Result<(), Self> {
-        tokio::runtime::Handle::try_current()
-            .map(drop)
-            .map_err(|_| Self::no_runtime(op))
+        tokio::runtime::Handle::try_current().map_err(|_| Self::no_runtime(op))?;
+        // tokio cannot be asked whether its time driver is on; making a timer without it panics
+        // ("timers are disabled"), which a lock call must not (issue 21, G7). The timer is made
+        // and dropped, never registered: a few nanoseconds when the driver is on.
+        let timers = std::panic::catch_unwind(|| drop(tokio::time::sleep(std::time::Duration::ZERO)));
+        timers.map_err(|_| {
+            Self::new(ErrorKind::NoRuntime, op).with_message(
+                "the tokio runtime has no time driver: build it with runtime::Builder::enable_all() \
+                 (quorumlock needs the time and I/O drivers)",
+            )
+        })
     }
 
     fn edit(mut self, f: impl FnOnce(&mut Inner)) -> Self {

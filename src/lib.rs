@@ -93,6 +93,7 @@ mod outcome;
 mod owed;
 mod queue;
 mod quorum;
+mod reachability;
 mod reply;
 mod retry;
 mod scripts;

@@ -9,6 +9,7 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use tokio::sync::Notify;
 
+use crate::error::NodeOutcome;
 use crate::reply::is_noscript;
 
 /// An established connection. `closed` is set when the client stops trusting it (a protocol
@@ -79,4 +80,34 @@ pub(crate) async fn send(
         }
     }
     reply
+}
+
+/// What a connection attempt answers when the tokio runtime has no I/O driver.
+pub(crate) const NO_IO_DRIVER: &str =
+    "the tokio runtime has no I/O driver: build it with runtime::Builder::enable_all() (quorumlock \
+     needs the time and I/O drivers)";
+
+/// Runs a connection attempt, turning tokio's panic for a runtime without its I/O driver ("IO
+/// is disabled", raised inside redis-rs' connect) into a failed attempt that says what to
+/// enable ([`NO_IO_DRIVER`]): a lock call must not panic (G7). Any other panic goes on.
+pub(crate) async fn without_driver_panic<F>(attempt: F) -> Result<Link, NodeOutcome>
+where
+    F: std::future::Future<Output = Result<Link, NodeOutcome>>,
+{
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(attempt).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            if text.contains("IO is disabled") {
+                Err(NodeOutcome::Io(NO_IO_DRIVER.into()))
+            } else {
+                std::panic::resume_unwind(panic)
+            }
+        }
+    }
 }

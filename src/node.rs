@@ -13,7 +13,7 @@
 //! keeps a release from overtaking the SET it undoes). The only lock is a short critical
 //! section that clones the connection handle.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,7 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use crate::error::{NodeId, NodeOutcome};
 use crate::identity::{cluster_handshake, handshake, Identities};
 use crate::link::{send, Conn, Link};
+use crate::reachability::{Health, Reachability};
 use crate::reply::{
     breaks_connection, classify_error, classify_server_reply, classify_value, fence_of, Request,
 };
@@ -76,20 +77,8 @@ pub(crate) struct Node {
     timeouts_in_a_row: AtomicU32,
     /// The servers behind every node of the set, to refuse one server counted twice.
     identities: Arc<Identities>,
-    /// What the last connection attempt said ([`Health`]): logged only when it changes.
-    health: AtomicU8,
-}
-
-/// A node's state as its connection attempts tell it, for logs that say each change once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-enum Health {
-    Unknown = 0,
-    Up = 1,
-    /// Unreachable: refused, reset, timed out. Usually passes.
-    Down = 2,
-    /// Reached, but it refuses us (credentials, ACL) or is not a Redis server: needs a person.
-    Misconfigured = 3,
+    /// What the last connection attempt said: logged only when it changes.
+    reachability: Reachability,
 }
 
 impl std::fmt::Debug for Node {
@@ -130,7 +119,7 @@ impl Node {
             generations: AtomicU64::new(0),
             timeouts_in_a_row: AtomicU32::new(0),
             identities,
-            health: AtomicU8::new(Health::Unknown as u8),
+            reachability: Reachability::default(),
         }
     }
 
@@ -281,24 +270,28 @@ impl Node {
         drop(this);
         // Rule (e): one server counts once. Checked on every new connection, because a restarted
         // server has a new run_id and a DNS name may move.
-        let result = match endpoint {
-            Ok(client) => match client.get_multiplexed_async_connection_with_config(&config).await {
-                Ok(mut conn) => match handshake(&mut conn, connect_timeout).await {
-                    Ok(ids) => identities.register(index, ids).map(|()| Link::Single(conn)),
-                    Err(e) => Err(e),
+        let result = crate::link::without_driver_panic(async move {
+            match endpoint {
+                Ok(client) => match client.get_multiplexed_async_connection_with_config(&config).await {
+                    Ok(mut conn) => match handshake(&mut conn, connect_timeout).await {
+                        Ok(ids) => identities.register(index, ids).map(|()| Link::Single(conn)),
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(classify_error(&e)),
                 },
-                Err(e) => Err(classify_error(&e)),
-            },
-            Err(cluster) => match tokio::time::timeout(connect_timeout, cluster.get_async_connection()).await
-            {
-                Ok(Ok(mut conn)) => match cluster_handshake(&mut conn, connect_timeout).await {
-                    Ok(ids) => identities.register(index, ids).map(|()| Link::Cluster(conn)),
-                    Err(e) => Err(e),
-                },
-                Ok(Err(e)) => Err(classify_error(&e)),
-                Err(_) => Err(NodeOutcome::Timeout),
-            },
-        };
+                Err(cluster) => {
+                    match tokio::time::timeout(connect_timeout, cluster.get_async_connection()).await {
+                        Ok(Ok(mut conn)) => match cluster_handshake(&mut conn, connect_timeout).await {
+                            Ok(ids) => identities.register(index, ids).map(|()| Link::Cluster(conn)),
+                            Err(e) => Err(e),
+                        },
+                        Ok(Err(e)) => Err(classify_error(&e)),
+                        Err(_) => Err(NodeOutcome::Timeout),
+                    }
+                }
+            }
+        })
+        .await;
         let Some(this) = node.upgrade() else {
             return Err(NodeOutcome::Io("client dropped".into()));
         };
@@ -315,7 +308,7 @@ impl Node {
                 *slot = Slot::Ready(conn.clone());
                 drop(slot);
                 tracing::debug!(node = %this.id, "connected");
-                this.changed_to(Health::Up, None);
+                this.reachability.changed_to(&this.id, Health::Up, None);
                 Ok(conn)
             }
             Err(outcome) => {
@@ -333,37 +326,9 @@ impl Node {
                     }
                     _ => Health::Down,
                 };
-                this.changed_to(health, Some(&outcome));
+                this.reachability.changed_to(&this.id, health, Some(&outcome));
                 Err(outcome)
             }
-        }
-    }
-
-    /// Logs a change of this node's state once: WARN when it becomes unreachable, ERROR when it
-    /// refuses us or is not Redis (a person must act), INFO when it is back. Repeated failures in
-    /// the same state are at DEBUG only (issue 21: logs an operator can read).
-    fn changed_to(&self, health: Health, error: Option<&NodeOutcome>) {
-        let before = self.health.swap(health as u8, Ordering::Relaxed);
-        if before == health as u8 {
-            return;
-        }
-        let error = error.map(ToString::to_string).unwrap_or_default();
-        match health {
-            Health::Up if before != Health::Unknown as u8 => {
-                tracing::info!(node = %self.id, "node reachable again");
-            }
-            Health::Up | Health::Unknown => {}
-            Health::Down => tracing::warn!(
-                node = %self.id,
-                %error,
-                "node unreachable: locks go on while a majority answers; said once, until it is back",
-            ),
-            Health::Misconfigured => tracing::error!(
-                node = %self.id,
-                %error,
-                "node refuses this client (credentials, ACL) or is not a Redis server: it cannot count \
-                 towards any quorum until the configuration is fixed",
-            ),
         }
     }
 

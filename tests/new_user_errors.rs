@@ -102,3 +102,33 @@ async fn a_port_that_is_not_redis_says_so_on_one_line() {
     assert!(!e.to_string().contains('\n'), "{e}");
     server.abort();
 }
+
+/// Issue 21, item 8: a tokio runtime built without its time driver (or without its I/O driver)
+/// gives a typed error naming what to enable, not tokio's panic from inside the library.
+#[test]
+fn a_runtime_without_timers_or_io_is_a_clear_error() {
+    let cluster = LocalCluster::start(3).unwrap();
+    let redlock = Redlock::builder().nodes(cluster.urls()).build().unwrap();
+    let no_timers = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let err = no_timers
+        .block_on(redlock.acquire("half-runtime", Duration::from_secs(5)))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NoRuntime, "{err}");
+    assert!(err.to_string().contains("no time driver"), "{err}");
+    assert!(!err.is_transient());
+
+    let no_io = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let err = no_io
+        .block_on(redlock.acquire("half-runtime", Duration::from_secs(5)))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NoRuntime, "{err}");
+    assert!(err.to_string().contains("no I/O driver"), "{err}");
+    drop(no_timers);
+    drop(no_io);
+}

@@ -317,7 +317,6 @@ async fn attempt_once(a: &Attempts<'_>, lease: u64, joined: Joined) -> Result<Lo
         "attempt decided",
     );
     let outcome = match (decision.reached(), left) {
-        // Every node will say the same: no retry can help (G7: an error, not tokio's panic).
         _ if decision.no_io_driver() => {
             Err(Error::new(ErrorKind::NoRuntime, Operation::Acquire).with_message(NO_IO_DRIVER))
         }

@@ -315,11 +315,8 @@ impl Redlock {
     ///
     /// ```no_run
     /// # async fn demo(redlock: quorumlock::Redlock) {
-    /// use std::time::Duration;
-    /// let report = redlock.shutdown_timeout(Duration::from_secs(2)).await;
-    /// if !report.is_complete() {
-    ///     eprintln!("exiting with work left: {report}");
-    /// }
+    /// let report = redlock.shutdown_timeout(std::time::Duration::from_secs(2)).await;
+    /// if !report.is_complete() { eprintln!("exiting with work left: {report}") }
     /// # }
     /// ```
     ///
@@ -339,9 +336,7 @@ impl Redlock {
     /// ```no_run
     /// # async fn demo(redlock: quorumlock::Redlock) -> Result<(), quorumlock::Error> {
     /// let health = redlock.health().await?;
-    /// if !health.is_fully_healthy() {
-    ///     eprintln!("starting with less fault tolerance than configured: {health}");
-    /// }
+    /// if !health.is_fully_healthy() { eprintln!("less fault tolerance than configured: {health}") }
     /// # Ok(()) }
     /// ```
     ///

@@ -70,8 +70,7 @@ struct Queue {
     items: Vec<Obligation>,
     /// Whether a worker task is draining this queue.
     working: bool,
-    /// When the last WARN about obligations ended by expiry was logged, and how many ended so
-    /// since ([`NodeSet::warn_expired`]).
+    /// The last WARN of [`NodeSet::warn_expired`], and how many ended by expiry since.
     last_expiry_warning: Option<Instant>,
     expired_unreported: usize,
 }
@@ -121,12 +120,12 @@ impl NodeSet {
         self.nodes.iter()
     }
 
-    /// Two nodes found to be one server, if any (rule (e)).
     /// The servers node `index` reached when it last connected (empty before).
     pub(crate) fn identity(&self, index: usize) -> Vec<String> {
         self.identities.of(index)
     }
 
+    /// Two nodes found to be one server, if any (rule (e)).
     pub(crate) fn conflict(&self) -> Option<&Arc<str>> {
         self.identities.conflict()
     }
@@ -157,9 +156,7 @@ impl NodeSet {
 
     /// Waits for every background job, obligations included.
     pub(crate) async fn shutdown(&self) {
-        self.tracker.close();
-        self.tracker.wait().await;
-        self.tracker.reopen();
+        self.shutdown_within(Duration::MAX).await;
     }
 
     /// As [`shutdown`](Self::shutdown), for at most `limit`; returns whether every job finished.
@@ -170,7 +167,7 @@ impl NodeSet {
         finished
     }
 
-    /// How many releases node `index` is still owed (obligations queued or being re-sent).
+    /// How many releases node `index` is still owed (queued or being re-sent).
     pub(crate) fn owed(&self, index: usize) -> usize {
         self.owing[index].load(Ordering::Relaxed)
     }
@@ -251,9 +248,7 @@ impl NodeSet {
     }
 
     /// One WARN per node at most every [`WARN_EVERY`] for obligations that ended by expiry,
-    /// with how many since the last one: during an outage every lock's release ends that way,
-    /// and a line per lock flooded the logs (1,423 lines in 15 s in a trial, issue 21). Per
-    /// lock, the details are at DEBUG; the metrics count each one.
+    /// with their count: a line per lock flooded the logs in an outage (issue 21).
     fn warn_expired(&self, index: usize, expired: usize, now: Instant) {
         let mut q = lock(&self.queues[index]);
         q.expired_unreported += expired;

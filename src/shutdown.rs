@@ -23,7 +23,8 @@ pub(crate) async fn shutdown_within(nodes: &NodeSet, limit: Duration) -> Shutdow
     }
 }
 
-/// What [`Redlock::shutdown_timeout`] left behind when it stopped waiting.
+/// What [`Redlock::shutdown_timeout`](crate::Redlock::shutdown_timeout) left behind when it
+/// stopped waiting.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ShutdownReport {

@@ -1,6 +1,7 @@
 //! [`RedlockBuilder`]: setters that never fail; every check happens in `build()`.
 
 use std::fmt;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,6 +55,7 @@ pub struct RedlockBuilder {
     key_prefix: String,
     tls: TlsOptions,
     release_obligations: bool,
+    accept_no_fault_tolerance: bool,
 }
 
 impl fmt::Debug for RedlockBuilder {
@@ -72,6 +74,7 @@ impl fmt::Debug for RedlockBuilder {
             .field("tls_client_cert", &self.tls.client.is_some())
             .field("danger_accept_invalid_tls_certs", &self.tls.accept_invalid)
             .field("release_obligations", &self.release_obligations)
+            .field("accept_no_fault_tolerance", &self.accept_no_fault_tolerance)
             .finish()
     }
 }
@@ -97,6 +100,7 @@ impl RedlockBuilder {
             key_prefix: DEFAULT_PREFIX.to_owned(),
             tls: TlsOptions::default(),
             release_obligations: true,
+            accept_no_fault_tolerance: false,
         }
     }
 
@@ -230,6 +234,15 @@ impl RedlockBuilder {
         self
     }
 
+    /// Fewer than three nodes give no fault tolerance: with one, its loss stops every lock; with
+    /// two, so does the loss of either (a majority of two is two). `build()` accepts such a
+    /// configuration with one WARN; `true` says it is meant (a development setup, or a single
+    /// Redis where availability is not the point) and leaves the warning out. Default: `false`.
+    pub fn accept_no_fault_tolerance(mut self, accept: bool) -> Self {
+        self.accept_no_fault_tolerance = accept;
+        self
+    }
+
     /// **Negative control for tests only; never in production.** With `false`, a release (or the
     /// clean-up of a failed acquisition) that gets no definite answer on its first try is given
     /// up instead of being re-sent until a definite answer or the key's expiry (G5 is then
@@ -289,6 +302,14 @@ impl RedlockBuilder {
             }
             parsed.push((addr, endpoint));
         }
+        if parsed.len() < 3 && !self.accept_no_fault_tolerance {
+            tracing::warn!(
+                nodes = parsed.len(),
+                "fewer than 3 lock nodes: the loss of any one stops every lock (no fault tolerance); \
+                 use 3 or 5 independent servers, or say it is meant with \
+                 RedlockBuilder::accept_no_fault_tolerance(true)",
+            );
+        }
         let clustered = parsed.iter().any(|(_, e)| matches!(e, Endpoint::Cluster { .. }));
         if clustered && self.key_prefix.contains(['{', '}']) {
             return Err(Error::config(format!(
@@ -324,6 +345,7 @@ impl RedlockBuilder {
             fencing: self.fencing,
             fence_horizon_ms: u64::try_from(self.fence_horizon.as_millis()).unwrap_or(u64::MAX),
             layout: if clustered { Layout::Tagged } else { Layout::Plain },
+            short_ttl_warned: AtomicBool::new(false),
             prefix: self.key_prefix.into(),
         })
     }

@@ -5,6 +5,7 @@
 //! the acquisition loop and `inspect` take the `Arc<Shared>` (never the client), so the layers
 //! below the public API do not depend on it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +33,8 @@ pub(crate) struct Shared {
     pub(crate) prefix: Box<str>,
     /// Tagged when a member is a Redis Cluster: then every key carries its resource's hash tag.
     pub(crate) layout: Layout,
+    /// Whether the warning about a TTL under two node timeouts was logged (once per client).
+    pub(crate) short_ttl_warned: AtomicBool,
 }
 
 impl Drop for Shared {
@@ -97,6 +100,16 @@ impl Shared {
         let node_timeout = self
             .node_timeout
             .unwrap_or_else(|| default_node_timeout(effective));
+        if effective < node_timeout.saturating_mul(2) && !self.short_ttl_warned.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                ttl = ?effective,
+                ?node_timeout,
+                "a TTL under two node timeouts: a node that answers within its timeout can leave no \
+                 validity, and a lock that is granted may be valid for a fraction of a millisecond; \
+                 use a longer TTL or a shorter node timeout (said once per client)",
+            );
+        }
         Ok(Ttl {
             ms,
             effective,

@@ -149,4 +149,29 @@ async fn an_outage_is_a_few_lines_not_one_per_lock() {
         "{}",
         refused[0]
     );
+
+    // Configurations without fault tolerance say so once (issue 21, item 9): fewer than three
+    // nodes at build(), unless accepted; a TTL under two node timeouts once per client.
+    let lonely = Redlock::builder().nodes([url(0, "right")]).build().unwrap();
+    let _quiet = Redlock::builder()
+        .nodes([url(0, "right")])
+        .accept_no_fault_tolerance(true)
+        .build()
+        .unwrap();
+    let few = capture.lines("WARN", "fewer than 3 lock nodes");
+    assert_eq!(few.len(), 1, "{few:#?}");
+    for _ in 0..3 {
+        let lock = lonely
+            .acquire("logs-short", Duration::from_millis(60))
+            .await
+            .unwrap();
+        lock.release().await.unwrap();
+    }
+    let short = capture.lines("WARN", "a TTL under two node timeouts");
+    assert_eq!(
+        short.len(),
+        1,
+        "60 ms against the default 50 ms node timeout, said once: {short:#?}"
+    );
+    lonely.shutdown().await;
 }

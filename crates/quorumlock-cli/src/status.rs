@@ -12,8 +12,19 @@ pub(crate) fn client(
     global: &Global,
     configure: impl FnOnce(RedlockBuilder) -> RedlockBuilder,
 ) -> Result<Redlock, Error> {
+    let members = global.members();
+    if (1..3).contains(&members.len()) {
+        // The library says this through `tracing`, which the CLI does not print.
+        eprintln!(
+            "quorumlock: warning: {} lock node{}: the loss of any one stops every lock (no fault \
+             tolerance); use 3 or 5 independent servers",
+            members.len(),
+            if members.len() == 1 { "" } else { "s" }
+        );
+    }
     let mut b = Redlock::builder()
-        .nodes(global.members())
+        .nodes(members)
+        .accept_no_fault_tolerance(true)
         .key_prefix(&global.key_prefix);
     if let Some(t) = global.node_timeout {
         b = b.node_timeout(t);

@@ -307,3 +307,21 @@ fn nodes_come_from_the_environment_and_are_not_required_in_usage() {
     assert_eq!(code(&out), 78, "{}", stderr(&out));
     assert!(stderr(&out).contains("no nodes"), "{}", stderr(&out));
 }
+
+/// Issue 21, item 9: one or two lock nodes give no fault tolerance, and the CLI says so once on
+/// stderr (the library says it through `tracing`, which the CLI does not print); three do not.
+#[test]
+fn fewer_than_three_nodes_are_named_as_no_fault_tolerance() {
+    let cluster = LocalCluster::start(3).expect("redis-server");
+    let urls = cluster.urls();
+    for (n, warned) in [(1, true), (2, true), (3, false)] {
+        let out = quorumlock(&urls[..n])
+            .args(["run", "-r", "ft", "--ttl", "5s", "--", "true"])
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(code(&out), 0, "{n} nodes: {err}");
+        let lines = err.lines().filter(|l| l.contains("no fault tolerance")).count();
+        assert_eq!(lines, usize::from(warned), "{n} nodes: {err}");
+    }
+}

@@ -111,8 +111,7 @@ impl Redlock {
     ///
     /// ```no_run
     /// # async fn demo(redlock: quorumlock::Redlock) -> Result<(), quorumlock::Error> {
-    /// use std::time::Duration;
-    /// use quorumlock::Retry;
+    /// # use {std::time::Duration, quorumlock::Retry};
     /// let request_path = Retry::wait(Duration::from_millis(500)).fail_fast_when_unreachable(1);
     /// let lock = redlock.acquire_with("order:42", Duration::from_secs(5), &request_path).await?;
     /// # lock.release().await?; Ok(()) }
@@ -278,30 +277,37 @@ impl Redlock {
     where
         F: Future,
     {
-        let guard = self.acquire_guard(resource, ttl).await?;
-        tokio::select! {
-            biased;
-            lost = guard.lost() => Err(lost),
-            output = work => {
-                if let Err(e) = guard.release().await {
-                    tracing::warn!(resource, error = %e, "release after with_lock failed; keys expire by TTL");
-                }
-                Ok(output)
-            }
-        }
+        self.acquire_guard(resource, ttl)
+            .await?
+            .run(async |_| work.await)
+            .await
+    }
+
+    /// [`with_lock`](Self::with_lock) with the guard handed to `work`: its fence and its
+    /// [`lost`](LockGuard::lost) signal ([`LockGuard::run`] has an example).
+    ///
+    /// # Errors
+    /// As [`with_lock`](Self::with_lock).
+    ///
+    /// # Cancel safety
+    /// As [`with_lock`](Self::with_lock).
+    pub async fn with_guard<T>(
+        &self,
+        resource: &str,
+        ttl: Duration,
+        work: impl AsyncFnOnce(&LockGuard) -> T,
+    ) -> Result<T, Error> {
+        self.acquire_guard(resource, ttl).await?.run(work).await
     }
 
     /// Waits until every background job started so far has finished: releases from dropped
     /// locks, clean-up after failed or cancelled acquisitions, requests still in flight when a
     /// decision was taken, and the release obligations: a release that got no definite answer
-    /// is re-sent until the node answers or the key has certainly expired. With every node
-    /// answering this takes about one round trip; with a node down it can take until
-    /// `t + node_timeout + ttl + drift` of the latest acquisition or extension in flight (a TTL
-    /// and a little more; bound the wait with `tokio::time::timeout` if you must exit
-    /// sooner: what is still pending then expires by its TTL).
-    ///
-    /// Call it before a runtime shuts down: a runtime that shuts down drops tasks still queued,
-    /// and their keys then expire only by TTL. The client stays usable afterwards.
+    /// is re-sent until the node answers or the key has certainly expired (a node the lock never
+    /// reached is owed nothing). About one round trip with every node answering; with a node
+    /// that went down holding our keys, up to a TTL: [`shutdown_timeout`](Self::shutdown_timeout)
+    /// bounds the wait. Call it before the runtime shuts down (that drops queued tasks, whose
+    /// keys then expire by TTL). The client stays usable afterwards.
     ///
     /// # Cancel safety
     /// Cancel safe: dropping the future stops the wait, not the jobs.
@@ -383,18 +389,6 @@ impl Redlock {
 
 impl fmt::Debug for Redlock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let i = &*self.shared;
-        f.debug_struct("Redlock")
-            .field("nodes", &i.nodes.iter().map(|n| n.id.addr()).collect::<Vec<_>>())
-            .field("quorum", &i.quorum())
-            .field("node_timeout", &i.node_timeout)
-            .field("drift_factor", &i.drift_factor)
-            .field("retry", &i.retry)
-            .field("max_hold", &i.max_hold)
-            .field("fencing", &i.fencing)
-            .field("fence_horizon", &Duration::from_millis(i.fence_horizon_ms))
-            .field("wake_on_release", &i.wake.is_some())
-            .field("key_prefix", &i.prefix)
-            .finish()
+        self.shared.describe(&mut f.debug_struct("Redlock")).finish()
     }
 }

@@ -231,6 +231,46 @@ impl LockGuard {
         }
     }
 
+    /// Runs `work` with this guard in hand (its [`fencing_token`](Self::fencing_token) for the
+    /// writes, its [`lost`](Self::lost) for work that wants to stop on its own terms), then
+    /// releases. If the lock is lost first, `work` is dropped at its next await point and the
+    /// loss returned (the guard is then dropped: released in the background). A failed release
+    /// after `work` finished is logged; the keys then expire by TTL.
+    ///
+    /// ```no_run
+    /// # async fn demo(redlock: quorumlock::Redlock) -> Result<(), quorumlock::Error> {
+    /// use std::time::Duration;
+    /// let guard = redlock.acquire_guard("payments:order-42", Duration::from_secs(10)).await?;
+    /// let charged = guard
+    ///     .run(async |g| {
+    ///         let fence = g.fencing_token(); // send it with every write to the store
+    ///         // ... charge once, refusing writes whose fence is below the store's ...
+    ///         fence
+    ///     })
+    ///     .await?;
+    /// # let _ = charged; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::Lost`] if the lock was lost before `work` finished.
+    ///
+    /// # Cancel safety
+    /// Dropping the future drops `work` and the guard, which releases in the background.
+    pub async fn run<T>(self, work: impl AsyncFnOnce(&LockGuard) -> T) -> Result<T, Error> {
+        let output = {
+            let work = work(&self);
+            tokio::select! {
+                biased;
+                lost = self.lost() => return Err(lost),
+                output = work => output,
+            }
+        };
+        if let Err(e) = self.release().await {
+            tracing::warn!(error = %e, "release after the guarded work failed; keys expire by TTL");
+        }
+        Ok(output)
+    }
+
     /// Stops the watchdog and keeps the lock until its TTL runs out: nothing is released.
     pub fn forget(mut self) {
         self.control.mode.store(STOP_FORGET, Ordering::Release);

@@ -5,6 +5,7 @@
 //! the acquisition loop and `inspect` take the `Arc<Shared>` (never the client), so the layers
 //! below the public API do not depend on it.
 
+use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,6 +117,27 @@ impl Shared {
             drift,
             node_timeout,
         })
+    }
+
+    /// The client's `Debug` fields: every setting all clients of a resource must share, and
+    /// no secret (node addresses are redacted).
+    pub(crate) fn describe<'a, 'b, 'c>(
+        &self,
+        d: &'a mut fmt::DebugStruct<'b, 'c>,
+    ) -> &'a mut fmt::DebugStruct<'b, 'c> {
+        d.field(
+            "nodes",
+            &self.nodes.iter().map(|n| n.id.addr()).collect::<Vec<_>>(),
+        )
+        .field("quorum", &self.quorum())
+        .field("node_timeout", &self.node_timeout)
+        .field("drift_factor", &self.drift_factor)
+        .field("retry", &self.retry)
+        .field("max_hold", &self.max_hold)
+        .field("fencing", &self.fencing)
+        .field("fence_horizon", &Duration::from_millis(self.fence_horizon_ms))
+        .field("wake_on_release", &self.wake.is_some())
+        .field("key_prefix", &self.prefix)
     }
 
     pub(crate) fn quorum(&self) -> usize {

@@ -186,3 +186,38 @@ async fn health_names_each_nodes_state() {
     );
     assert!(!text.contains("wrong-pw"), "no password in the report: {text}");
 }
+
+/// Issue 21, item 4: the work gets its guard: the fence for its writes, and `lost()` for work
+/// that wants to stop on its own terms. A lock lost while the work runs ends it with the loss.
+#[tokio::test]
+async fn the_work_sees_its_guard_and_its_loss() {
+    let cluster = cluster(3);
+    let redlock = builder(&cluster, Duration::from_millis(100))
+        .fencing(true)
+        .build()
+        .unwrap();
+    let (fence, held) = redlock
+        .with_guard("svc-guarded", Duration::from_secs(2), async |g| {
+            (g.fencing_token(), values(&cluster, "svc-guarded"))
+        })
+        .await
+        .unwrap();
+    assert!(fence.is_some_and(|f| f > 0), "the work read its fence");
+    assert!(held.iter().all(|v| matches!(v, Ok(Some(_)))), "held while it ran: {held:?}");
+    redlock.shutdown().await;
+    assert_no_lock_keys(&cluster, "released after the work");
+
+    let lost = redlock
+        .with_guard("svc-guarded", Duration::from_millis(1_500), async |g| {
+            // Another party takes the keys away: the watchdog's next extension fails.
+            for i in 0..3 {
+                let _: () = on_node(&cluster, i, redis::cmd("DEL").arg(lock_key("svc-guarded")));
+            }
+            // Both wake together; run() looks at the loss first and drops the work.
+            g.lost().await
+        })
+        .await
+        .expect_err("the lock was lost while the work ran");
+    assert!(lost.is_lost(), "{lost}");
+    assert_clean(&cluster, &[&redlock], "after the lost guard").await;
+}

@@ -359,7 +359,14 @@ mod tests {
         assert!(text.starts_with("acquire: no tokio runtime running: "), "{text}");
         assert!(text.contains("#[tokio::main]") && !text.contains('\n'), "{text}");
 
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        // A runtime without its time driver is refused too (issue 21), one with it is not.
+        let bare = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let e = bare.block_on(async { Error::require_runtime(Operation::Release).unwrap_err() });
+        assert!(e.to_string().contains("no time driver"), "{e}");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async { Error::require_runtime(Operation::Release).unwrap() });
     }
 

@@ -32,11 +32,10 @@ use futures::future::join_all;
 use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 
-use crate::error::NodeOutcome;
 use crate::identity::Identities;
 use crate::node::{Answer, Node};
-use crate::owed::Owed;
-pub(crate) use crate::owed::Unsent;
+pub(crate) use crate::owed::{is_definite, Unsent};
+use crate::owed::{Owed, Unfinished};
 use crate::reply::Request;
 
 /// The nodes of one client and the work they owe.
@@ -45,6 +44,8 @@ pub(crate) struct NodeSet {
     queues: Box<[Mutex<Queue>]>,
     identities: Arc<Identities>,
     tracker: TaskTracker,
+    /// Says once that the runtime dropped background work before it finished.
+    unfinished: Unfinished,
     /// Per node, how many obligations are owed now (queued or being re-sent).
     owing: Box<[Arc<AtomicUsize>]>,
     /// `false` only in the negative control that shows the tests can see a lost release.
@@ -81,12 +82,6 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 /// Most obligations sent to one node at once once it answers again.
 const BATCH: usize = 256;
 
-/// Whether a release's answer ends its obligation: the key is gone (deleted now, or not ours,
-/// which left a tombstone).
-pub(crate) fn is_definite(outcome: &NodeOutcome) -> bool {
-    matches!(outcome, NodeOutcome::Granted | NodeOutcome::Refused)
-}
-
 fn lock(q: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
     // No critical section below can panic; a poisoned queue is still a valid queue.
     q.lock().unwrap_or_else(|p| p.into_inner())
@@ -97,9 +92,10 @@ impl NodeSet {
         Self {
             queues: nodes.iter().map(|_| Mutex::default()).collect(),
             owing: nodes.iter().map(|_| Arc::default()).collect(),
-            nodes: nodes.into(),
             identities,
             tracker: TaskTracker::new(),
+            unfinished: Unfinished::new(&nodes),
+            nodes: nodes.into(),
             obligations,
         }
     }
@@ -139,11 +135,11 @@ impl NodeSet {
     {
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
-                self.tracker.spawn_on(job, &handle);
+                self.tracker.spawn_on(self.unfinished.watch(job), &handle);
                 true
             }
             Err(_) => {
-                tracing::debug!("no tokio runtime: background release skipped, keys expire by TTL");
+                self.unfinished.report("no tokio runtime is running");
                 false
             }
         }
@@ -373,22 +369,6 @@ impl std::fmt::Debug for NodeSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_deleted_or_not_ours_ends_an_obligation() {
-        assert!(is_definite(&NodeOutcome::Granted));
-        assert!(is_definite(&NodeOutcome::Refused));
-        for o in [
-            NodeOutcome::Timeout,
-            NodeOutcome::Io("reset".into()),
-            NodeOutcome::Denied("NOPERM".into()),
-            NodeOutcome::Redis("OOM".into()),
-            NodeOutcome::Protocol("?".into()),
-            NodeOutcome::Pending,
-        ] {
-            assert!(!is_definite(&o), "{o:?}");
-        }
-    }
 
     #[test]
     fn chunks_keep_every_item_in_order() {

@@ -63,18 +63,13 @@ impl Error {
         )
     }
 
-    /// `Ok` when a tokio runtime is running on this thread, [`Error::no_runtime`] otherwise.
-    ///
-    /// Call it at the start of every public async operation before anything touches tokio (a
-    /// timer, a connection, a spawn). Whether that runtime has its time and I/O drivers enabled
-    /// tokio does not tell without panicking, so a runtime built without `enable_all()` still
-    /// panics with tokio's own message ("timers are disabled" / "IO is disabled"), which names
-    /// the fix.
+    /// `Ok` when a tokio runtime with its time driver is running on this thread. Called at the
+    /// start of every public async operation, before anything touches tokio. (A runtime
+    /// without its I/O driver is caught when connecting: `link::without_driver_panic`.)
     pub(crate) fn require_runtime(op: Operation) -> Result<(), Self> {
         tokio::runtime::Handle::try_current().map_err(|_| Self::no_runtime(op))?;
-        // tokio cannot be asked whether its time driver is on; making a timer without it panics
-        // ("timers are disabled"), which a lock call must not (issue 21, G7). The timer is made
-        // and dropped, never registered: a few nanoseconds when the driver is on.
+        // tokio cannot be asked whether its time driver is on, and a timer made without it
+        // panics (issue 21, G7): one is made and dropped, never registered (nanoseconds).
         let timers = std::panic::catch_unwind(|| drop(tokio::time::sleep(std::time::Duration::ZERO)));
         timers.map_err(|_| {
             Self::new(ErrorKind::NoRuntime, op).with_message(

@@ -7,7 +7,10 @@ ensure_redis() {
     echo "redis-server not found: installing the Debian package" >&2
     local sudo=""
     if [ "$(id -u)" -ne 0 ]; then
-        if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+        if command -v sudo >/dev/null 2>&1; then
+            sudo="sudo"
+            echo "not root: running 'sudo apt-get update' and 'sudo apt-get install -y redis-server' (sudo may ask for your password)" >&2
+        else
             echo "not root and no sudo: install redis-server yourself (apt-get install -y redis-server)" >&2
             return 1
         fi

@@ -114,7 +114,9 @@ impl fmt::Display for NodeOutcome {
             Self::Denied(e) => write!(f, "permission denied: {e}"),
             Self::Redis(e) => write!(f, "redis error: {e}"),
             Self::Protocol(e) => write!(f, "unexpected reply: {e}"),
-            Self::Pending => f.write_str("no answer before the decision"),
+            Self::Pending => {
+                f.write_str("not waited for: the outcome was known without it (its request still completes)")
+            }
             Self::SameServer(e) => write!(f, "misconfigured: {e}"),
         }
     }

@@ -160,6 +160,18 @@ pub(crate) fn parse_node(
 ) -> Result<(String, redis::Client), Error> {
     let shown = redact(raw);
     let fail = |what: String| Error::config(format!("node {index} ({shown}): {what}"));
+    if !raw.contains("://") && !raw.starts_with("unix:") && !raw.starts_with("redis+unix:") {
+        // `127.0.0.1:6379` is a relative URL to the parser, and `localhost:6379` a URL of scheme
+        // "localhost": say what is missing instead (issue 21). Echoed only without credentials.
+        let shown = if raw.contains('@') {
+            "the URL".to_owned()
+        } else {
+            format!("{raw:?}")
+        };
+        return Err(Error::config(format!(
+            "node {index}: {shown} has no scheme: write it as redis://host:port (rediss:// for TLS)"
+        )));
+    }
     let mut url =
         url::Url::parse(raw).map_err(|e| Error::config(format!("node {index}: not a valid URL ({e})")))?;
     let is_tls = match url.scheme() {

@@ -132,3 +132,27 @@ fn a_runtime_without_timers_or_io_is_a_clear_error() {
     drop(no_timers);
     drop(no_io);
 }
+
+/// Issue 21, item 10: a node written without a scheme says what is missing, not the URL
+/// parser's "relative URL without a base", and never echoes a password.
+#[test]
+fn a_node_without_a_scheme_says_so() {
+    for (raw, shown) in [
+        ("127.0.0.1:27101", "\"127.0.0.1:27101\""),
+        ("localhost:6379", "\"localhost:6379\""),
+    ] {
+        let err = Redlock::builder().nodes([raw]).build().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        let text = err.to_string();
+        assert!(
+            text.contains(shown) && text.contains("has no scheme") && text.contains("redis://"),
+            "{text}"
+        );
+        assert!(!text.contains("relative URL"), "{text}");
+    }
+    let err = Redlock::builder()
+        .nodes(["user:s3cret@10.0.0.1:6379"])
+        .build()
+        .unwrap_err();
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+}

@@ -76,7 +76,8 @@ pub(crate) struct Global {
     )]
     pub(crate) nodes: Vec<String>,
 
-    /// Bound on each request to one node [default: 1% of the TTL, within 50ms..1s].
+    /// Bound on each request to one node [default: for run, 1% of the TTL within 50ms..1s; for
+    /// status, 500ms].
     #[arg(long, value_parser = duration, global = true)]
     pub(crate) node_timeout: Option<Duration>,
 
@@ -85,7 +86,9 @@ pub(crate) struct Global {
         long,
         env = "QUORUMLOCK_KEY_PREFIX",
         default_value = "quorumlock:",
-        global = true
+        global = true,
+        // Without it, clap shows `[env: QUORUMLOCK_KEY_PREFIX=]` when the variable is unset.
+        hide_env_values = true
     )]
     pub(crate) key_prefix: String,
 

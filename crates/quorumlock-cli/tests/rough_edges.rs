@@ -325,3 +325,14 @@ fn fewer_than_three_nodes_are_named_as_no_fault_tolerance() {
         assert_eq!(lines, usize::from(warned), "{n} nodes: {err}");
     }
 }
+
+/// Issue 21, item 10: the help shows no empty `[env: QUORUMLOCK_KEY_PREFIX=]` when the variable
+/// is unset, and `status --help` gives its own node-timeout default (status has no TTL).
+#[test]
+fn help_texts_fit_the_command() {
+    let out = quorumlock(&[]).args(["status", "--help"]).output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("[env: QUORUMLOCK_KEY_PREFIX]"), "{help}");
+    assert!(!help.contains("QUORUMLOCK_KEY_PREFIX="), "{help}");
+    assert!(help.contains("for status, 500ms"), "{help}");
+}

@@ -17,6 +17,7 @@
 mod footprint;
 mod harness;
 mod libs;
+mod outage;
 mod plot;
 mod raw;
 mod report;
@@ -131,6 +132,15 @@ enum Cmd {
         #[arg(long, default_value_t = 30)]
         expiry_slack: u64,
     },
+    /// Issue 21's trial figures on local nodes: shutdown with a node down from the start, time
+    /// to fail and requests per second with two of three nodes down, for the default policy
+    /// and a fail-fast one. Prints a table.
+    Outage {
+        /// Seconds per rate measurement (at least 6 for the default policy with a majority
+        /// down, whose requests take 5 s each).
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+    },
     /// A worker process of the multi-process S3 (started by the benchmark itself).
     #[command(hide = true)]
     S3Worker {
@@ -238,6 +248,7 @@ fn main() {
                 out: args.out.clone(),
             }));
         }
+        Some(Cmd::Outage { secs }) => std::process::exit(outage::outage(secs)),
         None => {}
     }
     std::fs::create_dir_all(&args.out).unwrap();

@@ -94,6 +94,8 @@ pub struct Report {
     pub fenced_rejected: u64,
     pub keys_without_ttl: u64,
     pub auditor_samples: u64,
+    /// Waiting lines seen by the auditor: the witness that waiters went through the line.
+    pub line_samples: u64,
     /// Lock keys found by the scan after the heal that no crashed holder left: "node i: key
     /// (token fingerprint)".
     pub leaked_keys: Vec<String>,
@@ -175,6 +177,11 @@ impl Report {
             s,
             "| **P9 keys without TTL or over their bound (every kind)** | {} (in {} auditor samples) |",
             self.keys_without_ttl, self.auditor_samples
+        );
+        let _ = writeln!(
+            s,
+            "| waiting lines sampled (witness: waiters joined the line) | {} |",
+            self.line_samples
         );
         let blind = if self.scan_after_heal >= self.ttl {
             " (the scan came after the TTL: keys from before the heal had expired)"
@@ -281,11 +288,30 @@ fn worker(
         .enable_all()
         .build()
         .unwrap();
+    // Three kinds of client on the same resources (issue 22: exclusion through the waiting
+    // line): plain fenced single tries (workers 0, 3, ...), fenced waiters with wake-on-release
+    // (1, 4, ...) and unfenced waiters with wake-on-release (2, 5, ...). A waiter retries a few
+    // times, a few ms apart, so it joins the line (acquire_queued.lua) and is served through
+    // it; the overlap checker and the witness register see every kind.
+    let (fenced, waits) = match id % 3 {
+        0 => (true, false),
+        1 => (true, true),
+        _ => (false, true),
+    };
+    let retry = if waits {
+        Retry::new()
+            .attempts(4)
+            .delay(Duration::from_millis(2), Duration::from_millis(8))
+            .deadline(cfg.ttl)
+    } else {
+        Retry::none()
+    };
     let redlock = Redlock::builder()
         .nodes(&urls)
         .node_timeout(cfg.node_timeout)
-        .fencing(true)
-        .retry(Retry::none())
+        .fencing(fenced)
+        .wake_on_release(waits)
+        .retry(retry)
         .negative_control_release_obligations(cfg.obligations)
         .build()
         .unwrap();
@@ -304,7 +330,7 @@ fn worker(
             let invoked = Instant::now();
             shared.attempts.fetch_add(1, Ordering::Relaxed);
             let ttl = Duration::from_millis(shared.ttl_ms.load(Ordering::Relaxed));
-            match redlock.try_acquire(&resource, ttl).await {
+            match redlock.acquire(&resource, ttl).await {
                 Ok(lock) => {
                     let ok = Instant::now();
                     shared.latencies.lock().unwrap().push(ok - invoked);
@@ -352,7 +378,8 @@ fn worker(
                         }
                         _ => false,
                     };
-                    if paused || lock.is_valid() {
+                    let believes = paused || lock.is_valid();
+                    if believes {
                         let prev: u64 = redis::cmd("EVAL")
                             .arg(SWAP)
                             .arg(1)
@@ -371,7 +398,9 @@ fn worker(
                             &shared.lost_updates
                         };
                         tally.fetch_add(lost, Ordering::Relaxed);
-                        let fence = lock.fencing_token().unwrap();
+                    }
+                    // The fenced register takes fenced writes only.
+                    if let (Some(fence), true) = (lock.fencing_token(), believes) {
                         let accepted: i64 = redis::cmd("EVAL")
                             .arg(FENCED_WRITE)
                             .arg(1)
@@ -450,23 +479,25 @@ pub fn run(cfg: Config) -> Report {
     let down: Arc<Mutex<Vec<bool>>> = Arc::new(Mutex::new(vec![false; cfg.nodes]));
     let no_ttl = Arc::new(AtomicU64::new(0));
     let samples = Arc::new(AtomicU64::new(0));
+    let line_samples = Arc::new(AtomicU64::new(0));
     let auditor = {
         let ports: Vec<u16> = (0..cfg.nodes).map(|i| cluster.port(i)).collect();
-        let (shared, paused, down, no_ttl, samples) = (
+        let (shared, paused, down, no_ttl, samples, line_samples) = (
             shared.clone(),
             paused.clone(),
             down.clone(),
             no_ttl.clone(),
             samples.clone(),
+            line_samples.clone(),
         );
         // Locks and tombstones live at most the longest TTL the workers use; fence counters the
-        // default fence horizon; the workers join no waiting line.
+        // default fence horizon; waiting lines one lease (250 ms + 3 node timeouts + 100 ms).
         let longest = cfg.ttl.max(FINAL_TTL);
         let bounds = audit::Bounds {
             lock: longest,
             tomb: longest,
             fence: Duration::from_secs(3600),
-            line: Duration::ZERO,
+            line: Duration::from_millis(350) + cfg.node_timeout * 3,
         };
         std::thread::spawn(move || {
             while !shared.stop.load(Ordering::Relaxed) {
@@ -495,6 +526,11 @@ pub fn run(cfg: Config) -> Report {
                         })
                         .collect();
                     samples.fetch_add(sampled.len() as u64, Ordering::Relaxed);
+                    let lines = sampled
+                        .iter()
+                        .filter(|s| s.key.starts_with("quorumlock:queue:"))
+                        .count();
+                    line_samples.fetch_add(lines as u64, Ordering::Relaxed);
                     if let Err(found) = audit::check("quorumlock:", &bounds, sampled) {
                         for f in &found {
                             eprintln!("auditor: {f}");
@@ -759,7 +795,7 @@ pub fn run(cfg: Config) -> Report {
     let failures = shared.failures.lock().unwrap().clone();
     Report {
         config: format!(
-            "N={}, workers={}, resources={}, ttl={:?}, node_timeout={:?}, drift 0.01, retry none, fencing on, persistence none (restarts delayed > ttl), redis-server 7.0, seed={}{}",
+            "N={}, workers={} (fenced single tries, fenced wake-on-release waiters through the line, unfenced waiters through the line, in turn), resources={}, ttl={:?}, node_timeout={:?}, drift 0.01, waiters retry 4 times 2-10 ms apart, persistence none (restarts delayed > ttl), redis-server 7.0, seed={}{}",
             cfg.nodes,
             cfg.workers,
             cfg.resources,
@@ -782,6 +818,7 @@ pub fn run(cfg: Config) -> Report {
         fenced_rejected: shared.fenced_rejected.load(Ordering::SeqCst),
         keys_without_ttl: no_ttl.load(Ordering::SeqCst),
         auditor_samples: samples.load(Ordering::SeqCst),
+        line_samples: line_samples.load(Ordering::SeqCst),
         leaked_keys: leaked,
         crashed_holder_keys,
         holder_crashes,

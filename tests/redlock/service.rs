@@ -203,10 +203,9 @@ async fn the_work_sees_its_guard_and_its_loss() {
         .await
         .unwrap();
     assert!(fence.is_some_and(|f| f > 0), "the work read its fence");
-    assert!(
-        held.iter().all(|v| matches!(v, Ok(Some(_)))),
-        "held while it ran: {held:?}"
-    );
+    // A majority decides; the third node's grant may still be on its way (or never sent).
+    let holding = held.iter().filter(|v| matches!(v, Ok(Some(_)))).count();
+    assert!(holding >= 2, "held by a majority while it ran: {held:?}");
     redlock.shutdown().await;
     assert_no_lock_keys(&cluster, "released after the work");
 

@@ -86,20 +86,29 @@ async fn a_dropped_waiter_leaves_the_line_at_once() {
     let resource = "line-dropped";
     let holder = builder(&cluster, NODE_TIMEOUT).build().unwrap();
     let held = hold_everywhere(&cluster, &holder, resource).await;
-    let dropped = waiting_client(&cluster, Duration::from_secs(1), Duration::from_secs(30));
+    // A 1 s node timeout makes its lease 3.35 s (250 ms + 3 node timeouts + 100 ms): the check
+    // below must come before the entry could have lapsed by itself, or it proves nothing.
+    let dropped = builder(&cluster, Duration::from_secs(1))
+        .wake_on_release(true)
+        .retry(Retry::wait(Duration::from_secs(30)).delay(Duration::from_secs(1), Duration::ZERO))
+        .build()
+        .unwrap();
     let task = tokio::spawn({
         let dropped = dropped.clone();
         async move { dropped.acquire(resource, Duration::from_secs(10)).await }
     });
     wait_for_line(&cluster, resource, 1).await;
+    let joined = Instant::now();
     task.abort();
     assert!(task.await.unwrap_err().is_cancelled());
     dropped.shutdown().await; // its leave is a background job
-    assert_eq!(
-        line_lengths(&cluster, resource),
-        [0, 0, 0],
-        "the dropped waiter left"
+    let lengths = line_lengths(&cluster, resource);
+    assert!(
+        joined.elapsed() < Duration::from_millis(3_000),
+        "checked {:?} after the waiter joined: its entry could have lapsed by itself",
+        joined.elapsed()
     );
+    assert_eq!(lengths, [0, 0, 0], "the dropped waiter left");
     held.release().await.unwrap();
     let next = builder(&cluster, NODE_TIMEOUT)
         .wake_on_release(true)
@@ -331,7 +340,18 @@ async fn multi_resource_waiters_do_not_join_the_line() {
                 .await
         }
     });
-    tokio::time::sleep(Duration::from_millis(500)).await; // its first attempts are refused
+    // Its first two attempts have been refused on node 0 (synchronised on the node's count of
+    // script calls, not a sleep): a waiter that joined would be in the line now.
+    let before = script_calls(&cluster, 0);
+    let start = Instant::now();
+    while script_calls(&cluster, 0) < before + 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no attempt reached node 0"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(!task.is_finished(), "still waiting: the check sees a live waiter");
     assert!(
         all_line_keys(&cluster).is_empty(),
         "{:?}",

@@ -239,6 +239,30 @@ pub async fn wait_for_line(cluster: &LocalCluster, resource: &str, len: usize) {
     }
 }
 
+/// How many script calls (`EVALSHA` and `EVAL`, failed ones included) node `i` has run: each
+/// attempt of an acquisition is one per node, so a test can wait for attempts to have happened
+/// instead of sleeping.
+pub fn script_calls(cluster: &LocalCluster, i: usize) -> u64 {
+    // A cluster member answers with a map of its shards' replies: every text in it counts.
+    fn texts(v: &redis::Value, out: &mut String) {
+        match v {
+            redis::Value::BulkString(b) => out.push_str(&String::from_utf8_lossy(b)),
+            redis::Value::VerbatimString { text, .. } => out.push_str(text),
+            redis::Value::Map(kv) => kv.iter().for_each(|(_, v)| texts(v, out)),
+            redis::Value::Array(vs) => vs.iter().for_each(|v| texts(v, out)),
+            _ => {}
+        }
+        out.push('\n');
+    }
+    let reply: redis::Value = on_node(cluster, i, redis::cmd("INFO").arg("commandstats"));
+    let mut info = String::new();
+    texts(&reply, &mut info);
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// Asserts that no running node holds any lock key.
 #[track_caller]
 pub fn assert_no_lock_keys(cluster: &LocalCluster, context: &str) {

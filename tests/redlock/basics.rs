@@ -327,6 +327,8 @@ async fn release_wakes_refused_waiters() {
             .unwrap();
         let resource = format!("wake-{wake}");
         let lock = holder.acquire(&resource, Duration::from_secs(30)).await.unwrap();
+        holder.shutdown().await; // its requests are done: node 0's script calls are the waiter's
+        let before = script_calls(&cluster, 0);
         let wait = tokio::spawn({
             let (waiter, resource) = (waiter.clone(), resource.clone());
             async move {
@@ -336,7 +338,16 @@ async fn release_wakes_refused_waiters() {
                 at
             }
         });
-        tokio::time::sleep(Duration::from_millis(300)).await; // the waiter was refused and waits
+        // The waiter's first attempt reached node 0 and was refused (the key is held there:
+        // the holder's grant was sent to every node and has landed): it now waits. Synchronised
+        // on the node's script calls, not a sleep: a waiter that had not tried yet would be
+        // granted at once after the release, and the wake branch would pass without a wake-up.
+        let start = Instant::now();
+        while script_calls(&cluster, 0) < before + 1 {
+            assert!(start.elapsed() < Duration::from_secs(10), "the waiter never tried");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(!wait.is_finished(), "refused, so still waiting");
         if wake {
             // The waiter's subscriptions are made in the background; a notice published before
             // they exist is lost (polling is the fallback), which is not what this test is

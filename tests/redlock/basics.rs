@@ -344,7 +344,10 @@ async fn release_wakes_refused_waiters() {
         // granted at once after the release, and the wake branch would pass without a wake-up.
         let start = Instant::now();
         while script_calls(&cluster, 0) < before + 1 {
-            assert!(start.elapsed() < Duration::from_secs(10), "the waiter never tried");
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the waiter never tried"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert!(!wait.is_finished(), "refused, so still waiting");

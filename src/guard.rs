@@ -40,6 +40,8 @@ use crate::watchdog::{self, Control, Schedule, Status, STOP_FORGET, STOP_RELEASE
 /// expire by their TTL. [`forget`](Self::forget) stops the watchdog and keeps the keys until
 /// their TTL.
 ///
+/// A guard is one holder, like a [`Lock`]: it cannot be cloned (this does not compile):
+///
 /// ```compile_fail
 /// fn needs_clone<T: Clone>() {}
 /// needs_clone::<quorumlock::LockGuard>();

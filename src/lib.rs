@@ -51,10 +51,17 @@
 //! fencing tokens (G6, [docs/fencing.md]), typed errors for bad input (G7), and no secrets in
 //! output (G8). [docs/chaos.md] shows how each is tested under faults.
 //!
-//! More guides: [docs/guards.md] (guards, watchdogs, `with_lock`), [docs/operations.md]
-//! (choosing N, TTL and timeouts; TLS; ACLs; monitoring), [docs/metrics.md] (the opt-in
-//! `metrics` cargo feature), [docs/cli.md] (the `quorumlock` command line),
-//! [docs/benchmarks.md], and the [README] with runnable [examples].
+//! On a service's request path: [`Redlock::acquire_with`] a per-call [`Retry`] that fails fast
+//! on an outage ([`Retry::fail_fast_when_unreachable`]), [`Error::is_transient`],
+//! [`Redlock::with_guard`] (the work gets its fence and `lost()`), [`Redlock::health`] for
+//! start-up and readiness checks, [`Redlock::shutdown_timeout`].
+//!
+//! The guides are part of these docs, in [`guides`]: [`guides::guards`] (guards, watchdogs,
+//! `with_lock`), [`guides::fencing`], [`guides::operations`] (choosing N, TTL and timeouts; the
+//! request path; TLS; ACLs; monitoring; sizing memory), [`guides::scaling`] (cluster members),
+//! [`guides::metrics`] (the opt-in `metrics` cargo feature). Also [docs/cli.md] (the
+//! `quorumlock` command line), [docs/benchmarks.md], and the [README] with runnable
+//! [examples].
 //!
 //! [docs/design.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/design.md
 //! [docs/fencing.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/fencing.md
@@ -79,6 +86,7 @@ mod error;
 mod fanout;
 mod fencing;
 mod guard;
+pub mod guides;
 mod health;
 mod identity;
 mod inspect;

@@ -23,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 /// tokio runtime left, nothing is sent and the keys expire by their TTL. [`forget`](Lock::forget)
 /// keeps the lock until its TTL on purpose.
 ///
-/// A `Lock` is one holder: it cannot be cloned, and `release` consumes it.
+/// A `Lock` is one holder: it cannot be cloned, and `release` consumes it. The compiler
+/// enforces both; neither of these compiles:
 ///
 /// ```compile_fail
 /// fn needs_clone<T: Clone>() {}

@@ -129,6 +129,11 @@ async fn per_call_policies_and_single_try_guards() {
         .expect_err("zero unreachable attempts");
     assert_eq!(e.kind(), quorumlock::ErrorKind::Config, "{e}");
 
+    // The settings every client of a resource must share are in the client's Debug (issue 21).
+    let shown = format!("{redlock:?}");
+    for field in ["fencing: false", "wake_on_release: false", "fence_horizon: 3600s"] {
+        assert!(shown.contains(field), "{shown}");
+    }
     let guard = redlock
         .try_acquire_guard("svc-policy", Duration::from_secs(5))
         .await

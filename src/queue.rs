@@ -88,9 +88,8 @@ impl Line {
     /// Asks `nodes` (indices) to drop this waiter's entry, in the background (tracked, so
     /// `shutdown` waits for it), once `after` fires or is dropped (bounded by `timeout`); then
     /// runs `then`. A node that gives no answer is asked again until the entry has lapsed (one
-    /// lease): under load a single try timed out and left the entry for its lease, which a
-    /// test's clean-up check after `shutdown` then saw (issue 22). An entry whose leave
-    /// overtook the request that made it still ends with its lease.
+    /// lease), so that a leave lost to one timeout does not hold the line for a lease. An entry
+    /// whose leave overtook the request that made it still ends with its lease.
     pub(crate) fn leave(
         &self,
         nodes: &Arc<NodeSet>,

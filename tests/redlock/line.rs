@@ -151,6 +151,22 @@ async fn a_waiter_that_stops_trying_holds_the_line_for_one_lease() {
         let _: () = on_node(&cluster, i, redis::cmd("DEL").arg(lock_key(resource)));
     }
     let joined = Instant::now();
+    // The stalled waiter's lease runs from each node's own setup, so it ends on node 2 last (by
+    // up to 175 ms on a loaded machine). A polite attempt between the ends is granted by nodes
+    // 0 and 1 and refused by node 2, which keeps the stalled entry, and the refusal extends the
+    // line's keys by the polite waiter's own lease: `assert_clean` then found them (issue 22,
+    // item 6; reproduced 4 times in 120 runs under load, 9 in 10 with node 2's setup delayed
+    // 150 ms; the leaves all answered). So the test looks at the line only where its meaning is
+    // clear: once the stalled lease has ended on every node, by that node's clock.
+    let lease_ended = |i: usize| {
+        let now: (i64, i64) = on_node(&cluster, i, &mut redis::cmd("TIME"));
+        let end: Option<i64> = on_node(
+            &cluster,
+            i,
+            redis::cmd("ZSCORE").arg(key("lease", resource)).arg("dead"),
+        );
+        end.is_none_or(|end| now.0 * 1000 + now.1 / 1000 > end)
+    };
 
     let polite = builder(&cluster, NODE_TIMEOUT)
         .wake_on_release(true)
@@ -174,6 +190,13 @@ async fn a_waiter_that_stops_trying_holds_the_line_for_one_lease() {
         .expect("a client without wake-on-release does not read the line");
     lock.release().await.unwrap();
 
+    while !(0..cluster.len()).all(lease_ended) {
+        assert!(
+            joined.elapsed() < Duration::from_millis(lease_ms + 2_000),
+            "the stalled lease never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let lock = polite
         .acquire(resource, Duration::from_secs(5))
         .await

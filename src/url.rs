@@ -162,14 +162,11 @@ pub(crate) fn parse_node(
     let fail = |what: String| Error::config(format!("node {index} ({shown}): {what}"));
     if !raw.contains("://") && !raw.starts_with("unix:") && !raw.starts_with("redis+unix:") {
         // `127.0.0.1:6379` is a relative URL to the parser, and `localhost:6379` a URL of scheme
-        // "localhost": say what is missing instead (issue 21). Echoed only without credentials.
-        let shown = if raw.contains('@') {
-            "the URL".to_owned()
-        } else {
-            format!("{raw:?}")
-        };
+        // "localhost": say what is missing instead (issue 21). The text is not echoed: without a
+        // scheme nothing tells a host from a password pasted in the wrong place (G8).
         return Err(Error::config(format!(
-            "node {index}: {shown} has no scheme: write it as redis://host:port (rediss:// for TLS)"
+            "node {index} has no scheme (a URL starts with redis://, rediss://, unix:// or \
+             redis+cluster://): write host:port as redis://host:port"
         )));
     }
     let mut url =

@@ -137,18 +137,16 @@ fn a_runtime_without_timers_or_io_is_a_clear_error() {
 /// parser's "relative URL without a base", and never echoes a password.
 #[test]
 fn a_node_without_a_scheme_says_so() {
-    for (raw, shown) in [
-        ("127.0.0.1:27101", "\"127.0.0.1:27101\""),
-        ("localhost:6379", "\"localhost:6379\""),
-    ] {
+    for raw in ["127.0.0.1:27101", "localhost:6379"] {
         let err = Redlock::builder().nodes([raw]).build().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config);
         let text = err.to_string();
         assert!(
-            text.contains(shown) && text.contains("has no scheme") && text.contains("redis://"),
+            text.contains("node 0 has no scheme") && text.contains("redis://host:port"),
             "{text}"
         );
-        assert!(!text.contains("relative URL"), "{text}");
+        // Not echoed: nothing tells a host from a password pasted in the wrong place (G8).
+        assert!(!text.contains("relative URL") && !text.contains(raw), "{text}");
     }
     let err = Redlock::builder()
         .nodes(["user:s3cret@10.0.0.1:6379"])

@@ -7,11 +7,8 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 
 use crate::error::{Error, NodeId, NodeOutcome, Operation};
-use crate::scripts::INSPECT;
+use crate::inspect::Read;
 use crate::shared::Shared;
-
-/// Bound on each node's answer when no node timeout is configured (as `inspect`).
-const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The resource the probe reads: a read-only script call on its keys shows that the node is
 /// reachable, accepts our credentials, lets us run scripts on our key prefix, and has (or
@@ -99,13 +96,12 @@ impl fmt::Display for Health {
 /// Asks every node at once, each bounded by the node timeout (500 ms when none is set).
 pub(crate) async fn health(shared: &Shared) -> Result<Health, Error> {
     Error::require_runtime(Operation::Inspect)?;
-    let keys: Vec<Box<[u8]>> = vec![
-        shared.layout.lock(&shared.prefix, PROBE),
-        shared.layout.fence(&shared.prefix, PROBE),
-    ];
-    let primary = INSPECT.evalsha(&keys, &[]);
-    let fallback = INSPECT.eval(&keys, &[]);
-    let timeout = shared.node_timeout.unwrap_or(DEFAULT_HEALTH_TIMEOUT);
+    let Read {
+        primary,
+        fallback,
+        timeout,
+        ..
+    } = Read::of(shared, PROBE);
     let answers = join_all(shared.nodes.iter().map(|n| async {
         let start = Instant::now();
         let reply = n.query(&primary, &fallback, timeout).await;

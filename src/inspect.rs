@@ -120,13 +120,12 @@ impl Inspection {
 pub(crate) async fn inspect(shared: &Shared, resource: &str) -> Result<Inspection, Error> {
     Error::require_runtime(Operation::Inspect)?;
     resource_set([resource], Operation::Inspect)?;
-    let keys: Vec<Box<[u8]>> = vec![
-        shared.layout.lock(&shared.prefix, resource),
-        shared.layout.fence(&shared.prefix, resource),
-    ];
-    let primary = INSPECT.evalsha(&keys, &[]);
-    let fallback = INSPECT.eval(&keys, &[]);
-    let timeout = shared.node_timeout.unwrap_or(DEFAULT_INSPECT_TIMEOUT);
+    let Read {
+        keys,
+        primary,
+        fallback,
+        timeout,
+    } = Read::of(shared, resource);
     let replies = join_all(shared.nodes.iter().map(|n| async {
         let reply = n.query(&primary, &fallback, timeout).await;
         let shard = match n.is_cluster() {
@@ -158,6 +157,30 @@ pub(crate) async fn inspect(shared: &Shared, resource: &str) -> Result<Inspectio
         quorum: shared.quorum(),
         nodes,
     })
+}
+
+/// The read-only call of `inspect.lua` on `resource`'s keys (also `health`'s probe), and its
+/// bound: the node timeout, 500 ms when none is configured.
+pub(crate) struct Read {
+    pub(crate) keys: Vec<Box<[u8]>>,
+    pub(crate) primary: redis::Cmd,
+    pub(crate) fallback: redis::Cmd,
+    pub(crate) timeout: Duration,
+}
+
+impl Read {
+    pub(crate) fn of(shared: &Shared, resource: &str) -> Self {
+        let keys: Vec<Box<[u8]>> = vec![
+            shared.layout.lock(&shared.prefix, resource),
+            shared.layout.fence(&shared.prefix, resource),
+        ];
+        Self {
+            primary: INSPECT.evalsha(&keys, &[]),
+            fallback: INSPECT.eval(&keys, &[]),
+            timeout: shared.node_timeout.unwrap_or(DEFAULT_INSPECT_TIMEOUT),
+            keys,
+        }
+    }
 }
 
 /// The address of the shard of a cluster member that serves `key`: its slot (`CLUSTER KEYSLOT`)

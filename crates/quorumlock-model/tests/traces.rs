@@ -95,6 +95,7 @@ fn acquire_fenced(cluster: &LocalCluster, i: usize, resource: &str, token: &str,
         .key(tomb_key(token))
         .arg(token)
         .arg(ttl.as_millis() as u64)
+        .arg(3_600_000) // the fence horizon: the library's default, an hour
         .invoke(&mut conn(cluster, i))
         .unwrap();
     match reply {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use quorumlock::{ErrorKind, NodeOutcome, NodeState, Redlock, Retry};
-use quorumlock_testkit::{key_slot, ClusterOptions, LocalCluster, Reply};
+use quorumlock_testkit::{audit, key_slot, ClusterOptions, LocalCluster, Reply};
 
 const TTL: Duration = Duration::from_secs(10);
 
@@ -511,6 +511,13 @@ fn chaos_with_cluster_members_keeps_exclusion_and_leaks_nothing() {
         stopped.elapsed()
     );
     assert_eq!(left, [], "lock keys left after every release (seed {seed})");
+    // Every other key the run wrote (tombstones, fence counters) within its kind's bound, by
+    // the same audit as every other real-server test: a lock-key scan alone never saw them.
+    let audited = audit_keyspace(&cluster, ttl);
+    assert!(
+        audited.contains(&audit::Kind::Fence),
+        "the audit saw no fence counter after a fenced run: it read nothing"
+    );
 
     // The canary: a lock forgotten on purpose is found on every member by the same scan.
     rt.block_on(async {
@@ -523,6 +530,39 @@ fn chaos_with_cluster_members_keeps_exclusion_and_leaks_nothing() {
         left.iter().filter(|(_, k)| k.ends_with("canary")).count() >= 2,
         "the scan missed a forgotten lock: {left:?}"
     );
+}
+
+/// Audits every key under the prefix on every member, every shard and replica, against its
+/// kind's bound (locks and tombstones `ttl`, fence counters the default horizon, waiting lines
+/// one lease of a 200 ms node timeout, none of which the chaos run's clients exceed); panics
+/// with the findings. Returns the kinds seen, so the caller can tell an audit that read nothing.
+fn audit_keyspace(cluster: &LocalCluster, ttl: Duration) -> Vec<audit::Kind> {
+    let bounds = audit::Bounds {
+        lock: ttl,
+        tomb: ttl,
+        fence: Duration::from_secs(3600),
+        line: Duration::from_millis(950),
+    };
+    let mut samples = Vec::new();
+    for i in 0..cluster.len() {
+        for (port, key) in keys_on(cluster, i, "quorumlock:*") {
+            let pttl = match cluster.command(port, &["PTTL", key.as_str()]) {
+                Ok(Reply::Int(n)) => n,
+                other => panic!("PTTL {key} on port {port}: {other:?}"),
+            };
+            samples.push(audit::Sample::new(i, key, pttl));
+        }
+    }
+    let mut kinds: Vec<audit::Kind> = samples
+        .iter()
+        .filter_map(|s| audit::Kind::of("quorumlock:", &s.key))
+        .collect();
+    kinds.dedup();
+    if let Err(found) = audit::check("quorumlock:", &bounds, samples) {
+        let lines: Vec<String> = found.iter().map(ToString::to_string).collect();
+        panic!("keys outside their bound:\n{}", lines.join("\n"));
+    }
+    kinds
 }
 
 /// The lock key of `resource` on member `i`, if one is there now (found by pattern, since the

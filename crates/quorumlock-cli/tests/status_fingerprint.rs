@@ -6,17 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use quorumlock::{Redlock, Retry};
-use quorumlock_testkit::LocalCluster;
-
-/// 32-bit FNV-1a over the bytes, as 8 lowercase hex digits: the definition from the docs.
-fn fnv1a_32(value: &str) -> String {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in value.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    format!("{h:08x}")
-}
+use quorumlock_testkit::{fingerprint as fnv1a_32, LocalCluster};
 
 #[tokio::test]
 async fn status_prints_the_documented_fingerprint_of_the_holder() {

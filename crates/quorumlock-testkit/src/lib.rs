@@ -48,3 +48,26 @@ pub use proxy::{Counter, Delivered, Direction, Fault, Proxy};
 pub use resp::Reply;
 pub use slots::{key_slot, SlotMove, SLOTS};
 pub use tls::{ServerTls, TestPki};
+
+/// A token's fingerprint as the library logs it (docs/design.md, "Token fingerprints"): 32-bit
+/// FNV-1a over the UTF-8 bytes, as 8 lowercase hex digits. Computed here from the definition,
+/// independently of the library, so a test that matches a key to a log line checks the
+/// definition too.
+pub fn fingerprint(token: &str) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in token.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("{h:08x}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fingerprint_is_fnv1a_32() {
+        // The FNV specification's test vectors.
+        assert_eq!(super::fingerprint(""), "811c9dc5");
+        assert_eq!(super::fingerprint("foobar"), "bf9cf968");
+    }
+}

@@ -280,14 +280,16 @@ fn blocked_runtime_loses_the_guard_without_extending() {
 #[tokio::test]
 async fn max_hold_ends_the_hold_at_the_cap() {
     let cluster = cluster(3);
-    let max_hold = Duration::from_millis(1200);
-    // 100 ms node timeout: an extension that times out on a loaded CI machine would end the
-    // hold for another reason than the cap.
-    let redlock = builder(&cluster, Duration::from_millis(100))
+    let max_hold = Duration::from_millis(3000);
+    // A node timeout and a TTL long enough that an extension on a loaded machine does not end
+    // the hold for another reason than the cap: with 100 ms and 600 ms (and a 1.2 s cap), an extension that took
+    // over 100 ms on a majority ended the hold as "the validity ended without an extension"
+    // (once in 8 runs with both cores busy).
+    let redlock = builder(&cluster, Duration::from_millis(300))
         .max_hold(max_hold)
         .build()
         .unwrap();
-    let ttl = Duration::from_millis(600);
+    let ttl = Duration::from_millis(1500);
     let start = Instant::now();
     let guard = redlock.acquire_guard("capped", ttl).await.unwrap();
     let err = tokio::time::timeout(max_hold * 2, guard.lost())

@@ -303,3 +303,15 @@ pub async fn assert_clean(cluster: &LocalCluster, clients: &[&Redlock], context:
     // What may stay (tombstones, fence counters) stays only within its bound.
     assert_bounded(cluster, &TEST_BOUNDS, context);
 }
+
+/// Polls `done` every 10 ms until it holds or `limit` passes; returns whether it held.
+pub async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    done()
+}

@@ -231,6 +231,10 @@ fn blocked_runtime_loses_the_guard_without_extending() {
             let lock = b.acquire("blocked", Duration::from_secs(10)).await.unwrap();
             let token = lock.token().to_owned();
             lock.forget();
+            // B decided on a majority; its third request (and the clean-up of its refused
+            // attempts) may already be written and run on its node later, after the counts
+            // below were taken. Every request B sent has run once this returns.
+            b.shutdown().await;
             token
         })
     });
@@ -239,8 +243,9 @@ fn blocked_runtime_loses_the_guard_without_extending() {
         std::thread::sleep(Duration::from_millis(800));
     });
     let b_token = other.join().unwrap();
-    // B decided on a majority; its third request may not have run before its runtime ended, so
-    // the check below is per node: where B's key is now, it must still be after A's release.
+    // B decided on a majority; its third node may have refused (A's key expires on each node
+    // by its own clock), so the check below is per node: where B's key is now, it must still be
+    // after A's release.
     let b_before = values(&cluster, "blocked");
     let b_nodes = b_before
         .iter()
@@ -370,6 +375,16 @@ async fn guard_lost_to_a_majority_keeps_the_minority_key_until_released() {
     let ttl = Duration::from_secs(3);
     let guard = redlock.acquire_guard("minority", ttl).await.unwrap();
     let token = guard.token().to_owned();
+    // The acquisition decided at a majority; a node's SET may still be on its way, and one that
+    // lands on node 0 or 1 after the DEL below leaves a majority holding the token, so the guard
+    // is never lost. The keys must be on every node first.
+    let everywhere = eventually(Duration::from_secs(5), || {
+        values(&cluster, "minority")
+            .iter()
+            .all(|v| v.as_ref().is_ok_and(|v| v.as_deref() == Some(token.as_str())))
+    })
+    .await;
+    assert!(everywhere, "a node never got the key: {:?}", values(&cluster, "minority"));
     for i in [0, 1] {
         let _: i64 = on_node(&cluster, i, redis::cmd("DEL").arg(lock_key("minority")));
     }
@@ -385,6 +400,9 @@ async fn guard_lost_to_a_majority_keeps_the_minority_key_until_released() {
         "node 2 still holds our token until the owner releases"
     );
     assert!(guard.release().await.unwrap_err().is_lost());
+    // The release decided once nodes 0 and 1 said "not held"; node 2's delete may still be on
+    // its way: wait for it before reading the node.
+    redlock.shutdown().await;
     assert_no_lock_keys(&cluster, "after the release of the lost guard");
 }
 

@@ -57,12 +57,16 @@ async fn every_feature_works_as_the_lock_user() {
         .await
         .unwrap();
     many.release().await.unwrap();
-    let quick = builder(&cluster, Duration::from_millis(100)).build().unwrap();
+    // Not a test of timeouts: 100 ms and a 600 ms guard is the set-up that lost
+    // `max_hold_ends_the_hold_at_the_cap`'s guard to two slow extensions on a loaded machine.
+    // 200 ms needs a guard TTL of at least 0.86 s; the wait is past the TTL, so only renewals
+    // keep it.
+    let quick = builder(&cluster, Duration::from_millis(200)).build().unwrap();
     let guard = quick
-        .acquire_guard("acl-guard", Duration::from_millis(600))
+        .acquire_guard("acl-guard", Duration::from_millis(1000))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     assert!(guard.is_valid(), "the watchdog renews as the lock user");
     let view = plain.inspect("acl-guard").await.unwrap();
     assert_eq!(view.answered(), 3);

@@ -116,7 +116,9 @@ async fn contended_grants_have_strictly_increasing_fences() {
 #[tokio::test]
 async fn extension_keeps_the_fence() {
     let cluster = cluster(3);
-    let redlock = builder(&cluster, Duration::from_millis(50))
+    // Not a test of timeouts: a 50 ms node timeout (and a 300 ms guard) let two slow
+    // extensions on a loaded machine lose the guard. 200 ms needs a guard TTL of at least 0.86 s.
+    let redlock = builder(&cluster, Duration::from_millis(200))
         .fencing(true)
         .build()
         .unwrap();
@@ -126,12 +128,12 @@ async fn extension_keeps_the_fence() {
     assert_eq!(lock.fencing_token(), fence);
     lock.release().await.unwrap();
     let guard = redlock
-        .acquire_guard("keep", Duration::from_millis(300))
+        .acquire_guard("keep", Duration::from_millis(1000))
         .await
         .unwrap();
     let fence = guard.fencing_token();
     assert!(fence.is_some());
-    tokio::time::sleep(Duration::from_millis(700)).await; // several watchdog extensions
+    tokio::time::sleep(Duration::from_millis(2300)).await; // several watchdog extensions
     assert!(guard.is_valid());
     assert_eq!(guard.fencing_token(), fence);
     guard.release().await.unwrap();

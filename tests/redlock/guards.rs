@@ -34,13 +34,16 @@ fn total_script_calls(cluster: &LocalCluster) -> u64 {
         .sum()
 }
 
-/// P12 / S16: a guard with a 500 ms TTL held for 5 s stays valid, its keys keep being
+/// P12 / S16: a guard with a 1.5 s TTL held for 5 s stays valid, its keys keep being
 /// refreshed, and no extension reaches any node after release.
 #[tokio::test]
 async fn guard_outlives_its_ttl_and_stops_extending_after_release() {
     let cluster = cluster(3);
-    let redlock = builder(&cluster, Duration::from_millis(100)).build().unwrap();
-    let ttl = Duration::from_millis(500);
+    // Not a test of timeouts: with a 100 ms node timeout (and a 500 ms TTL) two extensions in a
+    // row that took over 100 ms on a majority, on a loaded machine, ended the hold (as
+    // `max_hold_ends_the_hold_at_the_cap` did). 300 ms needs a TTL of at least 1.29 s for a guard.
+    let redlock = builder(&cluster, Duration::from_millis(300)).build().unwrap();
+    let ttl = Duration::from_millis(1500);
     // Connections up first: a SET sent while a connection is still being made can land after
     // the acquisition returned (it decides on a majority), and the loop below expects the key
     // on every node.
@@ -50,14 +53,8 @@ async fn guard_outlives_its_ttl_and_stops_extending_after_release() {
     // The acquisition decided at a majority; the last node's SET may still be on its way (on a
     // cluster member, over a shard connection the warm-up did not need): wait for it, bounded.
     let pttls = || (0..3).map(|i| on_node(&cluster, i, redis::cmd("PTTL").arg(lock_key("long-job"))));
-    let arriving = Instant::now();
-    while pttls().any(|pttl: i64| pttl <= 0) {
-        assert!(
-            arriving.elapsed() < Duration::from_millis(300),
-            "a node never got the key"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let arrived = eventually(Duration::from_secs(5), || pttls().all(|pttl: i64| pttl > 0)).await;
+    assert!(arrived, "a node never got the key");
     let start = Instant::now();
     let mut min_pttl = i64::MAX;
     while start.elapsed() < Duration::from_secs(5) {
@@ -98,10 +95,14 @@ async fn guard_outlives_its_ttl_and_stops_extending_after_release() {
 #[tokio::test]
 async fn dropped_guard_releases_at_once_and_stops_extending() {
     let cluster = cluster(3);
-    let redlock = builder(&cluster, Duration::from_millis(50)).build().unwrap();
-    let ttl = Duration::from_millis(300);
+    // Not a test of timeouts: with 50 ms (and a 300 ms TTL) a cold connection or two slow
+    // extensions on a loaded machine failed the acquisition or lost the guard, and the
+    // forgotten guard's keys below had to be read within 300 ms. 200 ms needs a TTL of at least
+    // 0.86 s for a guard.
+    let redlock = builder(&cluster, Duration::from_millis(200)).build().unwrap();
+    let ttl = Duration::from_millis(1000);
     let guard = redlock.acquire_guard("dropped", ttl).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(250)).await; // at least one extension
+    tokio::time::sleep(ttl / 2).await; // at least one extension (a third of the TTL in)
     drop(guard);
     redlock.shutdown().await;
     assert_no_lock_keys(&cluster, "right after drop + shutdown");
@@ -127,7 +128,12 @@ async fn dropped_guard_releases_at_once_and_stops_extending() {
 #[tokio::test]
 async fn majority_killed_under_guard_fires_lost_before_validity_ends() {
     let mut cluster = cluster(5);
-    let redlock = builder(&cluster, Duration::from_millis(50)).build().unwrap();
+    // The killed nodes refuse connections at once, so the loss is seen within an extension
+    // whatever the node timeout; 50 ms let two slow extensions on a loaded machine lose the
+    // guard before the kill (then `with_lock` below returned before it). 200 ms is the most a
+    // 1 s guard allows.
+    let node_timeout = Duration::from_millis(200);
+    let redlock = builder(&cluster, node_timeout).build().unwrap();
     let ttl = Duration::from_millis(1000);
     let guard = redlock.acquire_guard("fragile", ttl).await.unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await; // one extension done
@@ -147,7 +153,7 @@ async fn majority_killed_under_guard_fires_lost_before_validity_ends() {
         lost_at - until_at_kill
     );
     eprintln!(
-        "lost() lead before valid_until: {:?} (ttl {ttl:?}, node timeout 50 ms)",
+        "lost() lead before valid_until: {:?} (ttl {ttl:?}, node timeout {node_timeout:?})",
         until_at_kill - lost_at
     );
     assert!(guard.release().await.unwrap_err().is_lost());
@@ -163,7 +169,7 @@ async fn majority_killed_under_guard_fires_lost_before_validity_ends() {
             self.0.store(true, Ordering::SeqCst);
         }
     }
-    let redlock = builder(&cluster, Duration::from_millis(50))
+    let redlock = builder(&cluster, node_timeout)
         .retry(patient(50, 10))
         .build()
         .unwrap();
@@ -323,10 +329,14 @@ async fn lost_guard_keeps_its_keys_until_released_or_dropped() {
     let cluster = cluster(3);
     // A TTL far beyond the cap: the keys outlive the loss unless something deletes them.
     let ttl = Duration::from_secs(10);
-    let redlock = builder(&cluster, Duration::from_millis(100))
+    // Connections first, and a node timeout a loaded machine keeps to: a node whose first
+    // connection took over 100 ms timed out before its SET was sent, and the check below (the
+    // key on every node) then found it missing there.
+    let redlock = builder(&cluster, Duration::from_millis(300))
         .max_hold(Duration::from_millis(300))
         .build()
         .unwrap();
+    warm_up(&redlock).await;
     let other = client(&cluster);
     for end in ["release", "drop"] {
         let resource = format!("kept-{end}");
@@ -422,10 +432,12 @@ async fn guard_ttl_too_short_for_the_node_timeout_is_rejected() {
 #[tokio::test]
 async fn with_lock_returns_the_output_and_releases() {
     let cluster = cluster(3);
-    let redlock = builder(&cluster, Duration::from_millis(50)).build().unwrap();
+    // Not a test of timeouts: a 50 ms node timeout let two slow extensions on a loaded machine
+    // lose the lock while the work ran. 300 ms needs a TTL of at least 1.29 s for a guard.
+    let redlock = builder(&cluster, Duration::from_millis(300)).build().unwrap();
     let out = redlock
-        .with_lock("wl", Duration::from_millis(300), async {
-            tokio::time::sleep(Duration::from_millis(700)).await; // longer than the TTL
+        .with_lock("wl", Duration::from_millis(1500), async {
+            tokio::time::sleep(Duration::from_millis(3000)).await; // longer than the TTL
             7
         })
         .await

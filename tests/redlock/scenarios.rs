@@ -83,7 +83,9 @@ async fn s2_replies_held_past_ttl_never_grant() {
 async fn s10_lost_reply_after_apply_is_cleaned_up() {
     let cluster = cluster(3);
     let p = proxies(&cluster);
-    let redlock = via(&all(&p), Duration::from_millis(150), Retry::none(), false);
+    // Not a test of timeouts (node 0 counts as failed whatever its timeout, and the decision
+    // does not wait for it): 150 ms let nodes 1 and 2 time out on a loaded machine.
+    let redlock = via(&all(&p), Duration::from_secs(1), Retry::none(), false);
     warm_up(&redlock).await;
     p[0].set(Direction::Replies, Fault::Drop);
     let lock = redlock
@@ -111,7 +113,9 @@ async fn s10_lost_reply_after_apply_is_cleaned_up() {
 async fn s18_fence_write_back_to_a_minority_fails_the_acquisition() {
     let cluster = cluster(3);
     let p = proxies(&cluster);
-    let redlock = via(&all(&p), Duration::from_millis(150), Retry::none(), true);
+    // Not a test of timeouts (the dropped write-backs reset their connections at once): 150 ms
+    // on a cold client let the acquisition itself time out on a loaded machine.
+    let redlock = via(&all(&p), Duration::from_secs(1), Retry::none(), true);
     let sha = redis::Script::new(include_str!("../../src/scripts/fence_raise.lua"))
         .get_hash()
         .to_owned();
@@ -240,7 +244,10 @@ async fn break_setup(
     let history = History::new();
     let pa = proxies(cluster);
     pa[2].set_both(Fault::Drop);
-    let a = via(&all(&pa), Duration::from_millis(100), Retry::none(), fencing);
+    // A decides on n0 and n1 without waiting for n2, so its node timeout is not what the test is
+    // about: 100 ms on a cold client (the connection counts) could time out n0 or n1 on a loaded
+    // machine, with no retry.
+    let a = via(&all(&pa), Duration::from_secs(1), Retry::none(), fencing);
     let invoked = Instant::now();
     let lock_a = a
         .acquire("brk", Duration::from_secs(10))
@@ -447,7 +454,9 @@ async fn negative_controls_broken_builds_are_flagged() {
     let history = History::new();
     history.record(broken_acquire(&first, &[0], 1, 10_000, Duration::ZERO).expect("node 0 grants"));
     let proxies_b = proxies(&first);
-    let redlock_b = via(&all(&proxies_b), Duration::from_millis(100), Retry::none(), false);
+    // B decides on nodes 1 and 2 at once; 100 ms on a cold client, with no retry, could time
+    // one of them out on a loaded machine.
+    let redlock_b = via(&all(&proxies_b), Duration::from_secs(1), Retry::none(), false);
     let invoked = Instant::now();
     let lock = redlock_b
         .acquire("ctl", Duration::from_secs(10))
@@ -470,7 +479,7 @@ async fn negative_controls_broken_builds_are_flagged() {
     history
         .record(broken_acquire(&second, &[0, 1, 2], 2, 300, Duration::from_millis(360)).expect("all grant"));
     let proxies_b = proxies(&second);
-    let redlock_b = via(&all(&proxies_b), Duration::from_millis(100), Retry::none(), false);
+    let redlock_b = via(&all(&proxies_b), Duration::from_secs(1), Retry::none(), false);
     let invoked = Instant::now();
     let lock = redlock_b
         .acquire("ctl", Duration::from_secs(10))

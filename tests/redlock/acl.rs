@@ -97,6 +97,8 @@ async fn every_feature_works_as_the_lock_user() {
         .unwrap();
     // Only clients with wake_on_release publish on release.
     let held = waking.acquire("acl-wake", Duration::from_secs(5)).await.unwrap();
+    waking.shutdown().await; // its requests are done: node 0's script calls are the waiter's
+    let before = script_calls(&cluster, 0);
     let waiter = tokio::spawn({
         let waking = waking.clone();
         async move {
@@ -107,7 +109,20 @@ async fn every_feature_works_as_the_lock_user() {
             waited
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Not a sleep: the waiter must have been refused (else it is granted at once and nothing
+    // was woken) and subscribed on every node (a notice published before that is lost and the
+    // waiter polls: "woken after 2s" on a loaded machine, as in
+    // `basics::release_wakes_refused_waiters`).
+    let start = std::time::Instant::now();
+    while script_calls(&cluster, 0) < before + 1
+        || (0..3).any(|i| {
+            let numsub = cluster.command(cluster.port(i), &["PUBSUB", "NUMSUB", "quorumlock:released"]);
+            !matches!(numsub, Ok(Reply::Array(Some(v))) if matches!(v.get(1), Some(Reply::Int(n)) if *n >= 1))
+        })
+    {
+        assert!(start.elapsed() < Duration::from_secs(5), "the waiter never waited");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     held.release().await.unwrap();
     let waited = waiter.await.unwrap();
     // Polling alone would wait for the 2 s retry delay; a wake-up comes with the release.

@@ -613,6 +613,9 @@ async fn only_a_waiter_that_joined_leaves_and_a_lost_leave_holds_up_one_node() {
         .try_acquire(resource, Duration::from_secs(5))
         .await
         .expect("nodes 1 and 2 serve the next waiter at once");
+    // Nodes 1 and 2 decided; node 0's request may still be on its way (None now would prove
+    // nothing, and its answer could come after the read): wait for it to have run.
+    next.shutdown().await;
     assert_eq!(
         values(&cluster, resource)[0],
         Ok(None),

@@ -120,7 +120,10 @@ async fn every_feature_works_as_the_lock_user() {
             !matches!(numsub, Ok(Reply::Array(Some(v))) if matches!(v.get(1), Some(Reply::Int(n)) if *n >= 1))
         })
     {
-        assert!(start.elapsed() < Duration::from_secs(5), "the waiter never waited");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the waiter never waited"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     held.release().await.unwrap();

@@ -394,7 +394,11 @@ async fn guard_lost_to_a_majority_keeps_the_minority_key_until_released() {
             .all(|v| v.as_ref().is_ok_and(|v| v.as_deref() == Some(token.as_str())))
     })
     .await;
-    assert!(everywhere, "a node never got the key: {:?}", values(&cluster, "minority"));
+    assert!(
+        everywhere,
+        "a node never got the key: {:?}",
+        values(&cluster, "minority")
+    );
     for i in [0, 1] {
         let _: i64 = on_node(&cluster, i, redis::cmd("DEL").arg(lock_key("minority")));
     }

@@ -194,7 +194,29 @@ async fn c20_connection_resets_reconnect_without_leaks() {
         let lock = acquire.await.unwrap_or_else(|e| panic!("round {round}: {e}"));
         lock.release().await.ok();
     }
-    assert!(p[0].connections() > 5, "resets did not force reconnects");
+    // The witness that the resets took effect: node 0 was connected to again. How often
+    // depends on timing (a reset finds no connection to close while node 0's reconnect lags
+    // behind rounds decided by nodes 1 and 2; a loaded machine counted 5 or fewer for 10
+    // resets), so the count is not the check; that node 0 serves the client again is.
+    assert!(p[0].connections() > 1, "resets did not force a reconnect");
+    let start = Instant::now();
+    loop {
+        let lock = redlock
+            .acquire("c20-after", Duration::from_secs(5))
+            .await
+            .unwrap();
+        let on_0: Option<String> = on_node(&cluster, 0, redis::cmd("GET").arg(lock_key("c20-after")));
+        let served = on_0.as_deref() == Some(lock.token());
+        lock.release().await.unwrap();
+        if served {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "node 0 never served the client again after the resets"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_clean(&cluster, &[&redlock], "after resets").await;
 }
 

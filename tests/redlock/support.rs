@@ -34,6 +34,8 @@ pub fn cluster(n: usize) -> LocalCluster {
             format!("{LOCK_USER_RULES} +cluster|slots +cluster|nodes +cluster|myid +cluster|keyslot"),
         ),
     };
+    // Every test's teardown audits the whole keyspace (G3), whatever the test checked itself.
+    let options = options.audit_on_drop("quorumlock:", TEST_BOUNDS);
     LocalCluster::start_with(n, options).unwrap_or_else(|e| panic!("starting {n} redis-server nodes: {e}"))
 }
 

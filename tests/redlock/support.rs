@@ -34,8 +34,6 @@ pub fn cluster(n: usize) -> LocalCluster {
             format!("{LOCK_USER_RULES} +cluster|slots +cluster|nodes +cluster|myid +cluster|keyslot"),
         ),
     };
-    // Every test's teardown audits the whole keyspace (G3), whatever the test checked itself.
-    let options = options.audit_on_drop("quorumlock:", TEST_BOUNDS);
     LocalCluster::start_with(n, options).unwrap_or_else(|e| panic!("starting {n} redis-server nodes: {e}"))
 }
 
@@ -191,16 +189,9 @@ pub fn all_keys(cluster: &LocalCluster) -> Vec<Sample> {
     out
 }
 
-/// The bounds every real-server test stays within: no test takes a lock or leaves a tombstone
-/// for more than two minutes, fence counters live the default horizon (1 h), and a waiting
-/// line lives at most its longest lease (250 ms + 3 node timeouts + 100 ms; node timeouts are
-/// at most 1 s).
-pub const TEST_BOUNDS: Bounds = Bounds {
-    lock: Duration::from_secs(120),
-    tomb: Duration::from_secs(120),
-    fence: Duration::from_secs(3600),
-    line: Duration::from_millis(3_350),
-};
+/// The bounds every real-server test stays within (the test kit's, which every cluster's drop
+/// audits too).
+pub use quorumlock_testkit::audit::TEST_BOUNDS;
 
 /// Asserts that every key under the prefix on every running node has a TTL within `bounds`
 /// for its kind (G3).

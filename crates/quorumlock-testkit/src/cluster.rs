@@ -41,7 +41,8 @@ pub struct ClusterOptions {
     /// Replicas per shard of a clustered member. Default: 0.
     pub replicas: usize,
     /// Keys under this prefix that every running process is audited for when the cluster is
-    /// dropped ([`ClusterOptions::audit_on_drop`]). Default: none.
+    /// dropped ([`ClusterOptions::audit_on_drop`]). Default: `quorumlock:` against
+    /// [`crate::audit::TEST_BOUNDS`]; [`ClusterOptions::without_audit`] turns it off.
     pub audit: Option<(String, crate::audit::Bounds)>,
 }
 
@@ -55,7 +56,7 @@ impl Default for ClusterOptions {
             user: None,
             shards: 1,
             replicas: 0,
-            audit: None,
+            audit: Some(("quorumlock:".to_owned(), crate::audit::TEST_BOUNDS)),
         }
     }
 }
@@ -73,6 +74,13 @@ impl ClusterOptions {
     /// that is already panicking is not audited (its own failure is the one to read).
     pub fn audit_on_drop(mut self, prefix: impl Into<String>, bounds: crate::audit::Bounds) -> Self {
         self.audit = Some((prefix.into(), bounds));
+        self
+    }
+
+    /// No audit when the cluster is dropped: for a test that leaves keys outside the bounds
+    /// on purpose (and says why).
+    pub fn without_audit(mut self) -> Self {
+        self.audit = None;
         self
     }
 

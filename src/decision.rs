@@ -58,7 +58,6 @@ impl<'a> Decision<'a> {
         failure_kind(&self.tally, self.denied(), self.outcomes.len(), refused)
     }
 
-    /// Every node's outcome, in node order; unanswered nodes are `Pending`.
     /// Whether a node could not connect because the tokio runtime has no I/O driver.
     pub(crate) fn no_io_driver(&self) -> bool {
         self.outcomes
@@ -66,6 +65,7 @@ impl<'a> Decision<'a> {
             .any(|o| matches!(o, Some(NodeOutcome::Io(text)) if &**text == crate::link::NO_IO_DRIVER))
     }
 
+    /// Every node's outcome, in node order; unanswered nodes are `Pending`.
     pub(crate) fn report(&self) -> Vec<(NodeId, NodeOutcome)> {
         self.nodes
             .iter()
@@ -119,7 +119,122 @@ pub(crate) fn failure_kind(tally: &Tally, denied: usize, n: usize, refused: Erro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::Identities;
+    use crate::node::Node;
     use crate::quorum::Vote;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// `n` nodes on loopback ports nothing listens on, never connected: for unit tests of what is
+    /// derived from a fan-out's answers.
+    fn node_set(n: usize) -> NodeSet {
+        let addrs: Vec<String> = (0..n).map(|i| format!("127.0.0.1:{}", 1 + i)).collect();
+        let identities = Arc::new(Identities::new(addrs.clone()));
+        let nodes = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| {
+                let tls = crate::url::TlsOptions::default();
+                let (shown, endpoint) =
+                    crate::url::parse_member(i, &format!("redis://{addr}"), &tls, Duration::from_secs(1))
+                        .unwrap();
+                let id = crate::error::NodeId::new(i, shown);
+                Arc::new(Node::new(
+                    id,
+                    endpoint,
+                    Duration::from_secs(1),
+                    identities.clone(),
+                ))
+            })
+            .collect();
+        NodeSet::new(nodes, identities, true)
+    }
+
+    /// A decision of `votes` (in node order; `None`: not answered) over nodes that are never
+    /// connected, with each vote's outcome as a fan-out records it.
+    fn decide(nodes: &NodeSet, outcomes: &[Option<NodeOutcome>]) -> (Verdict, Tally) {
+        let mut tally = Tally::new(outcomes.len());
+        for o in outcomes.iter().flatten() {
+            tally.record(match o {
+                NodeOutcome::Granted => Vote::Yes,
+                NodeOutcome::Refused => Vote::Refused,
+                _ => Vote::Failed,
+            });
+        }
+        assert_eq!(nodes.iter().count(), outcomes.len());
+        (tally.verdict(), tally)
+    }
+
+    #[test]
+    fn a_decision_reports_what_its_votes_say() {
+        let nodes = node_set(3);
+        let denied = NodeOutcome::Denied("NOPERM".into());
+        let cases: [(&[Option<NodeOutcome>], bool, bool, ErrorKind); 4] = [
+            (
+                &[Some(NodeOutcome::Granted), Some(NodeOutcome::Granted), None],
+                true,
+                false,
+                ErrorKind::Contended,
+            ),
+            (
+                &[Some(NodeOutcome::Refused), Some(NodeOutcome::Refused), None],
+                false,
+                false,
+                ErrorKind::Contended,
+            ),
+            (
+                &[Some(NodeOutcome::Timeout), Some(NodeOutcome::Timeout), None],
+                false,
+                true,
+                ErrorKind::QuorumUnreachable,
+            ),
+            (
+                &[Some(denied.clone()), Some(denied.clone()), None],
+                false,
+                true,
+                ErrorKind::Unauthorized,
+            ),
+        ];
+        for (outcomes, reached, precluded, kind) in cases {
+            let (verdict, tally) = decide(&nodes, outcomes);
+            let d = Decision::new(verdict, tally, &nodes, outcomes);
+            assert_eq!(d.reached(), reached, "{outcomes:?}");
+            assert_eq!(d.failures_preclude_quorum(), precluded, "{outcomes:?}");
+            if !reached {
+                assert_eq!(d.failure_kind(ErrorKind::Contended), kind, "{outcomes:?}");
+            }
+            assert!(!d.no_io_driver());
+            // Every node in order, the unanswered one as pending, in the report and its line.
+            let report = d.report();
+            assert_eq!(report.len(), 3);
+            for (k, (id, o)) in report.iter().enumerate() {
+                assert_eq!(id.index(), k);
+                assert_eq!(Some(o), outcomes[k].as_ref().or(Some(&NodeOutcome::Pending)));
+            }
+            let line = d.report_fmt().to_string();
+            let expected: Vec<String> = report.iter().map(|(id, o)| format!("{id}={o}")).collect();
+            assert_eq!(line, expected.join(", "));
+            let err = d.error(kind, Operation::Acquire);
+            assert_eq!(err.nodes().len(), 3);
+        }
+        assert_eq!(
+            Decision::new(
+                Verdict::Impossible,
+                Tally::new(3),
+                &nodes,
+                &[Some(denied.clone()), Some(denied), None]
+            )
+            .denied(),
+            2
+        );
+        let no_driver = [
+            Some(NodeOutcome::Io(crate::link::NO_IO_DRIVER.into())),
+            None,
+            None,
+        ];
+        let (verdict, tally) = decide(&nodes, &no_driver);
+        assert!(Decision::new(verdict, tally, &nodes, &no_driver).no_io_driver());
+    }
 
     #[test]
     fn failure_kind_separates_contention_from_unreachable() {
@@ -142,6 +257,11 @@ mod tests {
         // Mixed, failures alone would not stop us: contention.
         assert_eq!(
             failure_kind(&tally(&[r, r, f, y, y]), 0, 5, ErrorKind::Contended),
+            ErrorKind::Contended
+        );
+        // Credentials refused by a minority: the rest could still make a quorum.
+        assert_eq!(
+            failure_kind(&tally(&[f, f, r, r, y]), 2, 5, ErrorKind::Contended),
             ErrorKind::Contended
         );
         // Credentials refused by a majority.

@@ -189,16 +189,9 @@ pub fn all_keys(cluster: &LocalCluster) -> Vec<Sample> {
     out
 }
 
-/// The bounds every real-server test stays within: no test takes a lock or leaves a tombstone
-/// for more than two minutes, fence counters live the default horizon (1 h), and a waiting
-/// line lives at most its longest lease (250 ms + 3 node timeouts + 100 ms; node timeouts are
-/// at most 1 s).
-pub const TEST_BOUNDS: Bounds = Bounds {
-    lock: Duration::from_secs(120),
-    tomb: Duration::from_secs(120),
-    fence: Duration::from_secs(3600),
-    line: Duration::from_millis(3_350),
-};
+/// The bounds every real-server test stays within (the test kit's, which every cluster's drop
+/// audits too).
+pub use quorumlock_testkit::audit::TEST_BOUNDS;
 
 /// Asserts that every key under the prefix on every running node has a TTL within `bounds`
 /// for its kind (G3).

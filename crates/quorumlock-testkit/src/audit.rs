@@ -72,6 +72,17 @@ pub struct Bounds {
     pub line: Duration,
 }
 
+/// The bounds a test stays within unless it says otherwise, and what [`crate::LocalCluster`]
+/// audits when dropped: no lock or tombstone for more than two minutes, fence counters the
+/// library's default horizon (1 h), a waiting line at most its longest lease (250 ms + 3 node
+/// timeouts + 100 ms, node timeouts at most 1 s).
+pub const TEST_BOUNDS: Bounds = Bounds {
+    lock: Duration::from_secs(120),
+    tomb: Duration::from_secs(120),
+    fence: Duration::from_secs(3600),
+    line: Duration::from_millis(3_350),
+};
+
 impl Bounds {
     /// The same bound for every kind.
     pub fn uniform(bound: Duration) -> Self {

@@ -40,6 +40,10 @@ pub struct ClusterOptions {
     pub shards: usize,
     /// Replicas per shard of a clustered member. Default: 0.
     pub replicas: usize,
+    /// Keys under this prefix that every running process is audited for when the cluster is
+    /// dropped ([`ClusterOptions::audit_on_drop`]). Default: `quorumlock:` against
+    /// [`crate::audit::TEST_BOUNDS`]; [`ClusterOptions::without_audit`] turns it off.
+    pub audit: Option<(String, crate::audit::Bounds)>,
 }
 
 impl Default for ClusterOptions {
@@ -52,6 +56,7 @@ impl Default for ClusterOptions {
             user: None,
             shards: 1,
             replicas: 0,
+            audit: Some(("quorumlock:".to_owned(), crate::audit::TEST_BOUNDS)),
         }
     }
 }
@@ -60,6 +65,22 @@ impl ClusterOptions {
     /// Sets the persistence profile.
     pub fn persistence(mut self, p: Persistence) -> Self {
         self.persistence = p;
+        self
+    }
+
+    /// Makes dropping the cluster audit every key under `prefix` on every running process
+    /// against `bounds` ([`crate::audit::check`]) and panic with the findings, so that every
+    /// test's teardown checks the whole keyspace it wrote, whatever else it checks. A test
+    /// that is already panicking is not audited (its own failure is the one to read).
+    pub fn audit_on_drop(mut self, prefix: impl Into<String>, bounds: crate::audit::Bounds) -> Self {
+        self.audit = Some((prefix.into(), bounds));
+        self
+    }
+
+    /// No audit when the cluster is dropped: for a test that leaves keys outside the bounds
+    /// on purpose (and says why).
+    pub fn without_audit(mut self) -> Self {
+        self.audit = None;
         self
     }
 
@@ -623,13 +644,56 @@ impl LocalCluster {
     }
 }
 
+impl LocalCluster {
+    /// Every key under `prefix` on every running process that answers, with its PTTL, as
+    /// audit samples (member index, key, PTTL). A process that does not answer (paused, say)
+    /// is skipped: the audit reads what it can.
+    pub fn keyspace(&self, prefix: &str) -> Vec<crate::audit::Sample> {
+        let mut out = Vec::new();
+        let pattern = format!("{prefix}*");
+        for (i, member) in self.members.iter().enumerate() {
+            for node in member.iter().filter(|n| n.child.is_some()) {
+                let Ok(mut conn) = crate::resp::Conn::open(node.port, self.options.password.as_deref())
+                else {
+                    continue;
+                };
+                let Ok(crate::Reply::Array(Some(keys))) = conn.call(&[b"KEYS", pattern.as_bytes()]) else {
+                    continue;
+                };
+                for key in keys {
+                    let crate::Reply::Bulk(Some(key)) = key else {
+                        continue;
+                    };
+                    if let Ok(crate::Reply::Int(pttl)) = conn.call(&[b"PTTL", &key]) {
+                        out.push(crate::audit::Sample::new(i, String::from_utf8_lossy(&key), pttl));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 impl Drop for LocalCluster {
     fn drop(&mut self) {
+        let findings = match &self.options.audit {
+            Some((prefix, bounds)) if !std::thread::panicking() => {
+                crate::audit::check(prefix, bounds, self.keyspace(prefix)).err()
+            }
+            _ => None,
+        };
         for node in self.members.iter_mut().flatten() {
             if let Some(mut child) = node.child.take() {
                 let _ = child.kill();
                 let _ = child.wait();
             }
+        }
+        if let Some(found) = findings {
+            let lines: Vec<String> = found.iter().map(ToString::to_string).collect();
+            panic!(
+                "the key audit at the cluster's drop found keys outside their bounds:\n{}",
+                lines.join("\n")
+            );
         }
     }
 }

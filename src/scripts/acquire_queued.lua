@@ -34,6 +34,14 @@ local held = redis.call('GET', KEYS[1])
 for i = 3, 4 do
   redis.call('ZSCORE', KEYS[i], ARGV[3])
 end
+local lease = tonumber(ARGV[5])
+-- The commands a join uses after its ZADD are tried first, on the tombstone key, which does
+-- not exist here (checked above), so they change nothing: a user without one of them (a
+-- missing ACL permission) gets its error reply now, not after a ZADD left a line without a TTL.
+if lease > 0 then
+  redis.call('PTTL', KEYS[2])
+  redis.call('PEXPIRE', KEYS[2], lease)
+end
 local counter
 if fenced then
   counter = tonumber(redis.call('GET', KEYS[5]) or '0')
@@ -57,7 +65,6 @@ local function clock()
   end
   return now
 end
-local lease = tonumber(ARGV[5])
 local function join()
   redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[3])
   redis.call('ZADD', KEYS[4], clock() + lease, ARGV[3])

@@ -153,6 +153,10 @@ async fn each_missing_permission_is_a_named_denial() {
         ("+zrange", "waiting acquire"),
         // A refused waiter joins the line.
         ("+zadd", "contended waiting acquire"),
+        // ... and gives the line a TTL: without these, a join that wrote its entry first left
+        // the line without one (the drop audit found it).
+        ("+pexpire", "contended waiting acquire"),
+        ("+pttl", "contended waiting acquire"),
         // On a free key, a waiter checks whether it is in the line, and prunes a lapsed head.
         ("+zscore", "waiting acquire behind a lapsed waiter"),
         ("+zrem", "waiting acquire behind a lapsed waiter"),
@@ -179,17 +183,21 @@ async fn each_missing_permission_is_a_named_denial() {
                     if needed_by.starts_with("contended") {
                         hold_elsewhere(&cluster, i, "acl", 30_000);
                     } else if needed_by.ends_with("lapsed waiter") {
-                        // A waiter at the earliest place whose lease ended long ago.
-                        let _: () = on_node(
-                            &cluster,
-                            i,
-                            redis::cmd("ZADD").arg(key("queue", "acl")).arg(1).arg("gone"),
-                        );
-                        let _: () = on_node(
-                            &cluster,
-                            i,
-                            redis::cmd("ZADD").arg(key("lease", "acl")).arg(0).arg("gone"),
-                        );
+                        // A waiter at the earliest place whose lease ended long ago, in a
+                        // line that lives on (a later waiter's lease), as the library
+                        // writes one: with a TTL.
+                        for (kind, score) in [("queue", 1), ("lease", 0)] {
+                            let _: () = on_node(
+                                &cluster,
+                                i,
+                                redis::cmd("ZADD").arg(key(kind, "acl")).arg(score).arg("gone"),
+                            );
+                            let _: () = on_node(
+                                &cluster,
+                                i,
+                                redis::cmd("PEXPIRE").arg(key(kind, "acl")).arg(3_000),
+                            );
+                        }
                     }
                 }
                 builder(&cluster, Duration::from_millis(500))

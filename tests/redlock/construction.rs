@@ -1,7 +1,8 @@
 //! Guarantees that hold by construction (docs/guarantees.md): release obligations that survive
 //! resets and reconnect back-off, one server never counted twice, a connection given up really
-//! closed, and no extension sent after a release. Each test here failed on the code before the
-//! change it pins (see the commit that added it).
+//! closed, and no extension sent after a release. The broken variants several of these tests
+//! must catch are controls of scripts/negative-controls (`--list` names each control's test);
+//! `negative_control_without_obligations_the_key_is_left` builds its own.
 
 use std::time::Duration;
 

@@ -411,9 +411,10 @@ fn chaos_with_cluster_members_keeps_exclusion_and_leaks_nothing() {
                     .node_timeout(Duration::from_millis(200))
                     .retry(Retry::none())
                     .fencing(true)
-                    // The negative control of the leak check, by hand (the run is timing-driven,
-                    // so its leaks are not reproducible enough for a test of its own):
-                    // QUORUMLOCK_CLUSTER_CHAOS_NO_OBLIGATIONS=1 must fail the check below.
+                    // QUORUMLOCK_CLUSTER_CHAOS_NO_OBLIGATIONS=1 turns release obligations off, for
+                    // trying the leak check below by hand. Not a negative control: the run is
+                    // timing-driven, so a run without obligations need not leave a key
+                    // (docs/testing.md, "Negative controls").
                     .negative_control_release_obligations(
                         std::env::var_os("QUORUMLOCK_CLUSTER_CHAOS_NO_OBLIGATIONS").is_none(),
                     )

@@ -174,7 +174,11 @@ async fn grants_contention_node_failures_and_obligations_are_counted() {
         ("op", "acquire"),
         ("outcome", "timeout"),
     ];
-    assert_eq!(m.await_total(NODE_ERRORS, &timeout, 1.0).await, 1.0);
+    assert_eq!(
+        m.await_total(NODE_ERRORS, &timeout, 1.0).await,
+        1.0,
+        "node 2's acquire timeout counted under its address"
+    );
     lock.release().await.unwrap();
     let pending = [("node", node2.as_str())];
     assert_eq!(

@@ -470,7 +470,10 @@ async fn the_key_auditor_sees_every_lock_key() {
         seen.sort_unstable();
         let mut expected: Vec<String> = resources.iter().map(|r| lock_key(r)).collect();
         expected.sort_unstable();
-        assert_eq!(seen, expected, "node {i}");
+        assert_eq!(
+            seen, expected,
+            "node {i}: the auditor's scan missed forgotten lock keys"
+        );
         for r in &resources {
             assert_eq!(
                 values(&cluster, r)[i].as_ref().map(Option::is_some),

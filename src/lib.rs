@@ -103,6 +103,8 @@ mod queue;
 mod quorum;
 mod reachability;
 mod reply;
+#[cfg(test)]
+mod request_tests;
 mod retry;
 mod scripts;
 mod shared;

@@ -379,5 +379,9 @@ mod tests {
         assert!(Retry::none().no_deadline().validate().is_ok());
         let one = Retry::none().next_delay(1, Duration::ZERO, ms(100), 0.5);
         assert_eq!(one, Err(Stop::Attempts), "try_acquire makes one attempt");
+        // Fail-fast ends the schedule at the n-th unreachable attempt in a row, not before.
+        let fast = Retry::new().fail_fast_when_unreachable(2);
+        assert!(!fast.gives_up_unreachable(1) && fast.gives_up_unreachable(2));
+        assert!(!Retry::new().gives_up_unreachable(1_000), "no cap by default");
     }
 }

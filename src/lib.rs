@@ -104,7 +104,7 @@ mod quorum;
 mod reachability;
 mod reply;
 #[cfg(test)]
-mod request_tests;
+mod reply_tests;
 mod retry;
 mod scripts;
 mod shared;

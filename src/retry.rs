@@ -383,5 +383,11 @@ mod tests {
         let fast = Retry::new().fail_fast_when_unreachable(2);
         assert!(!fast.gives_up_unreachable(1) && fast.gives_up_unreachable(2));
         assert!(!Retry::new().gives_up_unreachable(1_000), "no cap by default");
+        let d = Retry::wait(ms(1_000));
+        assert!(
+            d.fits(ms(400), ms(600)) && !d.fits(ms(401), ms(600)),
+            "an attempt ends by the deadline"
+        );
+        assert!(Retry::new().no_deadline().fits(Duration::MAX, ms(1)));
     }
 }

@@ -96,6 +96,12 @@ mod tests {
         }
     }
 
+    /// The documented limit of a TTL and of the fence horizon (docs/fencing.md): 30 days.
+    #[test]
+    fn max_ttl_is_thirty_days() {
+        assert_eq!(MAX_TTL, Duration::from_secs(2_592_000));
+    }
+
     #[test]
     fn edges_never_panic() {
         let ttls = [

@@ -1,0 +1,21 @@
+//! Layer 8, **operations**: what a caller does with a lock, each built on one or more fan-outs
+//! and on [`crate::shared::Shared`] (layer 7, at the top level of `src/`).
+//!
+//! - `acquire`: retrying an acquisition, and one attempt (plain, fenced, several resources,
+//!   through the waiting line).
+//! - `lock`: `Lock`, its extension and release, release on drop.
+//! - `fencing`: which counters a lock uses, its fence, the write-back.
+//! - `watchdog`, `guard`: `LockGuard` and the task that renews it.
+//! - `inspect`, `health`: read-only views of a resource and of the nodes.
+//! - `shutdown`: `ShutdownReport`.
+//!
+//! May import: every layer below, and `shared`. Not the builder or the client.
+
+pub(crate) mod acquire;
+pub(crate) mod fencing;
+pub(crate) mod guard;
+pub(crate) mod health;
+pub(crate) mod inspect;
+pub(crate) mod lock;
+pub(crate) mod shutdown;
+pub(crate) mod watchdog;

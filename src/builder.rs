@@ -5,15 +5,15 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::{Error, NodeId};
-use crate::identity::{same_endpoint, Identities};
-use crate::key::{Layout, DEFAULT_PREFIX};
-use crate::node::Node;
-use crate::nodes::NodeSet;
-use crate::retry::Retry;
+use crate::connection::identity::{same_endpoint, Identities};
+use crate::connection::node::Node;
+use crate::connection::url::{parse_member, redact, Endpoint, TlsOptions};
+use crate::errors::error::{Error, NodeId};
+use crate::node_set::nodes::NodeSet;
+use crate::node_set::wake::WakeHub;
+use crate::pure::key::{Layout, DEFAULT_PREFIX};
+use crate::pure::retry::Retry;
 use crate::shared::Shared;
-use crate::url::{parse_member, redact, Endpoint, TlsOptions};
-use crate::wake::WakeHub;
 
 /// Connect timeout when no node timeout is configured (the node timeout is then derived from
 /// each call's TTL, but a connection outlives any one call).
@@ -274,7 +274,7 @@ impl RedlockBuilder {
         if self.node_timeout == Some(Duration::ZERO) {
             return Err(Error::config("node timeout must be positive"));
         }
-        if !(MIN_FENCE_HORIZON..=crate::validity::MAX_TTL).contains(&self.fence_horizon) {
+        if !(MIN_FENCE_HORIZON..=crate::pure::validity::MAX_TTL).contains(&self.fence_horizon) {
             return Err(Error::config(format!(
                 "fence horizon {:?} is not within 1 s..=30 days: it must outlast the largest clock \
                  offset between lock servers (docs/fencing.md)",
@@ -339,7 +339,7 @@ impl RedlockBuilder {
             nodes,
             node_timeout: self.node_timeout,
             drift_factor: self.drift_factor,
-            min_ttl: crate::validity::min_ttl(self.drift_factor),
+            min_ttl: crate::pure::validity::min_ttl(self.drift_factor),
             retry: self.retry,
             max_hold: self.max_hold,
             fencing: self.fencing,

@@ -7,16 +7,16 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::acquire::acquire;
 use crate::builder::RedlockBuilder;
-use crate::error::{Error, NodeId, Operation};
-use crate::guard::LockGuard;
-use crate::health::Health;
-use crate::inspect::{inspect, Inspection};
-use crate::lock::Lock;
-use crate::retry::Retry;
+use crate::errors::error::{Error, NodeId, Operation};
+use crate::operations::acquire::acquire;
+use crate::operations::guard::LockGuard;
+use crate::operations::health::Health;
+use crate::operations::inspect::{inspect, Inspection};
+use crate::operations::lock::Lock;
+use crate::operations::shutdown::ShutdownReport;
+use crate::pure::retry::Retry;
 use crate::shared::{resource_set, Shared};
-use crate::shutdown::ShutdownReport;
 
 /// A Redlock client: one lock service made of N independent Redis nodes.
 ///
@@ -210,7 +210,7 @@ impl Redlock {
     /// # Cancel safety
     /// As [`acquire`](Self::acquire).
     pub async fn acquire_guard(&self, resource: &str, ttl: Duration) -> Result<LockGuard, Error> {
-        let schedule = LockGuard::schedule(&self.shared, ttl).inspect_err(crate::metrics::rejected)?;
+        let schedule = LockGuard::schedule(&self.shared, ttl).inspect_err(crate::wire::metrics::rejected)?;
         let lock = self.acquire(resource, ttl).await?;
         Ok(LockGuard::start(&self.shared, lock, schedule))
     }
@@ -225,7 +225,7 @@ impl Redlock {
     /// # Cancel safety
     /// As [`acquire`](Self::acquire).
     pub async fn try_acquire_guard(&self, resource: &str, ttl: Duration) -> Result<LockGuard, Error> {
-        let schedule = LockGuard::schedule(&self.shared, ttl).inspect_err(crate::metrics::rejected)?;
+        let schedule = LockGuard::schedule(&self.shared, ttl).inspect_err(crate::wire::metrics::rejected)?;
         let lock = self.try_acquire(resource, ttl).await?;
         Ok(LockGuard::start(&self.shared, lock, schedule))
     }
@@ -242,7 +242,7 @@ impl Redlock {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let schedule = LockGuard::schedule(&self.shared, ttl).inspect_err(crate::metrics::rejected)?;
+        let schedule = LockGuard::schedule(&self.shared, ttl).inspect_err(crate::wire::metrics::rejected)?;
         let lock = self.acquire_many(resources, ttl).await?;
         Ok(LockGuard::start(&self.shared, lock, schedule))
     }
@@ -329,7 +329,7 @@ impl Redlock {
     /// # Cancel safety
     /// Cancel safe: dropping the future stops the wait, not the jobs.
     pub async fn shutdown_timeout(&self, limit: Duration) -> ShutdownReport {
-        crate::shutdown::shutdown_within(&self.shared.nodes, limit).await
+        crate::operations::shutdown::shutdown_within(&self.shared.nodes, limit).await
     }
 
     /// Asks every node at once whether it can vote: reachable, accepting our credentials and
@@ -350,7 +350,7 @@ impl Redlock {
     /// [`ErrorKind::NoRuntime`](crate::ErrorKind::NoRuntime) outside a tokio runtime. A node
     /// that fails is reported in [`Health::nodes`], not as an error.
     pub async fn health(&self) -> Result<Health, Error> {
-        crate::health::health(&self.shared).await
+        crate::operations::health::health(&self.shared).await
     }
 
     /// Reads `resource`'s lock key, its TTL and its fence counter on every node, concurrently,

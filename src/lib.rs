@@ -78,39 +78,29 @@
 
 // The layers of `src/`, from the bottom up (docs/design.md, "Module map"): a module imports
 // only from its own layer or below, checked by `tests/module_graph.rs`.
-mod pure;
-mod errors;
-mod wire;
-mod connection;
-mod node_set;
-mod fan_out;
-mod shared;
-mod operations;
 mod builder;
 mod client;
+mod connection;
+mod errors;
+mod fan_out;
 pub mod guides;
-
-// Temporary: the old flat paths, so that the files moved into the layer folders compile
-// unchanged in the commit that moves them. The next commit names the full paths.
-use connection::{identity, link, node, reachability, url};
-use errors::{error, kind, outcome};
-use fan_out::{calls, decision, fanout, undo};
-use node_set::{nodes, owed, queue, waiters, wake};
-use operations::{acquire, fencing, guard, health, inspect, lock, shutdown, watchdog};
-use pure::{backoff, key, quorum, retry, token, validity};
-use wire::{metrics, reply, scripts};
+mod node_set;
+mod operations;
+mod pure;
+mod shared;
+mod wire;
 
 #[cfg(feature = "metrics")]
-pub use crate::metrics::describe_metrics;
+pub use crate::wire::metrics::describe_metrics;
 pub use builder::RedlockBuilder;
 pub use client::Redlock;
-pub use error::{Error, ErrorKind, NodeId, NodeOutcome, Operation};
-pub use guard::LockGuard;
-pub use health::{Health, NodeHealth};
-pub use inspect::{Inspection, NodeState, NodeView};
-pub use lock::{Lock, ReleaseReport};
-pub use retry::Retry;
-pub use shutdown::ShutdownReport;
+pub use errors::error::{Error, ErrorKind, NodeId, NodeOutcome, Operation};
+pub use operations::guard::LockGuard;
+pub use operations::health::{Health, NodeHealth};
+pub use operations::inspect::{Inspection, NodeState, NodeView};
+pub use operations::lock::{Lock, ReleaseReport};
+pub use operations::shutdown::ShutdownReport;
+pub use pure::retry::Retry;
 
 /// Not part of the API: the pure per-attempt code, wrapped for `benches/pure.rs`
 /// (`cargo bench --features bench-internals --bench pure`).
@@ -122,7 +112,7 @@ pub mod bench_internals {
     /// Tallies `votes` (0 yes, 1 refused, 2 failed) for `n` nodes, stopping at the first
     /// decision like the fan-out does; returns 0 pending, 1 reached, 2 impossible.
     pub fn decide(n: usize, votes: &[u8]) -> u8 {
-        use crate::quorum::{Tally, Verdict, Vote};
+        use crate::pure::quorum::{Tally, Verdict, Vote};
         let mut t = Tally::new(n);
         for v in votes {
             t.record(match v {
@@ -141,32 +131,33 @@ pub mod bench_internals {
 
     /// The validity left after `elapsed` of a `ttl` with drift factor `factor`.
     pub fn validity(ttl: Duration, elapsed: Duration, factor: f64) -> Option<Duration> {
-        crate::validity::validity(ttl, elapsed, crate::validity::drift(ttl, factor))
+        crate::pure::validity::validity(ttl, elapsed, crate::pure::validity::drift(ttl, factor))
     }
 
     /// Whether `value` grants a single-resource acquisition of `token`.
     pub fn grants_acquire(token: &str, value: &redis::Value) -> bool {
-        crate::reply::classify_value(crate::reply::Op::Acquire, token, value) == crate::NodeOutcome::Granted
+        crate::wire::reply::classify_value(crate::wire::reply::Op::Acquire, token, value)
+            == crate::NodeOutcome::Granted
     }
 
     /// Draws a lock token (one getrandom call).
     pub fn token() -> usize {
-        crate::token::Token::generate().map_or(0, |t| t.as_str().len())
+        crate::pure::token::Token::generate().map_or(0, |t| t.as_str().len())
     }
 
     /// Builds the single-resource acquire command for `resource`.
     pub fn acquire_command(resource: &str) -> usize {
-        let keys: crate::key::Keys =
-            vec![crate::key::lock_key("quorumlock:", resource).into_boxed_slice()].into();
-        let token = crate::token::Token::generate().expect("entropy");
-        let lock = crate::reply::LockRef {
+        let keys: crate::pure::key::Keys =
+            vec![crate::pure::key::lock_key("quorumlock:", resource).into_boxed_slice()].into();
+        let token = crate::pure::token::Token::generate().expect("entropy");
+        let lock = crate::wire::reply::LockRef {
             keys,
-            tomb: crate::key::tomb_key("quorumlock:", token.as_str()),
+            tomb: crate::pure::key::tomb_key("quorumlock:", token.as_str()),
             token,
             ttl_ms: 10_000,
             always_tomb: false,
         };
-        crate::reply::Request::acquire(&lock)
+        crate::wire::reply::Request::acquire(&lock)
             .primary()
             .get_packed_command()
             .len()

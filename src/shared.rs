@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::{Error, ErrorKind, Operation};
-use crate::key::{Layout, MAX_RESOURCE_LEN};
-use crate::nodes::NodeSet;
-use crate::retry::Retry;
-use crate::validity::{drift, whole_millis, MAX_TTL};
-use crate::wake::WakeHub;
+use crate::errors::error::{Error, ErrorKind, Operation};
+use crate::node_set::nodes::NodeSet;
+use crate::node_set::wake::WakeHub;
+use crate::pure::key::{Layout, MAX_RESOURCE_LEN};
+use crate::pure::retry::Retry;
+use crate::pure::validity::{drift, whole_millis, MAX_TTL};
 
 pub(crate) struct Shared {
     pub(crate) nodes: Arc<NodeSet>,

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 
-use crate::error::NodeOutcome;
-use crate::reply::{classify_error, classify_server_reply, describe, one_line};
+use crate::errors::error::NodeOutcome;
+use crate::wire::reply::{classify_error, classify_server_reply, describe, one_line};
 
 /// The server identities last seen behind each node, and the first conflict found. A single
 /// server is its `run_id` (and, if it runs in cluster mode, its cluster node id); a cluster

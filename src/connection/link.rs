@@ -9,8 +9,8 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use tokio::sync::Notify;
 
-use crate::error::NodeOutcome;
-use crate::reply::is_noscript;
+use crate::errors::error::NodeOutcome;
+use crate::wire::reply::is_noscript;
 
 /// An established connection. `closed` is set when the client stops trusting it (a protocol
 /// error, a run of timeouts): every request still waiting on it gives up at once, so the last

@@ -19,14 +19,14 @@ use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 
-use crate::error::{NodeId, NodeOutcome};
-use crate::identity::{cluster_handshake, handshake, Identities};
-use crate::link::{send, Conn, Link};
-use crate::reachability::{Health, Reachability};
-use crate::reply::{
+use crate::connection::identity::{cluster_handshake, handshake, Identities};
+use crate::connection::link::{send, Conn, Link};
+use crate::connection::reachability::{Health, Reachability};
+use crate::connection::url::Endpoint;
+use crate::errors::error::{NodeId, NodeOutcome};
+use crate::wire::reply::{
     breaks_connection, classify_error, classify_server_reply, classify_value, fence_of, Request,
 };
-use crate::url::Endpoint;
 
 /// One node's answer.
 #[derive(Clone, Debug)]
@@ -143,7 +143,7 @@ impl Node {
                 Answer::failure(NodeOutcome::Timeout, sent.load(Ordering::Relaxed))
             }
         };
-        crate::metrics::node_error(&self.id, Some(req.op), &answer.outcome);
+        crate::wire::metrics::node_error(&self.id, Some(req.op), &answer.outcome);
         answer
     }
 
@@ -224,7 +224,7 @@ impl Node {
             .await
             .unwrap_or(Err(NodeOutcome::Timeout));
         if let Err(outcome) = &reply {
-            crate::metrics::node_error(&self.id, None, outcome);
+            crate::wire::metrics::node_error(&self.id, None, outcome);
         }
         reply
     }
@@ -270,7 +270,7 @@ impl Node {
         drop(this);
         // Rule (e): one server counts once. Checked on every new connection, because a restarted
         // server has a new run_id and a DNS name may move.
-        let result = crate::link::without_driver_panic(async move {
+        let result = crate::connection::link::without_driver_panic(async move {
             match endpoint {
                 Ok(client) => match client.get_multiplexed_async_connection_with_config(&config).await {
                     Ok(mut conn) => match handshake(&mut conn, connect_timeout).await {
@@ -316,7 +316,7 @@ impl Node {
                 tracing::debug!(node = %this.id, error = %outcome, failures, "connect failed");
                 *slot = Slot::Idle {
                     failures,
-                    retry_at: Some(Instant::now() + crate::backoff::reconnect_backoff(failures)),
+                    retry_at: Some(Instant::now() + crate::pure::backoff::reconnect_backoff(failures)),
                     last_error: Some(outcome.clone()),
                 };
                 drop(slot);

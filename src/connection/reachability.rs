@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use crate::error::{NodeId, NodeOutcome};
+use crate::errors::error::{NodeId, NodeOutcome};
 
 /// A node's state as its connection attempts tell it, for logs that say each change once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::cluster::ClusterClient;
 use redis::IntoConnectionInfo;
 
-use crate::error::Error;
+use crate::errors::error::Error;
 
 /// What one member URL names: one redis-server, or a whole Redis Cluster
 /// (`redis+cluster://h1:p1,h2:p2`), which counts as one member of the quorum.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 // What an error is made of lives in its own modules; named from here too, as one family.
-pub use crate::kind::{ErrorKind, Operation};
-pub use crate::outcome::{NodeId, NodeOutcome};
+pub use crate::errors::kind::{ErrorKind, Operation};
+pub use crate::errors::outcome::{NodeId, NodeOutcome};
 
 /// The error of every fallible operation in this crate.
 ///

@@ -7,9 +7,9 @@
 
 use std::fmt;
 
-use crate::error::{Error, ErrorKind, NodeId, NodeOutcome, Operation};
-use crate::nodes::NodeSet;
-use crate::quorum::{Tally, Verdict};
+use crate::errors::error::{Error, ErrorKind, NodeId, NodeOutcome, Operation};
+use crate::node_set::nodes::NodeSet;
+use crate::pure::quorum::{Tally, Verdict};
 
 /// The outcome of one fan-out at the moment its votes decided, borrowed from the fan-out.
 pub(crate) struct Decision<'a> {
@@ -60,9 +60,9 @@ impl<'a> Decision<'a> {
 
     /// Whether a node could not connect because the tokio runtime has no I/O driver.
     pub(crate) fn no_io_driver(&self) -> bool {
-        self.outcomes
-            .iter()
-            .any(|o| matches!(o, Some(NodeOutcome::Io(text)) if &**text == crate::link::NO_IO_DRIVER))
+        self.outcomes.iter().any(
+            |o| matches!(o, Some(NodeOutcome::Io(text)) if &**text == crate::connection::link::NO_IO_DRIVER),
+        )
     }
 
     /// Every node's outcome, in node order; unanswered nodes are `Pending`.
@@ -107,7 +107,7 @@ impl fmt::Display for ReportFmt<'_, '_> {
 /// nodes that the rest cannot make a quorum; else the failures alone ruling out a quorum means
 /// too few nodes; otherwise the nodes said no (`refused`).
 pub(crate) fn failure_kind(tally: &Tally, denied: usize, n: usize, refused: ErrorKind) -> ErrorKind {
-    if n - denied < crate::quorum::quorum(n) {
+    if n - denied < crate::pure::quorum::quorum(n) {
         ErrorKind::Unauthorized
     } else if tally.failures_preclude_quorum() {
         ErrorKind::QuorumUnreachable
@@ -119,9 +119,9 @@ pub(crate) fn failure_kind(tally: &Tally, denied: usize, n: usize, refused: Erro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::Identities;
-    use crate::node::Node;
-    use crate::quorum::Vote;
+    use crate::connection::identity::Identities;
+    use crate::connection::node::Node;
+    use crate::pure::quorum::Vote;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -134,11 +134,15 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, addr)| {
-                let tls = crate::url::TlsOptions::default();
-                let (shown, endpoint) =
-                    crate::url::parse_member(i, &format!("redis://{addr}"), &tls, Duration::from_secs(1))
-                        .unwrap();
-                let id = crate::error::NodeId::new(i, shown);
+                let tls = crate::connection::url::TlsOptions::default();
+                let (shown, endpoint) = crate::connection::url::parse_member(
+                    i,
+                    &format!("redis://{addr}"),
+                    &tls,
+                    Duration::from_secs(1),
+                )
+                .unwrap();
+                let id = crate::errors::error::NodeId::new(i, shown);
                 Arc::new(Node::new(
                     id,
                     endpoint,
@@ -228,7 +232,7 @@ mod tests {
             2
         );
         let no_driver = [
-            Some(NodeOutcome::Io(crate::link::NO_IO_DRIVER.into())),
+            Some(NodeOutcome::Io(crate::connection::link::NO_IO_DRIVER.into())),
             None,
             None,
         ];

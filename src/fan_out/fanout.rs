@@ -20,14 +20,14 @@ use futures::stream::StreamExt;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::calls::Calls;
-use crate::decision::Decision;
-use crate::error::NodeOutcome;
-use crate::node::Answer;
-use crate::nodes::{NodeSet, Unsent};
-use crate::quorum::{Tally, Verdict, Vote};
-use crate::reply::{Op, Request};
-use crate::undo::{needs_undo, undo_targets};
+use crate::connection::node::Answer;
+use crate::errors::error::NodeOutcome;
+use crate::fan_out::calls::Calls;
+use crate::fan_out::decision::Decision;
+use crate::fan_out::undo::{needs_undo, undo_targets};
+use crate::node_set::nodes::{NodeSet, Unsent};
+use crate::pure::quorum::{Tally, Verdict, Vote};
+use crate::wire::reply::{Op, Request};
 
 type NodeCall = BoxFuture<'static, (usize, Answer)>;
 

@@ -1,8 +1,8 @@
 //! Which nodes a failed or dropped acquisition must release: pure rules over the answers seen,
-//! used by [`crate::fanout`]'s undo (G5: nothing a failed attempt set is left behind).
+//! used by [`crate::fan_out::fanout`]'s undo (G5: nothing a failed attempt set is left behind).
 
-use crate::error::NodeOutcome;
-use crate::node::Answer;
+use crate::connection::node::Answer;
+use crate::errors::error::NodeOutcome;
 
 /// Which nodes an undo must release at once, given the outcomes seen when the attempt failed
 /// and which requests were never handed to a connection (`unsent`, empty if none; shorter

@@ -32,11 +32,11 @@ use futures::future::join_all;
 use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 
-use crate::identity::Identities;
-use crate::node::{Answer, Node};
-pub(crate) use crate::owed::{is_definite, Unsent};
-use crate::owed::{Owed, Unfinished};
-use crate::reply::Request;
+use crate::connection::identity::Identities;
+use crate::connection::node::{Answer, Node};
+pub(crate) use crate::node_set::owed::{is_definite, Unsent};
+use crate::node_set::owed::{Owed, Unfinished};
+use crate::wire::reply::Request;
 
 /// The nodes of one client and the work they owe.
 pub(crate) struct NodeSet {
@@ -61,7 +61,7 @@ struct Obligation {
     done: Option<oneshot::Sender<()>>,
     /// Counts it in the pending-obligations gauge while it is queued (set by `oblige`; dropped
     /// with the obligation, however it ends).
-    _queued: Option<crate::metrics::Obligation>,
+    _queued: Option<crate::wire::metrics::Obligation>,
     /// Counts it in [`NodeSet::owed`] while it is owed (set by `oblige`).
     _owed: Option<Owed>,
 }
@@ -105,7 +105,7 @@ impl NodeSet {
     }
 
     pub(crate) fn quorum(&self) -> usize {
-        crate::quorum::quorum(self.nodes.len())
+        crate::pure::quorum::quorum(self.nodes.len())
     }
 
     pub(crate) fn node(&self, index: usize) -> &Arc<Node> {
@@ -224,7 +224,7 @@ impl NodeSet {
             tracing::debug!(node = %self.nodes[index].id, "negative control: release given up after one try");
             return;
         }
-        obligation._queued = Some(crate::metrics::Obligation::new(&self.nodes[index].id));
+        obligation._queued = Some(crate::wire::metrics::Obligation::new(&self.nodes[index].id));
         obligation._owed = Some(Owed::new(&self.owing[index]));
         let start = {
             let mut q = lock(&self.queues[index]);
@@ -289,7 +289,7 @@ impl NodeSet {
                     token = %o.req.token.fingerprint(),
                     "release obligation dropped: the key has certainly expired (TTL passed) without a definite answer",
                 );
-                crate::metrics::obligation_expired(&node.id);
+                crate::wire::metrics::obligation_expired(&node.id);
                 expired += 1;
                 if let Some(done) = o.done.take() {
                     let _ = done.send(());
@@ -335,7 +335,7 @@ impl NodeSet {
             };
             let earliest = pending.iter().map(|o| o.expires).min();
             lock(&self.queues[index]).items.append(&mut pending);
-            let mut pause = crate::backoff::obligation_pause(idle_rounds);
+            let mut pause = crate::pure::backoff::obligation_pause(idle_rounds);
             if let Some(earliest) = earliest {
                 pause = pause.min(earliest.saturating_duration_since(Instant::now()));
             }

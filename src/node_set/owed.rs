@@ -6,8 +6,8 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::error::NodeOutcome;
-use crate::node::Node;
+use crate::connection::node::Node;
+use crate::errors::error::NodeOutcome;
 
 /// Whether a release's answer ends its obligation: the key is gone (deleted now, or not ours,
 /// which left a tombstone).

@@ -25,12 +25,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::oneshot;
 
-use crate::error::NodeOutcome;
-use crate::key::{Counters, Keys, Layout};
-use crate::nodes::NodeSet;
-use crate::reply::{Arg, LockRef, Op, Request};
-use crate::retry::Retry;
-use crate::scripts::{ACQUIRE_QUEUED, QUEUE_LEAVE, QUEUE_RENEW};
+use crate::errors::error::NodeOutcome;
+use crate::node_set::nodes::NodeSet;
+use crate::pure::key::{Counters, Keys, Layout};
+use crate::pure::retry::Retry;
+use crate::wire::reply::{Arg, LockRef, Op, Request};
+use crate::wire::scripts::{ACQUIRE_QUEUED, QUEUE_LEAVE, QUEUE_RENEW};
 
 /// Added to a lease beyond the longest gap between two words of a live waiter: a process
 /// descheduled for a moment should not lose its place.
@@ -212,7 +212,7 @@ pub(crate) fn lease_for(node_timeout: Duration) -> Duration {
     RENEW_EVERY
         .saturating_add(node_timeout.saturating_mul(3))
         .saturating_add(LEASE_SLACK)
-        .min(crate::validity::MAX_TTL)
+        .min(crate::pure::validity::MAX_TTL)
 }
 
 impl Request {
@@ -268,7 +268,7 @@ mod tests {
         assert_eq!(lease_ms(&endless, 1, nt), 500);
         assert_eq!(
             lease_for(Duration::MAX),
-            crate::validity::MAX_TTL,
+            crate::pure::validity::MAX_TTL,
             "a huge node timeout is capped"
         );
     }

@@ -1,4 +1,4 @@
-//! The local waiters of one key, for wake-on-release ([`crate::wake`]): which waiter a release
+//! The local waiters of one key, for wake-on-release ([`crate::node_set::wake`]): which waiter a release
 //! wakes (the first by place, once a quorum reported it), and the wake-up a waiter that leaves
 //! without the lock hands on. Plain state behind a mutex; no I/O.
 

@@ -17,7 +17,7 @@
 //! fresh `acquire` of a key that earlier local waiters wait for queues behind them instead of
 //! barging in, so a task that releases and re-acquires in a loop cannot starve the others.
 //! Across processes, a single resource's waiters are served in order of place by the waiting
-//! line on the nodes (`acquire_queued.lua`, [`crate::queue`]): the woken waiter of every
+//! line on the nodes (`acquire_queued.lua`, [`crate::node_set::queue`]): the woken waiter of every
 //! process tries, and only the one that began to wait first is granted. Waking the local
 //! waiter with the earliest place (rather than the one that re-armed first) is what lets the
 //! head of that line be the one woken.
@@ -33,10 +33,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::sync::Notify;
 
-use crate::key::Keys;
-use crate::nodes::NodeSet;
-use crate::queue::next_place;
-use crate::waiters::{KeyWake, PassOn, ID_LEN};
+use crate::node_set::nodes::NodeSet;
+use crate::node_set::queue::next_place;
+use crate::node_set::waiters::{KeyWake, PassOn, ID_LEN};
+use crate::pure::key::Keys;
 
 /// The wake-up state of one client: its waiters per key, and the subscribers that feed them.
 pub(crate) struct WakeHub {

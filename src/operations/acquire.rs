@@ -3,28 +3,28 @@
 //! An attempt draws a token, sends the acquire script to every node at once, decides at a
 //! majority, and either hands out a [`Lock`] or undoes what it set before the next attempt
 //! starts. The retry loop owns the waits between attempts: the [`Retry`] schedule, the wait for
-//! the failed attempt's clean-up, and the wake-up hand-off of [`crate::wake`].
+//! the failed attempt's clean-up, and the wake-up hand-off of [`crate::node_set::wake`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::error::{Error, ErrorKind, Operation};
-use crate::fanout::Unready;
-use crate::fencing;
-use crate::key::{slot_group, Counters, Keys, Layout};
-use crate::link::NO_IO_DRIVER;
-use crate::lock::{Lock, LockParts};
-use crate::nodes::{NodeSet, Unsent};
-use crate::queue::{keep_place, lease_ms, may_hold_entry, Joined, Line};
-use crate::reply::{LockRef, Request};
-use crate::retry::{Retry, Stop};
+use crate::connection::link::NO_IO_DRIVER;
+use crate::errors::error::{Error, ErrorKind, Operation};
+use crate::fan_out::fanout::Unready;
+use crate::node_set::nodes::{NodeSet, Unsent};
+use crate::node_set::queue::{keep_place, lease_ms, may_hold_entry, Joined, Line};
+use crate::node_set::waiters::PassOn;
+use crate::node_set::wake::Waiter;
+use crate::operations::fencing;
+use crate::operations::lock::{Lock, LockParts};
+use crate::pure::key::{slot_group, Counters, Keys, Layout};
+use crate::pure::retry::{Retry, Stop};
+use crate::pure::token::Token;
+use crate::pure::validity::validity;
 use crate::shared::{Shared, Ttl};
-use crate::token::Token;
-use crate::validity::validity;
-use crate::waiters::PassOn;
-use crate::wake::Waiter;
+use crate::wire::reply::{LockRef, Request};
 
 /// A failed attempt and the signal that its background clean-up is complete.
 struct Failed {
@@ -46,12 +46,12 @@ pub(crate) async fn acquire(
     ttl: Duration,
     retry: &Retry,
 ) -> Result<Lock, Error> {
-    let timer = crate::metrics::timer();
+    let timer = crate::wire::metrics::timer();
     let result = match resources {
         Ok(resources) => acquire_unmeasured(shared, resources, ttl, retry).await,
         Err(e) => Err(e),
     };
-    crate::metrics::acquired(timer, crate::metrics::kind_of(&result));
+    crate::wire::metrics::acquired(timer, crate::wire::metrics::kind_of(&result));
     result
 }
 
@@ -85,7 +85,7 @@ async fn acquire_unmeasured(
     // Wake-on-release: interest in the first key (a multi-resource waiter is woken by its first
     // resource and otherwise polls).
     let waiter = shared.wake.as_ref().map(|hub| hub.waiter(&keys[0]));
-    // Across processes, waiters of one resource are served in order (crate::queue); locks of
+    // Across processes, waiters of one resource are served in order (crate::node_set::queue); locks of
     // several resources keep the race between woken waiters.
     let line = match (&waiter, &*resources) {
         (Some(w), [resource]) => Some(Line::new(layout, &shared.prefix, resource, w.place())),
@@ -200,7 +200,7 @@ async fn retry_loop(a: &Attempts<'_>, retry: &Retry, waiter: Option<&Waiter>) ->
             p.joined |= lease > 0;
         }
         let result = attempt_once(a, lease, joined).await;
-        crate::metrics::attempt(result.as_ref().map(drop).map_err(|f| f.error.kind()));
+        crate::wire::metrics::attempt(result.as_ref().map(drop).map_err(|f| f.error.kind()));
         let Failed { error, cleanup } = match result {
             Ok(lock) => {
                 // The attempt asked every node that may hold the entry to leave.

@@ -14,14 +14,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::error::{Error, ErrorKind, Operation};
-use crate::fanout::Fanout;
-use crate::key::{Counters, Keys, Layout};
-use crate::nodes::NodeSet;
-use crate::reply::{Arg, LockRef, Op, Request};
-use crate::scripts::{ACQUIRE_FENCED, FENCE_RAISE};
+use crate::errors::error::{Error, ErrorKind, Operation};
+use crate::fan_out::fanout::Fanout;
+use crate::node_set::nodes::NodeSet;
+use crate::pure::key::{Counters, Keys, Layout};
+use crate::pure::validity::validity;
 use crate::shared::Ttl;
-use crate::validity::validity;
+use crate::wire::reply::{Arg, LockRef, Op, Request};
+use crate::wire::scripts::{ACQUIRE_FENCED, FENCE_RAISE};
 
 /// The fence counter keys of a lock on `resources` (sorted, as its lock keys are).
 pub(crate) fn fence_keys(layout: Layout, prefix: &str, resources: &[Box<str>]) -> Keys {
@@ -168,7 +168,7 @@ mod tests {
                 let res: Vec<String> = (0..n).map(|i| format!("r{round}-{i}")).collect();
                 let lock_keys: Vec<Box<[u8]>> = res
                     .iter()
-                    .map(|r| crate::key::lock_key("t:", r).into_boxed_slice())
+                    .map(|r| crate::pure::key::lock_key("t:", r).into_boxed_slice())
                     .collect();
                 let counter_keys: Vec<Box<[u8]>> = fence_keys(
                     Layout::Plain,
@@ -183,9 +183,9 @@ mod tests {
                 }
                 let mut keys = lock_keys.clone();
                 keys.extend(counter_keys.iter().cloned());
-                keys.push(crate::key::tomb_key("t:", "0123456789abcdef0123456789abcdef")[..].into());
+                keys.push(crate::pure::key::tomb_key("t:", "0123456789abcdef0123456789abcdef")[..].into());
                 let before = server_time_us(con);
-                let (token, fence): (String, u64) = crate::scripts::ACQUIRE_FENCED
+                let (token, fence): (String, u64) = crate::wire::scripts::ACQUIRE_FENCED
                     .eval(&keys, &[b"tok", b"10000", b"60000"])
                     .query(con)
                     .unwrap();
@@ -207,18 +207,18 @@ mod tests {
                 }
                 // The same request again (a cluster member's re-send): granted again, same
                 // fence, nothing changed.
-                let again: (String, u64) = crate::scripts::ACQUIRE_FENCED
+                let again: (String, u64) = crate::wire::scripts::ACQUIRE_FENCED
                     .eval(&keys, &[b"tok", b"10000", b"60000"])
                     .query(con)
                     .unwrap();
                 prop_assert_eq!(again, ("tok".to_owned(), fence));
-                let other: i64 = crate::scripts::ACQUIRE_FENCED
+                let other: i64 = crate::wire::scripts::ACQUIRE_FENCED
                     .eval(&keys, &[b"other", b"10000", b"60000"])
                     .query(con)
                     .unwrap();
                 prop_assert_eq!(other, 0, "another token is refused");
                 let raise_keys: Vec<Box<[u8]>> = counter_keys.clone();
-                let _: i64 = crate::scripts::FENCE_RAISE
+                let _: i64 = crate::wire::scripts::FENCE_RAISE
                     .eval(&raise_keys, &[raise_to.to_string().as_bytes(), b"90000"])
                     .query(con)
                     .unwrap();

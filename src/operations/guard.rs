@@ -9,12 +9,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{Error, ErrorKind, Operation};
-use crate::lock::{Lock, ReleaseReport};
-use crate::nodes::NodeSet;
+use crate::errors::error::{Error, ErrorKind, Operation};
+use crate::node_set::nodes::NodeSet;
+use crate::operations::lock::{Lock, ReleaseReport};
+use crate::operations::watchdog::{self, Control, Schedule, Status, STOP_FORGET, STOP_RELEASE};
+use crate::pure::token::Token;
 use crate::shared::Shared;
-use crate::token::Token;
-use crate::watchdog::{self, Control, Schedule, Status, STOP_FORGET, STOP_RELEASE};
 
 /// A lock that a background watchdog keeps extending until it is released, dropped, lost, or
 /// held for the configured maximum ([`RedlockBuilder::max_hold`](crate::RedlockBuilder::max_hold)).

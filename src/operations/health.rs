@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 
-use crate::error::{Error, NodeId, NodeOutcome, Operation};
-use crate::inspect::Read;
+use crate::errors::error::{Error, NodeId, NodeOutcome, Operation};
+use crate::operations::inspect::Read;
 use crate::shared::Shared;
 
 /// The resource the probe reads: a read-only script call on its keys shows that the node is

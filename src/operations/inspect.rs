@@ -6,10 +6,10 @@ use std::time::Duration;
 use futures::future::join_all;
 use redis::Value;
 
-use crate::error::{Error, NodeId, NodeOutcome, Operation};
-use crate::scripts::INSPECT;
+use crate::errors::error::{Error, NodeId, NodeOutcome, Operation};
+use crate::pure::token::fingerprint_of;
 use crate::shared::{resource_set, Shared};
-use crate::token::fingerprint_of;
+use crate::wire::scripts::INSPECT;
 
 /// Bound on each node's answer when no node timeout is configured.
 const DEFAULT_INSPECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -185,7 +185,11 @@ impl Read {
 
 /// The address of the shard of a cluster member that serves `key`: its slot (`CLUSTER KEYSLOT`)
 /// looked up in the member's slot map (`CLUSTER SLOTS`). `None` if the cluster does not say.
-async fn shard_of(node: &std::sync::Arc<crate::node::Node>, key: &[u8], timeout: Duration) -> Option<String> {
+async fn shard_of(
+    node: &std::sync::Arc<crate::connection::node::Node>,
+    key: &[u8],
+    timeout: Duration,
+) -> Option<String> {
     let keyslot = redis::cmd("CLUSTER").arg("KEYSLOT").arg(key).clone();
     let Ok(Value::Int(slot)) = node.query(&keyslot, &keyslot, timeout).await else {
         return None;

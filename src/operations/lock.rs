@@ -4,13 +4,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, ErrorKind, NodeId, NodeOutcome, Operation};
-use crate::fanout::{Fanout, Tentative};
-use crate::nodes::Unsent;
-use crate::reply::{LockRef, Request};
+use crate::errors::error::{Error, ErrorKind, NodeId, NodeOutcome, Operation};
+use crate::fan_out::fanout::{Fanout, Tentative};
+use crate::node_set::nodes::Unsent;
+use crate::pure::token::Token;
+use crate::pure::validity::validity;
 use crate::shared::Shared;
-use crate::token::Token;
-use crate::validity::validity;
+use crate::wire::reply::{LockRef, Request};
 use tokio_util::sync::CancellationToken;
 
 /// A lock held on a majority of nodes until [`valid_until`](Lock::valid_until).
@@ -100,7 +100,7 @@ impl ReleaseReport {
     /// Whether a majority still held the lock when it was released. `false` means it had
     /// expired (or been lost) before: work done near the end may have overlapped another holder.
     pub fn was_held(&self) -> bool {
-        self.deleted() >= crate::quorum::quorum(self.nodes.len())
+        self.deleted() >= crate::pure::quorum::quorum(self.nodes.len())
     }
 
     /// Time the release took.
@@ -207,7 +207,7 @@ impl Lock {
             ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
         );
         let result = crate::shared::in_span!(span, self.extend_unmeasured(ttl));
-        crate::metrics::extended(crate::metrics::kind_of(&result));
+        crate::wire::metrics::extended(crate::wire::metrics::kind_of(&result));
         result
     }
 
@@ -280,9 +280,9 @@ impl Lock {
             token = %self.lock.token.fingerprint(),
         );
         let result = crate::shared::in_span!(span, self.release_unmeasured());
-        crate::metrics::released(match &result {
-            Ok(report) if report.was_held() => Ok(crate::metrics::RELEASED),
-            Ok(_) => Ok(crate::metrics::RELEASED_NOT_HELD),
+        crate::wire::metrics::released(match &result {
+            Ok(report) if report.was_held() => Ok(crate::wire::metrics::RELEASED),
+            Ok(_) => Ok(crate::wire::metrics::RELEASED_NOT_HELD),
             Err(e) => Err(e.kind()),
         });
         result
@@ -351,7 +351,7 @@ impl Lock {
 impl Drop for Lock {
     fn drop(&mut self) {
         if self.armed {
-            crate::metrics::released(Ok(crate::metrics::RELEASED_ON_DROP));
+            crate::wire::metrics::released(Ok(crate::wire::metrics::RELEASED_ON_DROP));
             // Dropping the fan-out moves its requests to a background task.
             drop(self.start_release());
         }

@@ -4,8 +4,8 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::error::NodeId;
-use crate::nodes::NodeSet;
+use crate::errors::error::NodeId;
+use crate::node_set::nodes::NodeSet;
 
 /// Waits for the background jobs of `nodes` for at most `limit`, and reports what is left.
 pub(crate) async fn shutdown_within(nodes: &NodeSet, limit: Duration) -> ShutdownReport {

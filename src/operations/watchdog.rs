@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{Error, ErrorKind, Operation};
-use crate::lock::Lock;
+use crate::errors::error::{Error, ErrorKind, Operation};
+use crate::operations::lock::Lock;
 
 /// What the guard sees: the current validity, and why the lock was lost once it is.
 #[derive(Clone, Debug)]
@@ -144,7 +144,7 @@ pub(crate) async fn run(
         if capped {
             let max = schedule.max_hold.unwrap_or_default();
             let err = lost(format!("held for the maximum of {max:?} (max_hold)"));
-            crate::metrics::guard_lost(crate::metrics::LOST_MAX_HOLD);
+            crate::wire::metrics::guard_lost(crate::wire::metrics::LOST_MAX_HOLD);
             return hold_lost(lock, &status, &control, err).await;
         }
         // Extend, retrying transient failures while an attempt can still end before the margin.
@@ -154,15 +154,15 @@ pub(crate) async fn run(
                 let (why, reason) = if lock.is_valid() {
                     (
                         "no extension succeeded in time",
-                        crate::metrics::LOST_NOT_EXTENDED,
+                        crate::wire::metrics::LOST_NOT_EXTENDED,
                     )
                 } else {
                     (
                         "validity ended before the watchdog could extend (a blocked runtime?)",
-                        crate::metrics::LOST_VALIDITY_ENDED,
+                        crate::wire::metrics::LOST_VALIDITY_ENDED,
                     )
                 };
-                crate::metrics::guard_lost(reason);
+                crate::wire::metrics::guard_lost(reason);
                 let err = match last_failure.take() {
                     Some(last) => lost(format!("{why} (last extension failed: {})", last.kind()))
                         .with_resource(last.resource().unwrap_or_default())
@@ -192,7 +192,7 @@ pub(crate) async fn run(
                     continue 'hold;
                 }
                 Err(e) if e.is_lost() => {
-                    crate::metrics::guard_lost(crate::metrics::LOST_NOT_HELD);
+                    crate::wire::metrics::guard_lost(crate::wire::metrics::LOST_NOT_HELD);
                     return hold_lost(lock, &status, &control, e).await;
                 }
                 Err(e) => {
@@ -206,7 +206,7 @@ pub(crate) async fn run(
                     tokio::select! {
                         biased;
                         () = control.stop.cancelled() => return stopped(lock, &control),
-                        () = tokio::time::sleep(crate::backoff::extension_retry_delay(schedule.ttl)) => {}
+                        () = tokio::time::sleep(crate::pure::backoff::extension_retry_delay(schedule.ttl)) => {}
                     }
                 }
             }

@@ -1,7 +1,7 @@
 //! The background schedules: how long the watchdog, a node's reconnect and a node's release
 //! obligations pause between tries. Pure functions of how many tries failed; each grows (no
 //! hammering of a dead node), never pauses zero (no busy loop) and is capped (a node that
-//! comes back is found soon). Acquisition's own schedule is [`crate::retry::Retry`].
+//! comes back is found soon). Acquisition's own schedule is [`crate::pure::retry::Retry`].
 
 use std::time::Duration;
 

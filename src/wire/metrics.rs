@@ -10,8 +10,8 @@
 //! The call sites pass what they already have (an error kind, a node id, an outcome) and this
 //! file turns it into names and labels, so that the instrumented modules gain one line each.
 
-use crate::error::{ErrorKind, NodeId, NodeOutcome};
-use crate::reply::Op;
+use crate::errors::error::{ErrorKind, NodeId, NodeOutcome};
+use crate::wire::reply::Op;
 
 #[cfg(feature = "metrics")]
 mod on {

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use redis::{Cmd, RedisError, Value};
 
-use crate::error::NodeOutcome;
-use crate::key::Keys;
-use crate::scripts::{Script, ACQUIRE, ACQUIRE_MANY, EXTEND, RELEASE};
-use crate::token::Token;
+use crate::errors::error::NodeOutcome;
+use crate::pure::key::Keys;
+use crate::pure::token::Token;
+use crate::wire::scripts::{Script, ACQUIRE, ACQUIRE_MANY, EXTEND, RELEASE};
 
 /// The operations sent to nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,17 +1,17 @@
 //! Unit tests of reply.rs that do not fit in it (it is at the size limit of
-//! `tests/module_graph.rs`): the requests [`crate::reply::Request`] builds, byte for byte the
+//! `tests/module_graph.rs`): the requests [`crate::wire::reply::Request`] builds, byte for byte the
 //! script calls they stand for in both forms (`EVALSHA`, and `EVAL` after `NOSCRIPT`), and how
 //! failed calls and error replies are read. cargo-mutants found these untested (issue 22).
 
 use redis::{ErrorKind, RedisError, Value};
 
-use crate::error::NodeOutcome;
-use crate::key::{lock_key, tomb_key, Keys};
-use crate::reply::{
+use crate::errors::error::NodeOutcome;
+use crate::pure::key::{lock_key, tomb_key, Keys};
+use crate::pure::token::Token;
+use crate::wire::reply::{
     breaks_connection, classify_error, describe, fence_of, is_noscript, one_line, LockRef, Op, Request,
 };
-use crate::scripts::{ACQUIRE, ACQUIRE_MANY, RELEASE};
-use crate::token::Token;
+use crate::wire::scripts::{ACQUIRE, ACQUIRE_MANY, RELEASE};
 
 fn lock(resources: &[&str]) -> LockRef {
     let keys: Keys = resources

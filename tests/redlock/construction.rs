@@ -251,7 +251,7 @@ async fn no_extension_leaves_after_release() {
     let proxies = proxies(&cluster);
     let redlock = through(&proxies, Duration::from_millis(300));
     warm_up(&redlock).await;
-    let extend_sha = script_sha(include_str!("../../src/scripts/extend.lua"));
+    let extend_sha = script_sha(include_str!("../../src/wire/scripts/extend.lua"));
     let guard = redlock
         .acquire_guard("ext", Duration::from_secs(3))
         .await
@@ -315,7 +315,7 @@ async fn wake_on_release_waits_for_a_majority_of_reports() {
         hold_elsewhere(&cluster, i, "wake", 30_000);
     }
     // A waiting client's acquisitions of one resource go through its waiting line.
-    let acquire_sha = script_sha(include_str!("../../src/scripts/acquire_queued.lua"));
+    let acquire_sha = script_sha(include_str!("../../src/wire/scripts/acquire_queued.lua"));
     let attempts = proxies[0].count_requests(acquire_sha);
     let task = tokio::spawn({
         let waiter = waiter.clone();
@@ -442,9 +442,9 @@ async fn a_request_arriving_after_its_release_leaves_no_key() {
 #[tokio::test]
 async fn a_resent_request_is_harmless_before_and_after_its_release() {
     let cluster = LocalCluster::start(1).unwrap();
-    let acquire = include_str!("../../src/scripts/acquire.lua");
-    let many = include_str!("../../src/scripts/acquire_many.lua");
-    let release = include_str!("../../src/scripts/release.lua");
+    let acquire = include_str!("../../src/wire/scripts/acquire.lua");
+    let many = include_str!("../../src/wire/scripts/acquire_many.lua");
+    let release = include_str!("../../src/wire/scripts/release.lua");
     let mut con = redis::Client::open(cluster.url(0))
         .unwrap()
         .get_multiplexed_async_connection()
@@ -486,7 +486,7 @@ async fn a_resent_request_is_harmless_before_and_after_its_release() {
         "the key itself was deleted"
     );
     // The same for the waiting-line variant (wake-on-release).
-    let queued = include_str!("../../src/scripts/acquire_queued.lua");
+    let queued = include_str!("../../src/wire/scripts/acquire_queued.lua");
     let keys = ["q", "tq", "line", "leases"];
     let args = [tok, "10000", "w1", "1", "5000"];
     for _ in 0..2 {
@@ -542,7 +542,7 @@ async fn only_a_waiter_that_joined_leaves_and_a_lost_leave_holds_up_one_node() {
     let cluster = cluster(3);
     let proxies = proxies(&cluster);
     let resource = "line-leaves";
-    let leave_sha = script_sha(include_str!("../../src/scripts/queue_leave.lua"));
+    let leave_sha = script_sha(include_str!("../../src/wire/scripts/queue_leave.lua"));
     let leaves: Vec<_> = proxies
         .iter()
         .map(|p| p.count_requests(leave_sha.clone()))

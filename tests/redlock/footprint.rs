@@ -214,15 +214,15 @@ async fn scripts_check_before_they_write_whatever_the_node_holds() {
     let (q, le, tomb) = ("quorumlock:queue:r1", "quorumlock:lease:r1", "quorumlock:tomb:t");
     let script = |name: &str| -> &'static str {
         match name {
-            "acquire" => include_str!("../../src/scripts/acquire.lua"),
-            "acquire_many" => include_str!("../../src/scripts/acquire_many.lua"),
-            "acquire_fenced" => include_str!("../../src/scripts/acquire_fenced.lua"),
-            "acquire_queued" => include_str!("../../src/scripts/acquire_queued.lua"),
-            "fence_raise" => include_str!("../../src/scripts/fence_raise.lua"),
-            "release" => include_str!("../../src/scripts/release.lua"),
-            "extend" => include_str!("../../src/scripts/extend.lua"),
-            "queue_leave" => include_str!("../../src/scripts/queue_leave.lua"),
-            "queue_renew" => include_str!("../../src/scripts/queue_renew.lua"),
+            "acquire" => include_str!("../../src/wire/scripts/acquire.lua"),
+            "acquire_many" => include_str!("../../src/wire/scripts/acquire_many.lua"),
+            "acquire_fenced" => include_str!("../../src/wire/scripts/acquire_fenced.lua"),
+            "acquire_queued" => include_str!("../../src/wire/scripts/acquire_queued.lua"),
+            "fence_raise" => include_str!("../../src/wire/scripts/fence_raise.lua"),
+            "release" => include_str!("../../src/wire/scripts/release.lua"),
+            "extend" => include_str!("../../src/wire/scripts/extend.lua"),
+            "queue_leave" => include_str!("../../src/wire/scripts/queue_leave.lua"),
+            "queue_renew" => include_str!("../../src/wire/scripts/queue_renew.lua"),
             other => panic!("no script {other}"),
         }
     };

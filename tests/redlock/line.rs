@@ -132,7 +132,7 @@ async fn a_waiter_that_stops_trying_holds_the_line_for_one_lease() {
     let cluster = cluster(3);
     let resource = "line-stalled";
     let lease_ms = 1_500;
-    let script = include_str!("../../src/scripts/acquire_queued.lua");
+    let script = include_str!("../../src/wire/scripts/acquire_queued.lua");
     let joining = Instant::now();
     for i in 0..cluster.len() {
         hold_elsewhere(&cluster, i, resource, 60_000);
@@ -253,7 +253,7 @@ async fn one_server() -> (LocalCluster, redis::aio::MultiplexedConnection) {
 #[tokio::test]
 async fn the_line_script_serves_its_head_and_skips_ended_leases() {
     let (cluster, mut con) = one_server().await;
-    let script = include_str!("../../src/scripts/acquire_queued.lua");
+    let script = include_str!("../../src/wire/scripts/acquire_queued.lua");
     let keys = ["lock", "tomb", "line", "leases"];
     let mut run = async |token: &str, waiter: &str, place: u64, lease_ms: u64| -> bool {
         let mut cmd = redis::cmd("EVAL");
@@ -447,7 +447,7 @@ async fn fenced_waiters_are_served_in_order_with_increasing_fences() {
 #[tokio::test]
 async fn the_fenced_line_script_takes_fences_above_the_counter() {
     let (_cluster, mut con) = one_server().await;
-    let script = include_str!("../../src/scripts/acquire_queued.lua");
+    let script = include_str!("../../src/wire/scripts/acquire_queued.lua");
     let far = 9_000_000_000_000_000_i64; // above any server time in microseconds
     let _: () = redis::cmd("SET")
         .arg("fence")

@@ -116,7 +116,7 @@ async fn s18_fence_write_back_to_a_minority_fails_the_acquisition() {
     // Not a test of timeouts (the dropped write-backs reset their connections at once): 150 ms
     // on a cold client let the acquisition itself time out on a loaded machine.
     let redlock = via(&all(&p), Duration::from_secs(1), Retry::none(), true);
-    let sha = redis::Script::new(include_str!("../../src/scripts/fence_raise.lua"))
+    let sha = redis::Script::new(include_str!("../../src/wire/scripts/fence_raise.lua"))
         .get_hash()
         .to_owned();
     for proxy in &p[..2] {

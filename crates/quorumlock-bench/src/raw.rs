@@ -41,8 +41,8 @@ pub enum Mode {
 const CAS: &str =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 /// The library's scripts, byte for byte.
-const ACQUIRE: &str = include_str!("../../../src/scripts/acquire.lua");
-const RELEASE: &str = include_str!("../../../src/scripts/release.lua");
+const ACQUIRE: &str = include_str!("../../../src/wire/scripts/acquire.lua");
+const RELEASE: &str = include_str!("../../../src/wire/scripts/release.lua");
 
 /// Bound of one attempt (the library's bench configuration uses the same node timeout).
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(100);

@@ -13,8 +13,8 @@ use quorumlock::{ErrorKind, Redlock, Retry};
 use quorumlock_model::{check, control, format_trace, Bug};
 use quorumlock_testkit::{Direction, Fault, LocalCluster, Proxy};
 
-const ACQUIRE_FENCED: &str = include_str!("../../../src/scripts/acquire_fenced.lua");
-const RELEASE: &str = include_str!("../../../src/scripts/release.lua");
+const ACQUIRE_FENCED: &str = include_str!("../../../src/wire/scripts/acquire_fenced.lua");
+const RELEASE: &str = include_str!("../../../src/wire/scripts/release.lua");
 
 /// The server that holds `token`'s key at the end of the control's counterexample.
 fn holder_at_end(bug: Bug, token: u8) -> usize {
@@ -70,7 +70,7 @@ fn set_nx(cluster: &LocalCluster, i: usize, resource: &str, token: &str, ttl: Du
     r.as_deref() == Some("OK")
 }
 
-/// The token's tombstone key, as the library builds it (`src/key.rs`).
+/// The token's tombstone key, as the library builds it (`src/pure/key.rs`).
 fn tomb_key(token: &str) -> String {
     format!("quorumlock:tomb:{token}")
 }

@@ -1,74 +1,103 @@
 //! # quorumlock
 //!
-//! Redlock for async Rust: a distributed lock held by a majority of N independent Redis nodes,
-//! so it survives the loss of any minority of them. CI tests against Redis 7.0; Valkey passes
-//! the basic-lock test (`tests/valkey.rs`, run by hand against Valkey 9.1).
+//! A distributed lock for async Rust, held by a **majority of N independent Redis nodes** (the
+//! Redlock algorithm), with optional fencing tokens. It keeps working when any minority of lock
+//! servers dies, tells you exactly why when it cannot, and leaves nothing behind: every key it
+//! writes expires within a documented bound.
 //!
-//! **It runs on [tokio](https://tokio.rs)** and needs a tokio runtime with its time and I/O
-//! drivers enabled (`#[tokio::main]`, or `tokio::runtime::Builder` with `enable_all()`): its
-//! connections, timeouts and background releases are tokio's. It does not run under other
-//! executors (async-std, smol, `futures::executor::block_on`). Outside a tokio runtime, calls
-//! fail with [`ErrorKind::NoRuntime`] instead of panicking.
+//! ## Quickstart
 //!
-//! ```no_run
+//! **It runs on [tokio](https://tokio.rs)**: call it inside a tokio runtime with the time and I/O
+//! drivers enabled (`#[tokio::main]`, or `tokio::runtime::Builder` with `enable_all()`); not under
+//! async-std, smol or `futures::executor::block_on`. Outside a tokio runtime, calls fail with
+//! [`ErrorKind::NoRuntime`] instead of panicking. The same example opens the README
+//! (`tests/crate_page.rs` keeps the two equal).
+//!
+//! ```rust,no_run
 //! use std::time::Duration;
 //! use quorumlock::{Redlock, Retry};
 //!
-//! # async fn demo() -> Result<(), quorumlock::Error> {
-//! let redlock = Redlock::builder()
-//!     .nodes(["redis://10.0.0.1:6379", "redis://10.0.0.2:6379", "redis://10.0.0.3:6379",
-//!             "redis://10.0.0.4:6379", "redis://10.0.0.5:6379"])
-//!     .retry(Retry::wait(Duration::from_secs(10))) // keep trying for up to 10 s
-//!     .build()?;
+//! #[tokio::main]
+//! async fn main() -> Result<(), quorumlock::Error> {
+//!     let redlock = Redlock::builder()
+//!         .nodes([
+//!             "redis://10.0.1.10:6379", "redis://10.0.2.10:6379", "redis://10.0.3.10:6379",
+//!             "redis://:secret@10.0.4.10:6379", "rediss://lock5.internal:6380",
+//!         ])
+//!         .retry(Retry::wait(Duration::from_secs(10))) // keep trying for up to 10 s (default: 5 s)
+//!         .build()?; // contacts no node: a service can start while nodes are down
 //!
-//! match redlock.acquire("payments:order-42", Duration::from_secs(10)).await {
-//!     Ok(lock) => {
-//!         // We are the only holder until lock.valid_until().
-//!         lock.release().await?;
+//!     match redlock.acquire("payments:order-42", Duration::from_secs(30)).await {
+//!         Ok(mut lock) => {
+//!             // Exclusive until lock.valid_until(): check before each side effect.
+//!             if lock.is_valid() {
+//!                 charge_card().await;
+//!             }
+//!             lock.extend(Duration::from_secs(30)).await?; // compare-and-PEXPIRE on a majority
+//!             lock.release().await?;                       // compare-and-delete, per-node report
+//!         }
+//!         Err(e) if e.is_contended() => println!("another worker has it"),
+//!         Err(e) if e.is_quorum_unreachable() => eprintln!("lock service degraded: {e}"),
+//!         Err(e) => return Err(e),
 //!     }
-//!     Err(e) if e.is_contended() => println!("someone else is processing it"),
-//!     Err(e) => return Err(e),
+//!     // Waits for releases still running in the background; without it, a lock dropped just
+//!     // before `main` returns stays held on the nodes until its TTL ends.
+//!     redlock.shutdown().await;
+//!     Ok(())
 //! }
-//! // Waits for background releases (of dropped locks, failed attempts) before the runtime
-//! // stops; without it, a lock dropped just before exit stays held until its TTL ends.
-//! redlock.shutdown().await;
-//! # Ok(()) }
+//! # async fn charge_card() {}
 //! ```
 //!
 //! [`Redlock::acquire`] waits deadline-first: it retries until its [`Retry`] policy's deadline
 //! (5 s by default, [`Retry::wait`] to choose), with no cap on the number of attempts unless
 //! you set one; [`Redlock::try_acquire`] makes one attempt.
 //!
-//! Beyond one lock: [`Redlock::acquire_guard`] keeps a lock alive with a watchdog and tells you
-//! the moment it is lost ([`LockGuard::lost`]); [`Redlock::with_lock`] runs work under a guard;
+//! ## The public types
+//!
+//! | Type | What it is for |
+//! |---|---|
+//! | [`Redlock`] | The client: one lock service over N nodes. Acquires locks and guards, inspects resources, checks the nodes' health, shuts down. |
+//! | [`RedlockBuilder`] | Configures a [`Redlock`]: nodes, timeouts, retry policy, fencing, wake-on-release, TLS, key prefix. |
+//! | [`Retry`] | How an acquisition retries: a deadline, the delay between attempts, an optional attempt cap, failing fast on an outage. |
+//! | [`Lock`] | A held lock: its validity, its fencing token, extend, release (also on drop). |
+//! | [`LockGuard`] | A lock kept alive by a watchdog, with [`LockGuard::lost`] to stop work before the validity ends. |
+//! | [`ReleaseReport`] | What a release did on each node. |
+//! | [`Error`] | Every failure: its [`ErrorKind`] (what a caller branches on), its [`Operation`], and what each node ([`NodeId`]) answered ([`NodeOutcome`]). |
+//! | [`Health`], [`NodeHealth`] | Every node's state, for start-up checks and readiness probes ([`Redlock::health`]). |
+//! | [`Inspection`], [`NodeView`], [`NodeState`] | A read-only view of one resource on every node ([`Redlock::inspect`]). |
+//! | [`ShutdownReport`] | What [`Redlock::shutdown_timeout`] left behind when it stopped waiting. |
+//! | [`guides`] | The guides, as pages of these docs. |
+//!
+//! ## Beyond one lock
+//!
+//! [`Redlock::acquire_guard`] keeps a lock alive with a watchdog and tells you the moment it is
+//! lost ([`LockGuard::lost`]); [`Redlock::with_lock`] runs work under a guard;
 //! [`Redlock::acquire_many`] takes several resources at once; `.fencing(true)` gives every
 //! acquisition a fencing token ([`Lock::fencing_token`]) that orders holders over the quorum.
 //!
+//! On a service's request path: [`Redlock::acquire_with`] a per-call [`Retry`] that fails fast on
+//! an outage ([`Retry::fail_fast_when_unreachable`]), [`Error::is_transient`],
+//! [`Redlock::with_guard`] (the work gets its fence and `lost()`), [`Redlock::health`] for start-up
+//! and readiness checks, [`Redlock::shutdown_timeout`].
+//!
+//! ## Guarantees and guides
+//!
 //! What is guaranteed, and under which assumptions, is in [docs/design.md]: mutual exclusion
 //! within the validity window (G1), ownership checks on release and extend (G2), expiry of a
-//! crashed holder's lock (G3), tolerance of a minority of failed nodes with errors that name
-//! every node (G4), no keys left behind by failed or cancelled acquisitions (G5), ordered
-//! fencing tokens (G6, [docs/fencing.md]), typed errors for bad input (G7), and no secrets in
-//! output (G8). [docs/chaos.md] shows how each is tested under faults.
-//!
-//! On a service's request path: [`Redlock::acquire_with`] a per-call [`Retry`] that fails fast
-//! on an outage ([`Retry::fail_fast_when_unreachable`]), [`Error::is_transient`],
-//! [`Redlock::with_guard`] (the work gets its fence and `lost()`), [`Redlock::health`] for
-//! start-up and readiness checks, [`Redlock::shutdown_timeout`].
+//! crashed holder's lock (G3), tolerance of a minority of failed nodes with errors that name every
+//! node (G4), no keys left behind by failed or cancelled acquisitions (G5), ordered fencing tokens
+//! (G6, [docs/fencing.md]), typed errors for bad input (G7), and no secrets in output (G8).
+//! [docs/chaos.md] shows how each is tested under faults.
 //!
 //! The guides are part of these docs, in [`guides`]: [`guides::guards`] (guards, watchdogs,
 //! `with_lock`), [`guides::fencing`], [`guides::operations`] (choosing N, TTL and timeouts; the
 //! request path; TLS; ACLs; monitoring; sizing memory), [`guides::scaling`] (cluster members),
-//! [`guides::metrics`] (the opt-in `metrics` cargo feature). Also [docs/cli.md] (the
-//! `quorumlock` command line), [docs/benchmarks.md], and the [README] with runnable
-//! [examples].
+//! [`guides::metrics`] (the opt-in `metrics` cargo feature). Also [docs/cli.md] (the `quorumlock`
+//! command line), [docs/benchmarks.md], and the [README] with runnable [examples].
 //!
 //! [docs/design.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/design.md
 //! [docs/fencing.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/fencing.md
 //! [docs/chaos.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/chaos.md
-//! [docs/guards.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/guards.md
-//! [docs/operations.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/operations.md
-//! [docs/metrics.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/metrics.md
 //! [docs/cli.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/cli.md
 //! [docs/benchmarks.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/benchmarks.md
 //! [README]: https://github.com/quorumlock/quorumlock/blob/main/README.md

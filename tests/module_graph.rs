@@ -59,9 +59,13 @@ fn files() -> Vec<String> {
 /// The index in [`LAYERS`] of the file or module path `rel` (`pure/quorum.rs`, `shared.rs`).
 fn layer_of(rel: &str) -> Option<usize> {
     LAYERS.iter().position(|(_, holds)| {
-        holds
-            .iter()
-            .any(|h| if h.ends_with('/') { rel.starts_with(h) } else { rel == *h })
+        holds.iter().any(|h| {
+            if h.ends_with('/') {
+                rel.starts_with(h)
+            } else {
+                rel == *h
+            }
+        })
     })
 }
 
@@ -181,10 +185,7 @@ fn module_layer(module: &str) -> usize {
 
 #[test]
 fn every_file_is_in_a_layer() {
-    let homeless: Vec<_> = files()
-        .into_iter()
-        .filter(|f| layer_of(f).is_none())
-        .collect();
+    let homeless: Vec<_> = files().into_iter().filter(|f| layer_of(f).is_none()).collect();
     assert!(
         homeless.is_empty(),
         "these files of src/ are in no layer of tests/module_graph.rs (LAYERS): {homeless:?}"
@@ -278,8 +279,7 @@ fn no_source_file_is_over_400_lines() {
 /// row per group of files, `Files` naming each file by its path under `src/` in backticks.
 #[test]
 fn the_module_map_in_design_md_matches_the_tree() {
-    let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/design.md"))
-        .unwrap();
+    let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/design.md")).unwrap();
     let map = doc
         .split("\n## Module map\n")
         .nth(1)
@@ -344,12 +344,6 @@ fn the_path_reader_expands_groups() {
         paths("{pure::quorum, fan_out::{calls, undo::X}};"),
         ["pure::quorum", "fan_out::calls", "fan_out::undo::X"]
     );
-    assert_eq!(
-        paths("wire::metrics::rejected)?"),
-        ["wire::metrics::rejected"]
-    );
-    assert_eq!(
-        paths("{\n    a::b,\n    c,\n};"),
-        ["a::b", "c"]
-    );
+    assert_eq!(paths("wire::metrics::rejected)?"), ["wire::metrics::rejected"]);
+    assert_eq!(paths("{\n    a::b,\n    c,\n};"), ["a::b", "c"]);
 }

@@ -15,7 +15,7 @@ use crate::shared::Shared;
 /// takes) our scripts. Reading a key changes nothing, whatever the name.
 const PROBE: &str = "quorumlock-health-probe";
 
-/// One node's state. Made by [`Redlock::health`](crate::Redlock::health).
+/// One node's state in a [`Health`] report. Made by [`Redlock::health`](crate::Redlock::health).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct NodeHealth {
@@ -38,7 +38,8 @@ impl NodeHealth {
     }
 }
 
-/// Every node's state. Made by [`Redlock::health`](crate::Redlock::health).
+/// Every node's state, for start-up checks and readiness probes. Made by
+/// [`Redlock::health`](crate::Redlock::health).
 #[derive(Clone, Debug)]
 pub struct Health {
     quorum: usize,

@@ -48,7 +48,8 @@ pub struct NodeView {
     pub shard: Option<String>,
 }
 
-/// The state of one resource on every node. Made by [`Redlock::inspect`](crate::Redlock::inspect).
+/// The state of one resource on every node, for operators and debugging (who holds it, until
+/// when, with which fence). Made by [`Redlock::inspect`](crate::Redlock::inspect).
 #[derive(Clone, Debug)]
 pub struct Inspection {
     resource: String,

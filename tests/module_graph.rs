@@ -154,6 +154,12 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
                 .filter(|l| !l.trim_start().starts_with("//"))
                 .collect::<Vec<_>>()
                 .join("\n");
+            // The reader follows `crate::` paths only; `super::super::` would reach a module
+            // of another folder past it, so it is not allowed outside tests.
+            assert!(
+                !code.contains("super::super"),
+                "src/{rel}: name modules of other folders by their crate:: path, not super::super::"
+            );
             let mut deps = BTreeSet::new();
             for (at, _) in code.match_indices("crate::") {
                 for path in paths(&code[at + "crate::".len()..]) {

@@ -202,14 +202,6 @@ async fn a_dead_shard_primary_costs_one_member_and_leaks_nothing() {
     lock.release().await.unwrap();
     redlock.shutdown().await;
     let shard = (0..3).find(|s| cluster.shard_port(0, *s) == port).unwrap();
-    // The replica has the warm-up's counter before it is cut off: replication is asynchronous,
-    // and on a loaded machine it had not arrived yet (1 of 17 runs), so the promoted replica
-    // had no counter at all instead of an older one.
-    assert_eq!(
-        cluster.command(port, &["WAIT", "1", "5000"]).unwrap(),
-        Reply::Int(1),
-        "the replica acknowledged the warm-up's writes"
-    );
     cluster.kill_shard(0, shard).unwrap();
 
     let lock = redlock.acquire("payments", TTL).await.unwrap();
@@ -242,6 +234,14 @@ async fn fencing_orders_holders_across_a_failover_that_lost_the_counter() {
         .next()
         .unwrap();
     let shard = (0..3).find(|s| cluster.shard_port(0, *s) == port).unwrap();
+    // The replica has the warm-up's counter before it is cut off: replication is asynchronous,
+    // and on a loaded machine it had not arrived yet (1 of 17 runs), so the promoted replica
+    // had no counter at all instead of an older one.
+    assert_eq!(
+        cluster.command(port, &["WAIT", "1", "5000"]).unwrap(),
+        Reply::Int(1),
+        "the replica acknowledged the warm-up's writes"
+    );
     // Its replica is cut off (stopped, and its link closed by the primary), the next holder
     // writes, then the primary dies: the promoted replica has lost that holder's key and fence
     // counter, as asynchronous replication can.

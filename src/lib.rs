@@ -54,7 +54,7 @@
 //!
 //! ## The public types
 //!
-//! | Type | What it is for |
+//! | Item | What it is for |
 //! |---|---|
 //! | [`Redlock`] | The client: one lock service over N nodes. Acquires locks and guards, inspects resources, checks the nodes' health, shuts down. |
 //! | [`RedlockBuilder`] | Configures a [`Redlock`]: nodes, timeouts, retry policy, fencing, wake-on-release, TLS, key prefix. |
@@ -66,7 +66,8 @@
 //! | [`Health`], [`NodeHealth`] | Every node's state, for start-up checks and readiness probes ([`Redlock::health`]). |
 //! | [`Inspection`], [`NodeView`], [`NodeState`] | A read-only view of one resource on every node ([`Redlock::inspect`]). |
 //! | [`ShutdownReport`] | What [`Redlock::shutdown_timeout`] left behind when it stopped waiting. |
-//! | [`guides`] | The guides, as pages of these docs. |
+//! | `describe_metrics` | With the `metrics` cargo feature: describes the library's metrics to the installed recorder ([`guides::metrics`]). |
+//! | [`guides`] | The guides, as pages of these docs (a module with no code). |
 //!
 //! ## Beyond one lock
 //!
@@ -87,7 +88,8 @@
 //! crashed holder's lock (G3), tolerance of a minority of failed nodes with errors that name every
 //! node (G4), no keys left behind by failed or cancelled acquisitions (G5), ordered fencing tokens
 //! (G6, [docs/fencing.md]), typed errors for bad input (G7), and no secrets in output (G8).
-//! [docs/chaos.md] shows how each is tested under faults.
+//! [docs/guarantees.md] lists the tests behind each one, and [docs/chaos.md] shows how each is
+//! tested under faults.
 //!
 //! The guides are part of these docs, in [`guides`]: [`guides::guards`] (guards, watchdogs,
 //! `with_lock`), [`guides::fencing`], [`guides::operations`] (choosing N, TTL and timeouts; the
@@ -98,6 +100,7 @@
 //! [docs/design.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/design.md
 //! [docs/fencing.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/fencing.md
 //! [docs/chaos.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/chaos.md
+//! [docs/guarantees.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/guarantees.md
 //! [docs/cli.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/cli.md
 //! [docs/benchmarks.md]: https://github.com/quorumlock/quorumlock/blob/main/docs/benchmarks.md
 //! [README]: https://github.com/quorumlock/quorumlock/blob/main/README.md
@@ -105,8 +108,9 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![forbid(unsafe_code)]
 
-// The layers of `src/`, from the bottom up (docs/design.md, "Module map"): a module imports
-// only from its own layer or below, checked by `tests/module_graph.rs`.
+// The layers of `src/` (rustfmt keeps these in alphabetical order; their order from the bottom
+// up is `LAYERS` in tests/module_graph.rs and the module map of docs/design.md): a module
+// imports only from its own layer or below, which that test checks.
 mod builder;
 mod client;
 mod connection;

@@ -124,6 +124,15 @@ fn paths(s: &str) -> Vec<String> {
             tree(s, at, &path, out);
         } else {
             out.push(path);
+            // `x as y`: the path is `x`; skip the new name.
+            skip(at);
+            if s[*at..].starts_with(b"as ") {
+                *at += 3;
+                skip(at);
+                while *at < s.len() && (s[*at].is_ascii_alphanumeric() || s[*at] == b'_') {
+                    *at += 1;
+                }
+            }
         }
     }
     let mut out = Vec::new();
@@ -131,34 +140,72 @@ fn paths(s: &str) -> Vec<String> {
     out
 }
 
+/// The code of a file: without its unit tests (`#[cfg(test)] mod tests`, last in every file)
+/// and without comments (`/* */`, and `//` to the end of the line where it starts a line or
+/// follows a space, so that `redis://` in a string stays).
+fn code_of(text: &str) -> String {
+    let text = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+    let mut code = String::new();
+    let mut rest = text;
+    while let Some(open) = rest.find("/*") {
+        code.push_str(&rest[..open]);
+        rest = rest[open..].split_once("*/").map_or("", |(_, after)| after);
+    }
+    code.push_str(rest);
+    code.lines()
+        .map(|l| {
+            let cut = l
+                .match_indices("//")
+                .find(|(at, _)| *at == 0 || l.as_bytes()[at - 1].is_ascii_whitespace())
+                .map_or(l.len(), |(at, _)| at);
+            &l[..cut]
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Each module of `src/` and the modules its non-test code names as `crate::...`.
 fn graph() -> BTreeMap<String, BTreeSet<String>> {
     let files = files();
     let modules: BTreeSet<String> = files.iter().map(|f| module_of(f)).collect();
     // The longest module a path starts with: `pure::quorum::Tally` is in `pure::quorum`.
-    let module_in = |path: &str| -> Option<String> {
+    let longest_module = |path: &str| -> Option<String> {
         let parts: Vec<&str> = path.split("::").collect();
         (1..=parts.len())
             .rev()
             .map(|n| parts[..n].join("::"))
             .find(|m| modules.contains(m))
     };
+    // What the crate root re-exports (`crate::Redlock` is `client::Redlock`), by its name.
+    let root = code_of(&fs::read_to_string(src().join("lib.rs")).unwrap());
+    let reexports: BTreeMap<String, String> = root
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("pub use "))
+        .flat_map(paths)
+        .filter_map(|p| {
+            let name = p.rsplit("::").next()?.to_owned();
+            Some((name, longest_module(&p)?))
+        })
+        .collect();
+    let module_in = |path: &str| -> Option<String> {
+        longest_module(path).or_else(|| {
+            let first = path.split("::").next()?;
+            reexports.get(first).cloned()
+        })
+    };
     files
         .iter()
         .map(|rel| {
             let name = module_of(rel);
-            let text = fs::read_to_string(src().join(rel)).unwrap();
-            let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
-            let code: String = code
-                .lines()
-                .filter(|l| !l.trim_start().starts_with("//"))
-                .collect::<Vec<_>>()
-                .join("\n");
-            // The reader follows `crate::` paths only; `super::super::` would reach a module
-            // of another folder past it, so it is not allowed outside tests.
+            let code = code_of(&fs::read_to_string(src().join(rel)).unwrap());
+            // The reader follows `crate::` paths only. In a folder's mod.rs or a file at the
+            // top level, `super::` is the crate root, and `super::super::` reaches past a
+            // folder anywhere: both are refused outside tests (an inline module's `super::`,
+            // its own file, is fine).
+            let at_root = !rel.contains('/') || rel.matches('/').count() == 1 && rel.ends_with("/mod.rs");
             assert!(
-                !code.contains("super::super"),
-                "src/{rel}: name modules of other folders by their crate:: path, not super::super::"
+                !(code.contains("super::super") || at_root && code.contains("super::")),
+                "src/{rel}: name modules of other folders by their crate:: path, not super::"
             );
             let mut deps = BTreeSet::new();
             for (at, _) in code.match_indices("crate::") {
@@ -201,6 +248,10 @@ fn every_file_is_in_a_layer() {
 #[test]
 fn no_module_imports_from_a_higher_layer() {
     let g = graph();
+    assert!(
+        g["operations::lock"].contains("errors::error"),
+        "the graph reader misses `crate::Error`, a re-export of the crate root"
+    );
     assert!(
         g["operations::acquire"].contains("fan_out::fanout"),
         "the graph reader misses `use crate::x::y::z`"
@@ -352,4 +403,42 @@ fn the_path_reader_expands_groups() {
     );
     assert_eq!(paths("wire::metrics::rejected)?"), ["wire::metrics::rejected"]);
     assert_eq!(paths("{\n    a::b,\n    c,\n};"), ["a::b", "c"]);
+    assert_eq!(paths("{a::b as x, c::d};"), ["a::b", "c::d"]);
+    assert_eq!(
+        code_of("use crate::{\n    a::b, // note\n    c, /* x */ d,\n};\nlet u = \"redis://h\";"),
+        "use crate::{\n    a::b, \n    c,  d,\n};\nlet u = \"redis://h\";"
+    );
+}
+
+/// Each layer folder's mod.rs ends its description with "May import:" and the layers below it,
+/// as LAYERS orders them (`pure`, ..., `shared`), so what a reader opening the folder is told
+/// cannot drift from the rule this file checks.
+#[test]
+fn each_folder_says_what_it_may_import() {
+    let mut wrong = Vec::new();
+    for (at, (_, holds)) in LAYERS.iter().enumerate() {
+        for folder in holds.iter().filter_map(|h| h.strip_suffix('/')) {
+            let text = fs::read_to_string(src().join(folder).join("mod.rs")).unwrap();
+            let Some(rest) = text.split("//! May import:").nth(1) else {
+                wrong.push(format!("src/{folder}/mod.rs has no \"May import:\""));
+                continue;
+            };
+            let para: String = rest
+                .lines()
+                .take_while(|l| !l.trim().is_empty() && l.trim() != "//!")
+                .collect();
+            let said: Vec<&str> = para.split('`').skip(1).step_by(2).collect();
+            let below: Vec<&str> = LAYERS[..at]
+                .iter()
+                .flat_map(|(_, h)| h.iter())
+                .map(|h| h.trim_end_matches('/').trim_end_matches(".rs"))
+                .collect();
+            if said != below {
+                wrong.push(format!(
+                    "src/{folder}/mod.rs may import {said:?}, LAYERS says {below:?}"
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }

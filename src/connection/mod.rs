@@ -1,4 +1,4 @@
-//! Layer 4, **connection**: one member of the quorum and the connection to it.
+//! **connection**, above wire: one member of the quorum and the connection to it.
 //!
 //! - `url`: URL and TLS parsing, and what a member is (`Endpoint`: one server or a Redis
 //!   Cluster).

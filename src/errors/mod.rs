@@ -1,4 +1,4 @@
-//! Layer 2, **errors**: what a caller is told when something fails.
+//! **errors**, above pure: what a caller is told when something fails.
 //!
 //! - `kind`: `ErrorKind` and `Operation`.
 //! - `outcome`: `NodeId` and `NodeOutcome`, what one node answered.

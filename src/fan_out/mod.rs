@@ -1,4 +1,4 @@
-//! Layer 6, **fan-out**: one request sent to every node, decided as soon as a majority has
+//! **fan-out**, above the node set: one request sent to every node, decided as soon as a majority has
 //! answered either way.
 //!
 //! - `fanout`: the fan-out itself and what happens to the calls still in flight after the
@@ -7,7 +7,7 @@
 //! - `decision`: the verdict, the failure kind and the per-node report.
 //! - `undo`: which nodes an undo must release, from the answers seen.
 //!
-//! May import: every layer below (`pure`, `errors`, `wire`, `connection`, `node_set`).
+//! May import: `pure`, `errors`, `wire`, `connection`, `node_set`.
 
 pub(crate) mod calls;
 pub(crate) mod decision;

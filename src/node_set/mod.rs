@@ -1,4 +1,4 @@
-//! Layer 5, **node set**: the N members together, and what outlives one call to them.
+//! **node set**, above connection: the N members together, and what outlives one call to them.
 //!
 //! - `nodes`: the N nodes, the background task tracker and the release obligations (a release
 //!   that could not be sent is re-sent until it has a definite answer or the key has expired).

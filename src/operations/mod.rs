@@ -1,5 +1,7 @@
-//! Layer 8, **operations**: what a caller does with a lock, each built on one or more fan-outs
-//! and on [`crate::shared::Shared`] (layer 7, at the top level of `src/`).
+//! **operations**, above the fan-out and `shared.rs` (at the top level of `src/`): what a caller
+//! does with a lock, each built on [`crate::shared::Shared`] and, where it reaches the nodes,
+//! on the fan-out (acquire, extend, release, fencing) or on the node set directly (inspect,
+//! health: one read per node).
 //!
 //! - `acquire`: retrying an acquisition, and one attempt (plain, fenced, several resources,
 //!   through the waiting line).
@@ -9,7 +11,8 @@
 //! - `inspect`, `health`: read-only views of a resource and of the nodes.
 //! - `shutdown`: `ShutdownReport`.
 //!
-//! May import: every layer below, and `shared`. Not the builder or the client.
+//! May import: `pure`, `errors`, `wire`, `connection`, `node_set`, `fan_out`, `shared`. Not the
+//! builder or the client.
 
 pub(crate) mod acquire;
 pub(crate) mod fencing;

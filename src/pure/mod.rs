@@ -1,5 +1,6 @@
-//! Layer 1, **pure**: the math and the schedules, with no I/O and no imports from the rest of
-//! the crate (each file is plain functions and values, property-tested).
+//! **pure**, the lowest layer: the math and the schedules, plain functions and values with no
+//! network, no clock and no imports from the rest of the crate (only `token` reads the OS's
+//! random source), tested by unit and property tests.
 //!
 //! - `quorum`: vote counting, the majority, the verdict.
 //! - `validity`: validity, clock drift, the minimum TTL.
@@ -8,8 +9,10 @@
 //! - `token`, `key`: tokens and their fingerprints; key names, their namespaces and the
 //!   hash-tagged layout of cluster members.
 //!
-//! May import: nothing of the crate (`tests/module_graph.rs` fails on an import from a higher
-//! layer).
+//! May import: nothing of the crate.
+//!
+//! The order of the layers is `LAYERS` in tests/module_graph.rs, which fails on an import from
+//! a higher layer.
 
 pub(crate) mod backoff;
 pub(crate) mod key;

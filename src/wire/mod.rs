@@ -1,4 +1,5 @@
-//! Layer 3, **wire**: what goes to a node and how its answer is read.
+//! **wire**, above errors: what goes to a node, how its answer is read, and what is counted
+//! about it.
 //!
 //! - `scripts`: the Lua scripts, one `.lua` file each, hashed once.
 //! - `reply`: requests as script calls, and what a reply means for each operation (a grant

@@ -21,6 +21,7 @@
 //!
 //! Run `cargo run -p quorumlock-model --release -- help` for the longer checks.
 
+pub mod grants;
 pub mod model;
 
 use std::time::{Duration, Instant};

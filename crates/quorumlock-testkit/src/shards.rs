@@ -482,6 +482,46 @@ impl LocalCluster {
         }
     }
 
+    /// Waits until each running replica of shard `s` of member `i` has received everything its
+    /// primary had written when this was called: the replica's `slave_repl_offset` reaches the
+    /// primary's `master_repl_offset`. Replication is asynchronous, so a test that kills a
+    /// primary to see a replica take over calls this first when what was written before must
+    /// survive. `WAIT` from [`command`](Self::command) does not do this: it waits for the offset
+    /// of its own connection's writes, and a fresh connection has none, so it answers at once.
+    ///
+    /// # Errors
+    /// When the shard has no running primary, or a replica has not caught up within 10 s.
+    pub fn wait_for_replication(&self, i: usize, s: usize) -> Result<(), Error> {
+        let password = self.options.password.as_deref();
+        let offset = |j: usize, field: &str| -> Result<u64, Error> {
+            let info = Conn::open(self.members[i][j].port, password)?.text(&["INFO", "replication"])?;
+            info_field(&info, field)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| Error::new(format!("{}: no {field} in INFO replication", self.label(i, j))))
+        };
+        let primary = self.current_primary(i, s)?;
+        let written = offset(primary, "master_repl_offset")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for j in self.index_of(s, 0)..=self.index_of(s, self.replicas()) {
+            if j == primary || !self.members[i][j].answers() {
+                continue;
+            }
+            loop {
+                match offset(j, "slave_repl_offset") {
+                    Ok(got) if got >= written => break,
+                    got if Instant::now() > deadline => {
+                        return Err(Error::new(format!(
+                            "{}: replication offset {got:?} below the primary's {written} after 10 s",
+                            self.label(i, j)
+                        )))
+                    }
+                    _ => std::thread::sleep(POLL),
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Waits until every running, unpaused process of member `i` reports `cluster_state:ok`,
     /// they agree on the slot map (`CLUSTER SLOTS`) and on each other's role, none is marked
     /// failing or has a slot migrating or importing, and every replica's link to its primary is

@@ -116,6 +116,11 @@ fn failed_calls_are_read_by_kind() {
     // The connection is made again after broken transport or an untrusted reply stream, not
     // after an error reply the server chose to send.
     assert!(breaks_connection(&io));
+    // An I/O error that redis-rs would retry on the same connection (not "dropped", not
+    // "unrecoverable") still breaks it here: the reply stream can no longer be trusted.
+    let timed_out = RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+    assert!(!timed_out.is_unrecoverable_error() && !timed_out.is_connection_dropped());
+    assert!(breaks_connection(&timed_out));
     assert!(breaks_connection(&parse));
     assert!(breaks_connection(&RedisError::from((
         ErrorKind::Client,

@@ -15,7 +15,9 @@ use crate::shared::Shared;
 /// takes) our scripts. Reading a key changes nothing, whatever the name.
 const PROBE: &str = "quorumlock-health-probe";
 
-/// One node's state in a [`Health`] report. Made by [`Redlock::health`](crate::Redlock::health).
+/// One node's state in a [`Health`] report, to tell which node is down, refuses our
+/// credentials or is the same server as another. Made by
+/// [`Redlock::health`](crate::Redlock::health).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct NodeHealth {
